@@ -1,0 +1,16 @@
+//! journeyc: a declarative customer-journey compiler and batch orchestrator.
+//!
+//! The pipeline, one module per stage: [`parser`] (pest) -> [`ast`] ->
+//! [`analyzer`] (DAG and checks) -> [`diagnostic`] -> [`render`].
+
+pub mod analyzer;
+pub mod ast;
+pub mod commands;
+pub mod diagnostic;
+pub mod format;
+pub mod graph;
+pub mod parser;
+pub mod project;
+pub mod render;
+pub mod settings;
+pub mod span;

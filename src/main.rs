@@ -1,0 +1,129 @@
+//! The `journeyc` command line: parses arguments and calls the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use journeyc::commands::{self, CheckFormat, CheckOptions, FmtOptions, GraphFormat, Status};
+
+#[derive(Parser)]
+#[command(
+    name = "journeyc",
+    version,
+    about = "Customer journeys as code: check, draw and format journey files"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check journeys, settings and their references; exit 1 on errors.
+    Check {
+        /// Files or folders; default: the project in the current folder.
+        paths: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+        /// `--deny warnings` fails the check on warnings too.
+        #[arg(long, value_enum)]
+        deny: Option<Deny>,
+    },
+    /// Draw a journey's compiled graph.
+    Graph {
+        journey: String,
+        #[arg(long, value_enum, default_value = "dot")]
+        format: Drawing,
+        /// A folder inside the project (default: the current folder).
+        #[arg(long)]
+        project: Option<PathBuf>,
+    },
+    /// Print journey files in their canonical layout.
+    Fmt {
+        /// Files or folders; default: the project in the current folder.
+        paths: Vec<PathBuf>,
+        /// List files that are not formatted and exit 1; change nothing.
+        #[arg(long, conflicts_with = "write")]
+        check: bool,
+        /// Rewrite the files in place.
+        #[arg(long)]
+        write: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Human,
+    Json,
+    Github,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Deny {
+    Warnings,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Drawing {
+    Dot,
+    Mermaid,
+    Text,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    let result = match cli.command {
+        Command::Check {
+            paths,
+            format,
+            deny,
+        } => {
+            let format = match format {
+                Format::Human => CheckFormat::Human,
+                Format::Json => CheckFormat::Json,
+                Format::Github => CheckFormat::Github,
+            };
+            let options = CheckOptions {
+                paths,
+                format,
+                deny_warnings: deny.is_some(),
+            };
+            commands::check(&options, &mut out)
+        }
+        Command::Graph {
+            journey,
+            format,
+            project,
+        } => {
+            let format = match format {
+                Drawing::Dot => GraphFormat::Dot,
+                Drawing::Mermaid => GraphFormat::Mermaid,
+                Drawing::Text => GraphFormat::Text,
+            };
+            commands::graph(&journey, project.as_deref(), format, &mut out, &mut err)
+        }
+        Command::Fmt {
+            paths,
+            check,
+            write,
+        } => commands::fmt(
+            &FmtOptions {
+                paths,
+                check,
+                write,
+            },
+            &mut out,
+            &mut err,
+        ),
+    };
+    match result {
+        Ok(Status::Success) => ExitCode::SUCCESS,
+        Ok(Status::Problems) => ExitCode::from(1),
+        Err(error) => {
+            use std::io::Write as _;
+            let _ = writeln!(err, "error: {error}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,679 @@
+//! `journeyc.yaml`: the contact schema, event catalog, stages, channels,
+//! timezone, quiet hours, caps and holiday calendar that the checks use.
+//! Unknown keys are errors with their line and column: a typo in settings
+//! must never be ignored. Secrets are never read from this file; settings
+//! that need one name the environment variable that holds it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+
+use crate::ast::{Channel, Duration, Time};
+use crate::diagnostic::{Code, Diagnostic};
+use crate::parser::{parse_duration, parse_time};
+use crate::span::{FileId, SourceMap, Span};
+
+pub const FILE_NAME: &str = "journeyc.yaml";
+
+/// Contact fields every project has, whatever its schema says.
+pub const BUILTIN_FIELDS: &[(&str, FieldType, bool)] = &[
+    ("id", FieldType::String, false),
+    ("email", FieldType::String, true),
+    ("phone", FieldType::String, true),
+    ("timezone", FieldType::String, true),
+    ("created_at", FieldType::DateTime, false),
+];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The timezone of contacts that have none of their own.
+    #[serde(default = "default_timezone")]
+    pub timezone: TimeZone,
+    #[serde(default)]
+    pub locale: Option<String>,
+    /// Folders holding `.journey` files, relative to this file.
+    #[serde(default = "default_journeys")]
+    pub journeys: Vec<PathBuf>,
+    /// The templates folder, relative to this file.
+    #[serde(default = "default_templates")]
+    pub templates: PathBuf,
+    /// Where the runner keeps its state.
+    #[serde(default)]
+    pub store: Option<String>,
+    /// The contact schema, besides the built-in fields.
+    #[serde(default)]
+    pub contact: BTreeMap<String, FieldSpec>,
+    /// The event catalog: each event and its properties.
+    #[serde(default)]
+    pub events: BTreeMap<String, Option<BTreeMap<String, FieldSpec>>>,
+    /// Lifecycle stages, in funnel order.
+    #[serde(default)]
+    pub stages: Vec<String>,
+    #[serde(default)]
+    pub channels: Channels,
+    /// Endpoints that `webhook NAME "template"` steps post to.
+    #[serde(default)]
+    pub webhooks: BTreeMap<String, WebhookSettings>,
+    /// No marketing message is sent in these local hours.
+    #[serde(default)]
+    pub quiet_hours: Option<TimeRange>,
+    /// Frequency caps per channel, across all journeys.
+    #[serde(default)]
+    pub caps: BTreeMap<ChannelName, Cap>,
+    /// What happens to a send over a cap.
+    #[serde(default)]
+    pub over_cap: OverCap,
+    /// Named holidays: a fixed day every year (`"12-25"`) or a list of
+    /// dates for moving feasts (Mid-Autumn, Dragon Boat).
+    #[serde(default)]
+    pub holidays: BTreeMap<String, HolidayDates>,
+
+    /// The folder holding this file.
+    #[serde(skip)]
+    pub root: PathBuf,
+    #[serde(skip)]
+    pub file: FileId,
+}
+
+fn default_timezone() -> TimeZone {
+    TimeZone(chrono_tz::Tz::UTC)
+}
+
+fn default_journeys() -> Vec<PathBuf> {
+    vec![PathBuf::from("journeys")]
+}
+
+fn default_templates() -> PathBuf {
+    PathBuf::from("templates")
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Channels {
+    pub email: Option<EmailChannel>,
+    pub sms: Option<SmsChannel>,
+    pub task: Option<TaskChannel>,
+}
+
+impl Channels {
+    pub fn configured(&self, channel: Channel) -> bool {
+        match channel {
+            Channel::Email => self.email.is_some(),
+            Channel::Sms => self.sms.is_some(),
+            Channel::Task => self.task.is_some(),
+            Channel::Webhook => true,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailChannel {
+    /// `Name <address>` the mail comes from.
+    pub from: String,
+    #[serde(default)]
+    pub reply_to: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsChannel {
+    /// The sender number or name shown to the contact.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// The most parts one SMS may be split into.
+    #[serde(default = "default_segment_limit")]
+    pub segment_limit: u32,
+}
+
+fn default_segment_limit() -> u32 {
+    1
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskChannel {
+    /// Who gets a task when the contact has no owner.
+    #[serde(default)]
+    pub fallback_assignee: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// The environment variable holding the URL (it often embeds a token).
+    pub url_env: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OverCap {
+    #[default]
+    Defer,
+    Skip,
+}
+
+/// A channel name as a settings key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelName {
+    Email,
+    Sms,
+    Task,
+    Webhook,
+}
+
+impl ChannelName {
+    pub fn channel(self) -> Channel {
+        match self {
+            ChannelName::Email => Channel::Email,
+            ChannelName::Sms => Channel::Sms,
+            ChannelName::Task => Channel::Task,
+            ChannelName::Webhook => Channel::Webhook,
+        }
+    }
+}
+
+/// The type of a contact field or event property.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FieldType {
+    String,
+    Number,
+    Bool,
+    Date,
+    DateTime,
+    /// A string from a fixed list of values.
+    Enum(Vec<String>),
+    /// A list of strings.
+    List,
+}
+
+impl fmt::Display for FieldType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FieldType::String => "string",
+            FieldType::Number => "number",
+            FieldType::Bool => "bool",
+            FieldType::Date => "date",
+            FieldType::DateTime => "datetime",
+            FieldType::Enum(_) => "enum",
+            FieldType::List => "list",
+        })
+    }
+}
+
+/// `first_name: string`, `birthday: date?` (optional), or
+/// `lost_reason: { type: enum, values: [price, features], optional: true }`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldSpec {
+    pub field_type: FieldType,
+    pub optional: bool,
+}
+
+impl<'de> Deserialize<'de> for FieldSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SpecVisitor;
+
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Long {
+            #[serde(rename = "type")]
+            field_type: String,
+            #[serde(default)]
+            optional: bool,
+            #[serde(default)]
+            values: Option<Vec<String>>,
+        }
+
+        impl<'de> Visitor<'de> for SpecVisitor {
+            type Value = FieldSpec;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a type (string, number, bool, date, datetime, list, enum) or { type, optional, values }")
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<FieldSpec, E> {
+                let (name, optional) = match text.strip_suffix('?') {
+                    Some(name) => (name, true),
+                    None => (text, false),
+                };
+                if name == "enum" {
+                    return Err(E::custom(
+                        "an enum needs its values: `{ type: enum, values: [a, b] }`",
+                    ));
+                }
+                Ok(FieldSpec {
+                    field_type: simple_type(name).map_err(E::custom)?,
+                    optional,
+                })
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<FieldSpec, A::Error> {
+                let long = Long::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                let field_type = match (long.field_type.as_str(), long.values) {
+                    ("enum", Some(values)) if !values.is_empty() => FieldType::Enum(values),
+                    ("enum", _) => {
+                        return Err(de::Error::custom(
+                            "an enum needs a non-empty list of `values`",
+                        ))
+                    }
+                    (name, None) => simple_type(name).map_err(de::Error::custom)?,
+                    (_, Some(_)) => {
+                        return Err(de::Error::custom("only `type: enum` takes `values`"))
+                    }
+                };
+                Ok(FieldSpec {
+                    field_type,
+                    optional: long.optional,
+                })
+            }
+        }
+
+        deserializer.deserialize_any(SpecVisitor)
+    }
+}
+
+fn simple_type(name: &str) -> Result<FieldType, String> {
+    Ok(match name {
+        "string" => FieldType::String,
+        "number" => FieldType::Number,
+        "bool" => FieldType::Bool,
+        "date" => FieldType::Date,
+        "datetime" => FieldType::DateTime,
+        "list" => FieldType::List,
+        other => {
+            let names = [
+                "string", "number", "bool", "date", "datetime", "list", "enum",
+            ];
+            let hint = crate::diagnostic::did_you_mean(other, names)
+                .map_or(String::new(), |hint| format!("; {hint}"));
+            return Err(format!(
+                "unknown type `{other}`: use one of {}{hint}",
+                names.join(", ")
+            ));
+        }
+    })
+}
+
+/// An IANA timezone name such as `Asia/Shanghai`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeZone(pub chrono_tz::Tz);
+
+impl<'de> Deserialize<'de> for TimeZone {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map(TimeZone).map_err(|_| {
+            de::Error::custom(format!(
+                "unknown timezone `{name}`: use an IANA name such as `Asia/Shanghai` or `America/New_York`"
+            ))
+        })
+    }
+}
+
+/// `2 per 7d`
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cap {
+    pub count: u64,
+    pub per: Duration,
+}
+
+impl<'de> Deserialize<'de> for Cap {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let parsed = text.split_once(" per ").and_then(|(count, per)| {
+            Some(Cap {
+                count: count.trim().parse().ok()?,
+                per: parse_duration(per.trim()).filter(|per| !per.is_zero())?,
+            })
+        });
+        parsed.ok_or_else(|| {
+            de::Error::custom(format!("`{text}` is not a cap: write it like `2 per 7d`"))
+        })
+    }
+}
+
+/// `21:00..09:00`
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeRange {
+    pub from: Time,
+    pub to: Time,
+}
+
+impl<'de> Deserialize<'de> for TimeRange {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let parsed = text.split_once("..").and_then(|(from, to)| {
+            Some(TimeRange {
+                from: parse_time(from.trim())?,
+                to: parse_time(to.trim())?,
+            })
+        });
+        parsed.ok_or_else(|| {
+            de::Error::custom(format!(
+                "`{text}` is not a time range: write it like `21:00..09:00`"
+            ))
+        })
+    }
+}
+
+/// When a holiday falls.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HolidayDates {
+    /// The same month and day every year (`"12-25"`).
+    Annual { month: u32, day: u32 },
+    /// Dates looked up in a calendar, for feasts that move.
+    Dates(Vec<chrono::NaiveDate>),
+}
+
+impl<'de> Deserialize<'de> for HolidayDates {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            One(String),
+            Many(Vec<String>),
+        }
+        let parse_date = |text: &str| {
+            chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+                de::Error::custom(format!(
+                    "`{text}` is not a date: write it like `2026-09-25`"
+                ))
+            })
+        };
+        match Raw::deserialize(deserializer)? {
+            Raw::One(text) => {
+                if let Some((month, day)) = text.split_once('-').filter(|_| text.len() <= 5) {
+                    let month: u32 = month
+                        .parse()
+                        .map_err(|_| de::Error::custom(format!("`{text}` is not a month-day")))?;
+                    let day: u32 = day
+                        .parse()
+                        .map_err(|_| de::Error::custom(format!("`{text}` is not a month-day")))?;
+                    // 2024 is a leap year, so 02-29 is accepted.
+                    if chrono::NaiveDate::from_ymd_opt(2024, month, day).is_none() {
+                        return Err(de::Error::custom(format!(
+                            "`{text}` is not a day of the year"
+                        )));
+                    }
+                    Ok(HolidayDates::Annual { month, day })
+                } else {
+                    Ok(HolidayDates::Dates(vec![parse_date(&text)?]))
+                }
+            }
+            Raw::Many(list) => list
+                .iter()
+                .map(|text| parse_date(text))
+                .collect::<Result<_, _>>()
+                .map(HolidayDates::Dates),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads and validates `path`, adding it to `sources` so errors can
+    /// point into it.
+    pub fn load(
+        path: &Path,
+        sources: &mut SourceMap,
+    ) -> Result<Result<Settings, Diagnostic>, std::io::Error> {
+        let text = std::fs::read_to_string(path)?;
+        let file = sources.add(path.to_path_buf(), text);
+        Ok(Settings::parse(file, sources).map(|mut settings| {
+            settings.root = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            settings
+        }))
+    }
+
+    /// Parses settings already in `sources`.
+    pub fn parse(file: FileId, sources: &SourceMap) -> Result<Settings, Diagnostic> {
+        let source = sources.get(file);
+        let text = if source.text.trim().is_empty() {
+            "{}"
+        } else {
+            source.text.as_str()
+        };
+        let mut settings: Settings = serde_yaml::from_str(text).map_err(|error| {
+            let (start, end) = match error.location() {
+                Some(location) => {
+                    let start = source.offset(location.line(), location.column());
+                    let end = source.text[start..]
+                        .find(|c: char| c == ':' || c == '\n' || c == ',' || c == '}')
+                        .map_or(source.text.len(), |length| start + length);
+                    (start, end.max(start))
+                }
+                None => (0, 0),
+            };
+            let message = error.to_string();
+            let message = message
+                .rfind(" at line ")
+                .map_or(message.as_str(), |at| &message[..at]);
+            Diagnostic::new(
+                Code::Settings,
+                Span::new(file, start, end),
+                message.to_string(),
+            )
+            .label("in journeyc.yaml")
+            .help("see the settings reference in GRAMMAR.md")
+        })?;
+        settings.file = file;
+        settings.validate(sources)?;
+        Ok(settings)
+    }
+
+    /// Checks that serde cannot express: names that clash or repeat.
+    fn validate(&self, sources: &SourceMap) -> Result<(), Diagnostic> {
+        let source = sources.get(self.file);
+        let at_key = |key: &str, message: String| {
+            let start = find_key(&source.text, key).unwrap_or(0);
+            Diagnostic::new(
+                Code::Settings,
+                Span::new(self.file, start, start + key.len()),
+                message,
+            )
+            .label("in journeyc.yaml")
+        };
+        for (name, _, _) in BUILTIN_FIELDS {
+            if self.contact.contains_key(*name) {
+                return Err(
+                    at_key(name, format!("`{name}` is a built-in contact field"))
+                        .help("remove it from `contact:`; every contact has it"),
+                );
+            }
+        }
+        for name in ["stage", "tags"] {
+            if self.contact.contains_key(name) {
+                return Err(at_key(name, format!("`{name}` is kept by journeyc itself"))
+                    .help(format!("remove `{name}` from `contact:`")));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for stage in &self.stages {
+            if !seen.insert(stage) {
+                return Err(at_key(stage, format!("stage `{stage}` is listed twice")));
+            }
+        }
+        if let Some(sms) = &self.channels.sms {
+            if sms.segment_limit == 0 {
+                return Err(at_key(
+                    "segment_limit",
+                    "`segment_limit` must be at least 1".to_string(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The type of a contact field, built-in or from the schema.
+    pub fn field(&self, name: &str) -> Option<FieldSpec> {
+        if let Some(&(_, ref field_type, optional)) =
+            BUILTIN_FIELDS.iter().find(|(field, _, _)| *field == name)
+        {
+            return Some(FieldSpec {
+                field_type: field_type.clone(),
+                optional,
+            });
+        }
+        if name == "stage" {
+            return Some(FieldSpec {
+                field_type: FieldType::Enum(self.stages.clone()),
+                optional: false,
+            });
+        }
+        self.contact.get(name).cloned()
+    }
+
+    /// Every contact field name, for suggestions.
+    pub fn field_names(&self) -> impl Iterator<Item = &str> {
+        BUILTIN_FIELDS
+            .iter()
+            .map(|(name, _, _)| *name)
+            .chain(std::iter::once("stage"))
+            .chain(self.contact.keys().map(String::as_str))
+    }
+
+    pub fn event_properties(&self, event: &str) -> Option<BTreeMap<String, FieldSpec>> {
+        self.events
+            .get(event)
+            .map(|properties| properties.clone().unwrap_or_default())
+    }
+
+    /// The journey folders as paths.
+    pub fn journey_dirs(&self) -> Vec<PathBuf> {
+        self.journeys
+            .iter()
+            .map(|dir| self.root.join(dir))
+            .collect()
+    }
+
+    pub fn templates_dir(&self) -> PathBuf {
+        self.root.join(&self.templates)
+    }
+
+    /// The cap on a channel, if any.
+    pub fn cap(&self, channel: Channel) -> Option<Cap> {
+        self.caps
+            .iter()
+            .find(|(name, _)| name.channel() == channel)
+            .map(|(_, cap)| *cap)
+    }
+}
+
+/// Byte offset of `key:` in YAML text (first occurrence), for pointing at
+/// a setting that serde accepted but the checks refuse.
+fn find_key(text: &str, key: &str) -> Option<usize> {
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start().trim_start_matches("- ");
+        let indent = line.len() - trimmed.len();
+        let bare = trimmed.trim_start_matches(['"', '\'']);
+        let quote = trimmed.len() - bare.len();
+        if bare.starts_with(key)
+            && bare[key.len()..]
+                .trim_start_matches(['"', '\''])
+                .trim_end()
+                .is_empty_or_colon()
+        {
+            return Some(offset + indent + quote);
+        }
+        offset += line.len();
+    }
+    None
+}
+
+trait EmptyOrColon {
+    fn is_empty_or_colon(&self) -> bool;
+}
+
+impl EmptyOrColon for str {
+    fn is_empty_or_colon(&self) -> bool {
+        self.is_empty() || self.starts_with(':') || self.starts_with(',')
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Settings, (Diagnostic, SourceMap)> {
+        let mut sources = SourceMap::new();
+        let file = sources.add("journeyc.yaml".into(), text.to_string());
+        Settings::parse(file, &sources).map_err(|diagnostic| (diagnostic, sources))
+    }
+
+    #[test]
+    fn reads_a_full_schema() {
+        let settings = parse(
+            "timezone: Asia/Shanghai\ncontact:\n  first_name: string\n  birthday: date?\n  lost_reason: { type: enum, values: [price, brand], optional: true }\nevents:\n  email_opened:\n  page_viewed: { page: string }\nstages: [aware, dormant]\ncaps:\n  email: 2 per 7d\nholidays:\n  christmas: \"12-25\"\n  mid_autumn: [2026-09-25, 2027-09-15]\n",
+        )
+        .unwrap_or_else(|(diagnostic, _)| panic!("{diagnostic:?}"));
+        assert_eq!(settings.timezone.0, chrono_tz::Asia::Shanghai);
+        assert!(settings.field("birthday").unwrap().optional);
+        assert_eq!(
+            settings.field("lost_reason").unwrap().field_type,
+            FieldType::Enum(vec!["price".into(), "brand".into()])
+        );
+        assert_eq!(
+            settings.cap(Channel::Email),
+            Some(Cap {
+                count: 2,
+                per: Duration::days(7)
+            })
+        );
+        assert_eq!(
+            settings.holidays["christmas"],
+            HolidayDates::Annual { month: 12, day: 25 }
+        );
+        assert!(settings
+            .event_properties("email_opened")
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn unknown_key_points_at_its_line_and_column() {
+        let (diagnostic, sources) =
+            parse("timezone: UTC\nstages: [a]\ntiemzone: UTC\n").unwrap_err();
+        let position = sources
+            .get(diagnostic.span.file)
+            .line_column(diagnostic.span.start as usize);
+        assert_eq!((position.line, position.column), (3, 1));
+        assert!(
+            diagnostic.message.contains("unknown field `tiemzone`"),
+            "{}",
+            diagnostic.message
+        );
+    }
+
+    #[test]
+    fn bad_type_and_timezone_are_reported() {
+        let (diagnostic, _) = parse("contact:\n  age: nunber\n").unwrap_err();
+        assert!(
+            diagnostic.message.contains("did you mean `number`?"),
+            "{}",
+            diagnostic.message
+        );
+        let (diagnostic, sources) = parse("timezone: Asia/Shanghia\n").unwrap_err();
+        assert!(
+            diagnostic.message.contains("unknown timezone"),
+            "{}",
+            diagnostic.message
+        );
+        assert_eq!(
+            sources
+                .get(diagnostic.span.file)
+                .line_column(diagnostic.span.start as usize)
+                .line,
+            1
+        );
+    }
+
+    #[test]
+    fn builtin_fields_cannot_be_redeclared() {
+        let (diagnostic, sources) = parse("contact:\n  email: string\n").unwrap_err();
+        assert_eq!(sources.slice(diagnostic.span), "email");
+    }
+}
