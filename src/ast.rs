@@ -272,21 +272,53 @@ impl std::fmt::Display for Channel {
     }
 }
 
-/// A duration as written (`30d`, `1d12h`), kept in minutes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A duration as written (`30d`, `1d12h`, `2w`), kept in minutes.
+/// Equality and order look at the length only.
+#[derive(Clone, Copy, Debug)]
 pub struct Duration {
     pub minutes: u64,
+    /// Written in whole weeks (`2w`), and printed so again.
+    pub in_weeks: bool,
+}
+
+impl PartialEq for Duration {
+    fn eq(&self, other: &Self) -> bool {
+        self.minutes == other.minutes
+    }
+}
+
+impl Eq for Duration {}
+
+impl PartialOrd for Duration {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Duration {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.minutes.cmp(&other.minutes)
+    }
+}
+
+impl std::hash::Hash for Duration {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.minutes.hash(state);
+    }
 }
 
 impl Duration {
+    pub const WEEK: u64 = 7 * 24 * 60;
+
     pub fn from_minutes(minutes: u64) -> Self {
-        Duration { minutes }
+        Duration {
+            minutes,
+            in_weeks: false,
+        }
     }
 
     pub fn days(days: u64) -> Self {
-        Duration {
-            minutes: days * 24 * 60,
-        }
+        Duration::from_minutes(days * 24 * 60)
     }
 
     pub fn is_zero(self) -> bool {
@@ -295,17 +327,17 @@ impl Duration {
 }
 
 impl std::fmt::Display for Duration {
-    /// The canonical spelling: largest units first (`1w2d`, `36h` → `1d12h`).
+    /// The canonical spelling: days, hours, minutes (`36h` is `1d12h`);
+    /// weeks only where the author wrote whole weeks.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.minutes == 0 {
             return f.write_str("0d");
         }
+        if self.in_weeks && self.minutes % Duration::WEEK == 0 {
+            return write!(f, "{}w", self.minutes / Duration::WEEK);
+        }
         let mut rest = self.minutes;
-        for (unit, size) in [("w", 7 * 24 * 60), ("d", 24 * 60), ("h", 60), ("m", 1)] {
-            if unit == "w" && rest % size != 0 {
-                // `10d` reads better than `1w3d`.
-                continue;
-            }
+        for (unit, size) in [("d", 24 * 60), ("h", 60), ("m", 1)] {
             if rest >= size {
                 write!(f, "{}{unit}", rest / size)?;
                 rest %= size;

@@ -138,18 +138,9 @@ pub fn check(options: &CheckOptions, out: &mut dyn Write) -> Result<Status, Comm
                 plural(files, "file")
             )?;
         } else {
-            writeln!(
-                out,
-                "{}: {}, {} in {}",
-                if errors > 0 || options.deny_warnings {
-                    "failed"
-                } else {
-                    "ok"
-                },
-                plural(errors, "error"),
-                plural(warnings, "warning"),
-                plural(files, "file")
-            )?;
+            let verdict = if errors > 0 || options.deny_warnings { "failed" } else { "ok" };
+            let place = if files == 0 { String::new() } else { format!(" in {}", plural(files, "file")) };
+            writeln!(out, "{verdict}: {}, {}{place}", plural(errors, "error"), plural(warnings, "warning"))?;
         }
     }
     let failed = errors > 0 || (options.deny_warnings && warnings > 0);
@@ -182,7 +173,13 @@ pub fn graph(
         })?,
         None => current_project()?,
     };
-    let checked = project::load(&settings, &BTreeSet::new())?;
+    // A journey file outside the project's folders is drawn too.
+    let extra: BTreeSet<PathBuf> = project_path
+        .filter(|path| path.is_file() && path.extension().is_some_and(|extension| extension == "journey"))
+        .map(Path::to_path_buf)
+        .into_iter()
+        .collect();
+    let checked = project::load(&settings, &extra)?;
     let Some(compiled) = checked
         .analysis
         .journeys

@@ -13,7 +13,7 @@ const INDENT: &str = "  ";
 
 /// The canonical layout of `source`, or the syntax error that prevents it.
 pub fn format_source(file: FileId, source: &str) -> Result<String, crate::diagnostic::Diagnostic> {
-    let ast = parser::parse(file, source)?;
+    let (ast, _) = parser::parse(file, source)?;
     let comments = parser::comments(file, source);
     let mut printer = Printer {
         source,

@@ -34,7 +34,8 @@ enum Command {
         journey: String,
         #[arg(long, value_enum, default_value = "dot")]
         format: Drawing,
-        /// A folder inside the project (default: the current folder).
+        /// A folder inside the project, or a journey file (default: the
+        /// current folder).
         #[arg(long)]
         project: Option<PathBuf>,
     },

@@ -20,8 +20,10 @@ struct JourneyParser;
 pub const MAX_NESTING: usize = 64;
 
 /// Parses one file. A syntax error stops the file (other files are still
-/// checked); everything after it would only produce noise.
-pub fn parse(file: FileId, source: &str) -> Result<File, Diagnostic> {
+/// checked); everything after it would only produce noise. Values that
+/// parse but cannot be (`25:00`, `2026-02-30`) are returned beside the
+/// tree, which then holds a stand-in, so the checks still run.
+pub fn parse(file: FileId, source: &str) -> Result<(File, Vec<Diagnostic>), Diagnostic> {
     check_nesting(file, source)?;
     let mut pairs = JourneyParser::parse(Rule::file, source)
         .map_err(|error| syntax_error(file, source, &error))?;
@@ -33,7 +35,7 @@ pub fn parse(file: FileId, source: &str) -> Result<File, Diagnostic> {
         .filter(|pair| pair.as_rule() != Rule::EOI)
         .map(|pair| builder.item(pair))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(File { items })
+    Ok((File { items }, builder.value_errors.into_inner()))
 }
 
 /// Parses one expression (used by tests and by `--vars` style tools).
@@ -366,6 +368,7 @@ struct Builder<'s> {
     source: &'s str,
     /// Byte ranges of comments, in order, for trimming spans.
     comments: Vec<(usize, usize)>,
+    value_errors: std::cell::RefCell<Vec<Diagnostic>>,
 }
 
 type Built<T> = Result<T, Diagnostic>;
@@ -380,6 +383,7 @@ impl<'s> Builder<'s> {
             file,
             source,
             comments,
+            value_errors: std::cell::RefCell::new(Vec::new()),
         }
     }
 
@@ -1012,13 +1016,15 @@ impl<'s> Builder<'s> {
     }
 
     fn time(&self, pair: &Pair<'_, Rule>) -> Built<Spanned<Time>> {
-        parse_time(pair.as_str())
-            .map(|time| Spanned::new(time, self.span(pair)))
-            .ok_or_else(|| {
+        let time = parse_time(pair.as_str()).unwrap_or_else(|| {
+            self.value_errors.borrow_mut().push(
                 self.invalid(pair, format!("`{}` is not a time of day", pair.as_str()))
                     .label("not a time")
-                    .help("write hours 00-23 and minutes 00-59, such as `09:00` or `21:30`")
-            })
+                    .help("write hours 00-23 and minutes 00-59, such as `09:00` or `21:30`"),
+            );
+            Time { hour: 0, minute: 0 }
+        });
+        Ok(Spanned::new(time, self.span(pair)))
     }
 
     fn date(&self, pair: &Pair<'_, Rule>) -> Built<Spanned<chrono::NaiveDate>> {
@@ -1205,7 +1211,8 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     }
     // Ten thousand years is more than any journey needs and keeps date
     // arithmetic far from overflow.
-    (!seen_digit && minutes <= 10_000 * 366 * 24 * 60).then_some(Duration::from_minutes(minutes))
+    let in_weeks = text.ends_with('w') && text.chars().filter(char::is_ascii_alphabetic).count() == 1;
+    (!seen_digit && minutes <= 10_000 * 366 * 24 * 60).then_some(Duration { minutes, in_weeks })
 }
 
 /// `09:00`

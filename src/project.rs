@@ -282,7 +282,10 @@ pub fn load(settings_path: &Path, extra: &BTreeSet<PathBuf>) -> Result<Checked, 
         let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
         let file = sources.add(path, text);
         match parser::parse(file, &sources.get(file).text) {
-            Ok(ast) => files.push((file, ast)),
+            Ok((ast, mut value_errors)) => {
+                diagnostics.append(&mut value_errors);
+                files.push((file, ast));
+            }
             Err(diagnostic) => diagnostics.push(diagnostic),
         }
     }

@@ -57,7 +57,7 @@ impl<'d> Lowerer<'d> {
     pub fn lower(mut self, journey: &ast::Journey) -> Lowered {
         let start = self.add("@start", NodeKind::Start, journey.name.span);
         let steps: Vec<&Step> = journey.steps().collect();
-        let exits = self.steps(&steps, "", 0, vec![(start, EdgeKind::Next)]);
+        let exits = self.steps(&steps, "", "", 0, vec![(start, EdgeKind::Next)]);
         if !exits.is_empty() {
             let end = self.add("@end", NodeKind::End, journey.close);
             self.connect(exits, end, None);
@@ -85,30 +85,27 @@ impl<'d> Lowerer<'d> {
         }
     }
 
-    fn steps(
-        &mut self,
-        steps: &[&Step],
-        prefix: &str,
-        scope: usize,
-        mut exits: Vec<Exit>,
-    ) -> Vec<Exit> {
+    /// `prefix` places derived IDs (`split@1/when2/`); `repetition` is the
+    /// prefix of the enclosing repetition (`monthly#3/`), the only thing
+    /// that qualifies a label, since labels are unique in a journey.
+    fn steps(&mut self, steps: &[&Step], prefix: &str, repetition: &str, scope: usize, mut exits: Vec<Exit>) -> Vec<Exit> {
         let mut ordinals: HashMap<&'static str, usize> = HashMap::new();
         for step in steps {
             let kind = kind_name(&step.kind);
             let ordinal = ordinals.entry(kind).or_default();
             *ordinal += 1;
             let id = match &step.label {
-                Some(label) => format!("{prefix}{}", label.node),
+                Some(label) => format!("{repetition}{}", label.node),
                 None => format!("{prefix}{kind}@{ordinal}"),
             };
-            exits = self.step(step, &id, scope, exits);
+            exits = self.step(step, &id, repetition, scope, exits);
         }
         exits
     }
 
-    fn block(&mut self, block: &Block, prefix: &str, scope: usize, exits: Vec<Exit>) -> Vec<Exit> {
+    fn block(&mut self, block: &Block, prefix: &str, repetition: &str, scope: usize, exits: Vec<Exit>) -> Vec<Exit> {
         let steps: Vec<&Step> = block.steps.iter().collect();
-        self.steps(&steps, prefix, scope, exits)
+        self.steps(&steps, prefix, repetition, scope, exits)
     }
 
     fn label(&mut self, step: &Step, scope: usize, node: NodeIndex) {
@@ -136,7 +133,7 @@ impl<'d> Lowerer<'d> {
         node
     }
 
-    fn step(&mut self, step: &Step, id: &str, scope: usize, exits: Vec<Exit>) -> Vec<Exit> {
+    fn step(&mut self, step: &Step, id: &str, repetition: &str, scope: usize, exits: Vec<Exit>) -> Vec<Exit> {
         let child = |suffix: &str| format!("{id}/{suffix}/");
         match &step.kind {
             StepKind::Message(message) => {
@@ -193,7 +190,7 @@ impl<'d> Lowerer<'d> {
                 ] {
                     let entry = vec![(node, edge)];
                     match block {
-                        Some(block) => out.extend(self.block(block, &child(name), scope, entry)),
+                        Some(block) => out.extend(self.block(block, &child(name), repetition, scope, entry)),
                         None => out.extend(entry),
                     }
                 }
@@ -213,6 +210,7 @@ impl<'d> Lowerer<'d> {
                     out.extend(self.block(
                         &branch.body,
                         &child(&format!("when{}", index + 1)),
+                        repetition,
                         scope,
                         vec![(node, edge)],
                     ));
@@ -221,6 +219,7 @@ impl<'d> Lowerer<'d> {
                     Some(block) => out.extend(self.block(
                         block,
                         &child("else"),
+                        repetition,
                         scope,
                         vec![(node, EdgeKind::Else)],
                     )),
@@ -251,6 +250,7 @@ impl<'d> Lowerer<'d> {
                     out.extend(self.block(
                         &variant.body,
                         &child(&variant.name.node),
+                        repetition,
                         scope,
                         vec![(node, edge)],
                     ));
@@ -277,10 +277,10 @@ impl<'d> Lowerer<'d> {
                 // Counts out of range were reported; draw at most the limit.
                 let count = count.node.clamp(1, super::MAX_REPEAT);
                 let mut out = exits;
-                for repetition in 1..=count {
-                    if repetition > 1 {
+                for count_index in 1..=count {
+                    if count_index > 1 {
                         let pause = self.add(
-                            &format!("{id}#{repetition}/every"),
+                            &format!("{id}#{count_index}/every"),
                             NodeKind::WaitDuration(every.node),
                             every.span,
                         );
@@ -293,8 +293,9 @@ impl<'d> Lowerer<'d> {
                     });
                     let inner = self.scopes.len() - 1;
                     let first_new = self.graph.node_count();
-                    out = self.block(body, &format!("{id}#{repetition}/"), inner, out);
-                    if repetition == 1 {
+                    let prefix = format!("{id}#{count_index}/");
+                    out = self.block(body, &prefix, &prefix, inner, out);
+                    if count_index == 1 {
                         if let Some(first) =
                             (first_new < self.graph.node_count()).then(|| NodeIndex::new(first_new))
                         {

@@ -319,7 +319,13 @@ impl JourneyAnalyzer<'_, '_> {
         self.duplicate_labels(&steps);
         self.steps(&steps, scope);
 
+        let reported_before = self.diagnostics.len();
         let lowered = lower::Lowerer::new(self.diagnostics).lower(journey);
+        // A goto that leads nowhere leaves the steps after it unwired;
+        // calling them unreachable would only repeat the error.
+        let broken_jumps = self.diagnostics[reported_before..]
+            .iter()
+            .any(|diagnostic| matches!(diagnostic.code, Code::UnknownLabel | Code::LabelOutOfScope));
         let mut in_repeats = Vec::new();
         lower::labels_in_repeats(&steps, false, &mut in_repeats);
         for (signal, target) in rescues {
@@ -344,7 +350,7 @@ impl JourneyAnalyzer<'_, '_> {
             start: lowered.start,
         };
         let acyclic = checks::cycles(&compiled, self.diagnostics);
-        if acyclic {
+        if acyclic && !broken_jumps {
             checks::unreachable(&compiled, self.diagnostics);
             let caps = self.caps(&compiled);
             checks::caps_always_defer(&compiled, &caps, self.diagnostics);
