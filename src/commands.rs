@@ -97,13 +97,13 @@ pub fn check(options: &CheckOptions, out: &mut dyn Write) -> Result<Status, Comm
             }
             match options.format {
                 CheckFormat::Human => {
-                    writeln!(out, "{}", render::human(&checked.sources, diagnostic))?
+                    writeln!(out, "{}", render::human(&checked.sources, diagnostic))?;
                 }
                 CheckFormat::Json => {
-                    writeln!(out, "{}", render::json(&checked.sources, diagnostic))?
+                    writeln!(out, "{}", render::json(&checked.sources, diagnostic))?;
                 }
                 CheckFormat::Github => {
-                    writeln!(out, "{}", render::github(&checked.sources, diagnostic))?
+                    writeln!(out, "{}", render::github(&checked.sources, diagnostic))?;
                 }
             }
         }
@@ -138,9 +138,22 @@ pub fn check(options: &CheckOptions, out: &mut dyn Write) -> Result<Status, Comm
                 plural(files, "file")
             )?;
         } else {
-            let verdict = if errors > 0 || options.deny_warnings { "failed" } else { "ok" };
-            let place = if files == 0 { String::new() } else { format!(" in {}", plural(files, "file")) };
-            writeln!(out, "{verdict}: {}, {}{place}", plural(errors, "error"), plural(warnings, "warning"))?;
+            let verdict = if errors > 0 || options.deny_warnings {
+                "failed"
+            } else {
+                "ok"
+            };
+            let place = if files == 0 {
+                String::new()
+            } else {
+                format!(" in {}", plural(files, "file"))
+            };
+            writeln!(
+                out,
+                "{verdict}: {}, {}{place}",
+                plural(errors, "error"),
+                plural(warnings, "warning")
+            )?;
         }
     }
     let failed = errors > 0 || (options.deny_warnings && warnings > 0);
@@ -175,7 +188,12 @@ pub fn graph(
     };
     // A journey file outside the project's folders is drawn too.
     let extra: BTreeSet<PathBuf> = project_path
-        .filter(|path| path.is_file() && path.extension().is_some_and(|extension| extension == "journey"))
+        .filter(|path| {
+            path.is_file()
+                && path
+                    .extension()
+                    .is_some_and(|extension| extension == "journey")
+        })
         .map(Path::to_path_buf)
         .into_iter()
         .collect();

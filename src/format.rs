@@ -177,16 +177,23 @@ impl Printer<'_> {
                 self.trailing(score.span.end as usize);
             }
             Item::Journey(journey) => {
+                // Clause values line up, so the header reads as a table.
+                let keyword_width = journey
+                    .clauses()
+                    .map(|clause| clause.kind.keyword().len())
+                    .max()
+                    .unwrap_or(0);
                 self.line(&format!("journey {} {{", journey.name.node));
                 self.trailing(journey.name.span.end as usize);
                 self.depth += 1;
                 for member in &journey.members {
                     match member {
                         Member::Clause(clause) => {
+                            let text = aligned(&clause_text(clause), keyword_width);
                             self.statement(
                                 clause.span.start as usize,
                                 clause.span.end as usize,
-                                &clause_text(clause),
+                                &text,
                             );
                         }
                         Member::Step(step) => self.step(step),
@@ -307,7 +314,7 @@ impl Printer<'_> {
                 let times = if *times { " times" } else { "" };
                 let head = format!("{label}repeat {}{times} every {}", count.node, every.node);
                 self.braced(start, &head, close, end, |printer| {
-                    printer.block(&body.steps)
+                    printer.block(&body.steps);
                 });
             }
             kind => {
@@ -337,6 +344,14 @@ impl Printer<'_> {
                 printer.block(&block.steps);
             },
         );
+    }
+}
+
+/// `keyword value` with the value moved to column `width + 1`.
+fn aligned(text: &str, width: usize) -> String {
+    match text.split_once(' ') {
+        Some((keyword, rest)) => format!("{keyword:<width$} {rest}"),
+        None => text.to_string(),
     }
 }
 

@@ -274,12 +274,7 @@ fn syntax_error(file: FileId, source: &str, error: &pest::error::Error<Rule>) ->
     let start = match error.location {
         InputLocation::Pos(position) | InputLocation::Span((position, _)) => position,
     };
-    let found_end = source[start..]
-        .char_indices()
-        .find(|&(offset, character)| {
-            offset > 0 && (character.is_whitespace() || "(){}[],\"".contains(character))
-        })
-        .map_or(source.len(), |(offset, _)| start + offset);
+    let found_end = start + found_token_length(&source[start..]);
     let found = &source[start..found_end];
     let span = Span::new(file, start, found_end.max(start));
     let (mut expected, unexpected) = match &error.variant {
@@ -315,6 +310,25 @@ fn syntax_error(file: FileId, source: &str, error: &pest::error::Error<Rule>) ->
     Diagnostic::new(Code::Syntax, span, message)
         .label("unexpected here")
         .help_opt(help)
+}
+
+/// How much of the text at an error to show: a word, a string up to its
+/// end of line, or a run of punctuation.
+fn found_token_length(rest: &str) -> usize {
+    let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    let Some(first) = rest.chars().next() else {
+        return 0;
+    };
+    let end = if is_word(first) {
+        rest.find(|c: char| !is_word(c))
+    } else if first == '"' {
+        rest[1..]
+            .find(['"', '\n'])
+            .map(|offset| offset + 1 + usize::from(rest[1 + offset..].starts_with('"')))
+    } else {
+        rest.find(|c: char| c.is_whitespace() || is_word(c) || c == '"')
+    };
+    end.unwrap_or(rest.len()).max(first.len_utf8())
 }
 
 fn syntax_help(found: &str) -> Option<String> {
@@ -797,7 +811,7 @@ impl<'s> Builder<'s> {
                                 ));
                             }
                             Rule::any_weekday => {
-                                day = Some(Spanned::new(DayFilter::Workday, self.span(&part)))
+                                day = Some(Spanned::new(DayFilter::Workday, self.span(&part)));
                             }
                             _ => at = Some(self.time(&part)?),
                         }
@@ -1015,6 +1029,8 @@ impl<'s> Builder<'s> {
             })
     }
 
+    // Same shape as the other value readers, so call sites read alike.
+    #[allow(clippy::unnecessary_wraps)]
     fn time(&self, pair: &Pair<'_, Rule>) -> Built<Spanned<Time>> {
         let time = parse_time(pair.as_str()).unwrap_or_else(|| {
             self.value_errors.borrow_mut().push(
@@ -1027,6 +1043,7 @@ impl<'s> Builder<'s> {
         Ok(Spanned::new(time, self.span(pair)))
     }
 
+    #[allow(clippy::unnecessary_wraps)]
     fn date(&self, pair: &Pair<'_, Rule>) -> Built<Spanned<chrono::NaiveDate>> {
         chrono::NaiveDate::parse_from_str(pair.as_str(), "%Y-%m-%d")
             .map(|date| Spanned::new(date, self.span(pair)))
@@ -1162,11 +1179,13 @@ impl<'s> Builder<'s> {
 
 /// Keyword tokens carry no information the rule does not already give,
 /// except `times` (kept by the formatter).
-fn significant<'i>(pairs: Pairs<'i, Rule>) -> impl Iterator<Item = Pair<'i, Rule>> {
-    pairs.filter(|pair| {
-        let rule = pair.as_rule();
-        rule == Rule::kw_times || !format!("{rule:?}").starts_with("kw_")
-    })
+fn significant(pairs: Pairs<'_, Rule>) -> impl Iterator<Item = Pair<'_, Rule>> {
+    pairs.filter(|pair| !is_keyword(pair.as_rule()))
+}
+
+/// The keyword rules come last in the grammar (see the test below).
+fn is_keyword(rule: Rule) -> bool {
+    rule > Rule::weekday && rule != Rule::kw_times
 }
 
 /// The grammar guarantees the child exists; an absent one means the grammar
@@ -1211,7 +1230,8 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     }
     // Ten thousand years is more than any journey needs and keeps date
     // arithmetic far from overflow.
-    let in_weeks = text.ends_with('w') && text.chars().filter(char::is_ascii_alphabetic).count() == 1;
+    let in_weeks =
+        text.ends_with('w') && text.chars().filter(char::is_ascii_alphabetic).count() == 1;
     (!seen_digit && minutes <= 10_000 * 366 * 24 * 60).then_some(Duration { minutes, in_weeks })
 }
 
@@ -1220,4 +1240,26 @@ pub fn parse_time(text: &str) -> Option<Time> {
     let (hour, minute) = text.split_once(':')?;
     let (hour, minute) = (hour.parse().ok()?, minute.parse().ok()?);
     (hour < 24 && minute < 60 && text.len() <= 5).then_some(Time { hour, minute })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyword_rules_are_exactly_those_after_weekday() {
+        let all = [
+            Rule::weekday,
+            Rule::kw_ab,
+            Rule::kw_within,
+            Rule::kw_window,
+            Rule::kw_times,
+            Rule::ident,
+            Rule::string,
+        ];
+        for rule in all {
+            let named_keyword = format!("{rule:?}").starts_with("kw_") && rule != Rule::kw_times;
+            assert_eq!(is_keyword(rule), named_keyword, "{rule:?}");
+        }
+    }
 }

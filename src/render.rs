@@ -1,5 +1,5 @@
 //! Renders diagnostics once, at the end: for people (a caret under the
-//! span, file:line:column), as JSON lines, or as GitHub Actions annotations.
+//! span, <file:line:column>), as JSON lines, or as GitHub Actions annotations.
 
 use std::fmt::Write as _;
 

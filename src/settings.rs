@@ -441,7 +441,7 @@ impl Settings {
                 Some(location) => {
                     let start = source.offset(location.line(), location.column());
                     let end = source.text[start..]
-                        .find(|c: char| c == ':' || c == '\n' || c == ',' || c == '}')
+                        .find([':', '\n', ',', '}'])
                         .map_or(source.text.len(), |length| start + length);
                     (start, end.max(start))
                 }

@@ -20,13 +20,21 @@ fn expectations(text: &str) -> BTreeSet<(String, usize, usize)> {
         .map(|expectation| {
             let (code, position) = expectation.split_once(' ').expect("`CODE LINE:COLUMN`");
             let (line, column) = position.trim().split_once(':').expect("`LINE:COLUMN`");
-            (code.to_string(), line.parse().expect("line"), column.parse().expect("column"))
+            (
+                code.to_string(),
+                line.parse().expect("line"),
+                column.parse().expect("column"),
+            )
         })
         .collect()
 }
 
 /// Checks one fixture; returns the codes it was expected to produce.
-fn check_fixture(path: &Path, settings: &Path, reported: &BTreeSet<PathBuf>) -> (String, BTreeSet<String>) {
+fn check_fixture(
+    path: &Path,
+    settings: &Path,
+    reported: &BTreeSet<PathBuf>,
+) -> (String, BTreeSet<String>) {
     let text = std::fs::read_to_string(path).expect("fixture is readable");
     let expected = expectations(&text);
     let checked = project::load(settings, reported).expect("fixture project loads");
@@ -39,16 +47,30 @@ fn check_fixture(path: &Path, settings: &Path, reported: &BTreeSet<PathBuf>) -> 
             (diagnostic.code.as_str().to_string(), at.line, at.column)
         })
         .collect();
-    let rendered: String = diagnostics.iter().map(|diagnostic| render::human(&checked.sources, diagnostic) + "\n").collect();
-    assert_eq!(found, expected, "{}: diagnostics differ from `# expect:`\n{rendered}", path.display());
+    let rendered: String = diagnostics
+        .iter()
+        .map(|diagnostic| render::human(&checked.sources, diagnostic) + "\n")
+        .collect();
+    assert_eq!(
+        found,
+        expected,
+        "{}: diagnostics differ from `# expect:`\n{rendered}",
+        path.display()
+    );
 
     let is_error_fixture = path
         .parent()
         .and_then(Path::file_name)
         .is_some_and(|folder| folder.to_string_lossy().starts_with("err_"))
-        || path.file_name().is_some_and(|name| name.to_string_lossy().starts_with("err_"));
+        || path
+            .file_name()
+            .is_some_and(|name| name.to_string_lossy().starts_with("err_"));
     let snapshot = if is_error_fixture {
-        assert!(!expected.is_empty(), "{}: an err_ fixture must expect diagnostics", path.display());
+        assert!(
+            !expected.is_empty(),
+            "{}: an err_ fixture must expect diagnostics",
+            path.display()
+        );
         rendered
     } else {
         let mut graphs = String::new();
@@ -57,10 +79,17 @@ fn check_fixture(path: &Path, settings: &Path, reported: &BTreeSet<PathBuf>) -> 
                 graphs.push_str(&graph::to_text(journey));
             }
         }
-        assert!(!graphs.is_empty(), "{}: a valid fixture must define a journey", path.display());
+        assert!(
+            !graphs.is_empty(),
+            "{}: a valid fixture must define a journey",
+            path.display()
+        );
         graphs
     };
-    (snapshot, expected.into_iter().map(|(code, _, _)| code).collect())
+    (
+        snapshot,
+        expected.into_iter().map(|(code, _, _)| code).collect(),
+    )
 }
 
 fn snapshot_settings() -> insta::Settings {
@@ -96,7 +125,8 @@ fn settings_fixtures() {
 /// Paths as a user types them, so snapshots do not depend on the checkout.
 fn relative(path: &Path) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    path.strip_prefix(root).map_or_else(|_| path.to_path_buf(), Path::to_path_buf)
+    path.strip_prefix(root)
+        .map_or_else(|_| path.to_path_buf(), Path::to_path_buf)
 }
 
 #[test]
@@ -115,6 +145,13 @@ fn every_check_code_has_a_fixture() {
             }
         }
     }
-    let missing: Vec<&str> = Code::ALL.iter().map(|code| code.as_str()).filter(|code| !covered.contains(*code)).collect();
-    assert!(missing.is_empty(), "check codes without a fixture: {missing:?}");
+    let missing: Vec<&str> = Code::ALL
+        .iter()
+        .map(|code| code.as_str())
+        .filter(|code| !covered.contains(*code))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "check codes without a fixture: {missing:?}"
+    );
 }

@@ -160,7 +160,9 @@ fn strip(expr: &Expr) -> &Expr {
     }
 }
 
-/// Structural equality, ignoring positions and parentheses.
+/// Structural equality, ignoring positions and parentheses. Literals are
+/// compared exactly: `100` and `100.0` are the same number as written.
+#[allow(clippy::float_cmp)]
 fn same(left: &Expr, right: &Expr) -> bool {
     let (left, right) = (strip(left), strip(right));
     match (&left.kind, &right.kind) {
@@ -267,6 +269,8 @@ struct Bound {
 }
 
 impl ValueSet {
+    // Bounds are literals from the source; equal means written equal.
+    #[allow(clippy::float_cmp)]
     fn within(&self, other: &ValueSet) -> bool {
         match (self, other) {
             (ValueSet::Range { low: l1, high: h1 }, ValueSet::Range { low: l2, high: h2 }) => {
@@ -288,7 +292,7 @@ fn constant(expr: &Expr) -> Option<f64> {
     match &strip(expr).kind {
         ExprKind::Number(value, _) => Some(*value),
         #[allow(clippy::cast_precision_loss)]
-        ExprKind::Date(date) => Some(date.num_days_from_ce() as f64),
+        ExprKind::Date(date) => Some(f64::from(date.num_days_from_ce())),
         _ => None,
     }
 }

@@ -88,7 +88,14 @@ impl<'d> Lowerer<'d> {
     /// `prefix` places derived IDs (`split@1/when2/`); `repetition` is the
     /// prefix of the enclosing repetition (`monthly#3/`), the only thing
     /// that qualifies a label, since labels are unique in a journey.
-    fn steps(&mut self, steps: &[&Step], prefix: &str, repetition: &str, scope: usize, mut exits: Vec<Exit>) -> Vec<Exit> {
+    fn steps(
+        &mut self,
+        steps: &[&Step],
+        prefix: &str,
+        repetition: &str,
+        scope: usize,
+        mut exits: Vec<Exit>,
+    ) -> Vec<Exit> {
         let mut ordinals: HashMap<&'static str, usize> = HashMap::new();
         for step in steps {
             let kind = kind_name(&step.kind);
@@ -103,7 +110,14 @@ impl<'d> Lowerer<'d> {
         exits
     }
 
-    fn block(&mut self, block: &Block, prefix: &str, repetition: &str, scope: usize, exits: Vec<Exit>) -> Vec<Exit> {
+    fn block(
+        &mut self,
+        block: &Block,
+        prefix: &str,
+        repetition: &str,
+        scope: usize,
+        exits: Vec<Exit>,
+    ) -> Vec<Exit> {
         let steps: Vec<&Step> = block.steps.iter().collect();
         self.steps(&steps, prefix, repetition, scope, exits)
     }
@@ -133,7 +147,14 @@ impl<'d> Lowerer<'d> {
         node
     }
 
-    fn step(&mut self, step: &Step, id: &str, repetition: &str, scope: usize, exits: Vec<Exit>) -> Vec<Exit> {
+    fn step(
+        &mut self,
+        step: &Step,
+        id: &str,
+        repetition: &str,
+        scope: usize,
+        exits: Vec<Exit>,
+    ) -> Vec<Exit> {
         let child = |suffix: &str| format!("{id}/{suffix}/");
         match &step.kind {
             StepKind::Message(message) => {
@@ -190,7 +211,9 @@ impl<'d> Lowerer<'d> {
                 ] {
                     let entry = vec![(node, edge)];
                     match block {
-                        Some(block) => out.extend(self.block(block, &child(name), repetition, scope, entry)),
+                        Some(block) => {
+                            out.extend(self.block(block, &child(name), repetition, scope, entry));
+                        }
                         None => out.extend(entry),
                     }
                 }

@@ -126,7 +126,7 @@ pub fn analyze(settings: &Settings, files: &[(FileId, &ast::File)]) -> Analysis 
             journey.name.node.clone(),
             std::mem::take(&mut analyzer.handoffs),
         );
-        compiled.extend(result);
+        compiled.push(result);
     }
     for (cycle, span) in checks::name_cycles(&handoffs) {
         diagnostics.push(
@@ -174,7 +174,7 @@ fn check_score(score: &ast::ScoreModel, names: &Names<'_>, diagnostics: &mut Vec
                 }
             }
             ast::ScoreRuleKind::When { condition, .. } => {
-                checker.condition(condition, Scope::default())
+                checker.condition(condition, Scope::default());
             }
             ast::ScoreRuleKind::Decay { half_life } => {
                 if half_life.node.is_zero() {
@@ -221,7 +221,7 @@ impl JourneyAnalyzer<'_, '_> {
         self.names.settings
     }
 
-    fn journey(&mut self, journey: &ast::Journey) -> Option<CompiledJourney> {
+    fn journey(&mut self, journey: &ast::Journey) -> CompiledJourney {
         let mut rules = Rules::default();
         let mut once: HashMap<&'static str, Span> = HashMap::new();
         let mut rescues: Vec<(Signal, &ast::Name)> = Vec::new();
@@ -325,7 +325,9 @@ impl JourneyAnalyzer<'_, '_> {
         // calling them unreachable would only repeat the error.
         let broken_jumps = self.diagnostics[reported_before..]
             .iter()
-            .any(|diagnostic| matches!(diagnostic.code, Code::UnknownLabel | Code::LabelOutOfScope));
+            .any(|diagnostic| {
+                matches!(diagnostic.code, Code::UnknownLabel | Code::LabelOutOfScope)
+            });
         let mut in_repeats = Vec::new();
         lower::labels_in_repeats(&steps, false, &mut in_repeats);
         for (signal, target) in rescues {
@@ -356,7 +358,7 @@ impl JourneyAnalyzer<'_, '_> {
             checks::caps_always_defer(&compiled, &caps, self.diagnostics);
         }
         self.goal_window(&compiled);
-        Some(compiled)
+        compiled
     }
 
     fn caps(&self, journey: &CompiledJourney) -> Vec<CapRule> {

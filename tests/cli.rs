@@ -1,0 +1,267 @@
+//! The command line as a user meets it: full output and exit codes.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn journeyc(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_journeyc"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("journeyc runs")
+}
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).expect("output is UTF-8")
+}
+
+fn snapshot_settings() -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots"));
+    settings.set_prepend_module_to_snapshot(false);
+    settings
+}
+
+#[test]
+fn check_passes_on_the_shipped_journeys_and_examples() {
+    let output = journeyc(&["check", "journeys", "examples"], root());
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.starts_with("ok: ") && stdout.ends_with("checked, no problems\n"),
+        "{stdout}"
+    );
+    assert!(output.stderr.is_empty());
+}
+
+#[test]
+fn check_reports_errors_for_people_with_exit_1() {
+    let output = journeyc(
+        &["check", "tests/fixtures/err_unknown_event.journey"],
+        root(),
+    );
+    assert_eq!(output.status.code(), Some(1));
+    snapshot_settings().bind(|| insta::assert_snapshot!("cli_check_human", text(&output.stdout)));
+}
+
+#[test]
+fn check_json_prints_one_object_per_diagnostic() {
+    let output = journeyc(
+        &[
+            "check",
+            "--format",
+            "json",
+            "tests/fixtures/err_unknown_stage.journey",
+        ],
+        root(),
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = text(&output.stdout);
+    let objects: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("each line is JSON"))
+        .collect();
+    assert_eq!(objects.len(), 2);
+    assert_eq!(
+        objects[0]["file"],
+        "tests/fixtures/err_unknown_stage.journey"
+    );
+    assert_eq!(
+        (objects[0]["line"].as_u64(), objects[0]["column"].as_u64()),
+        (Some(4), Some(18))
+    );
+    assert_eq!(
+        (
+            objects[0]["end_line"].as_u64(),
+            objects[0]["end_column"].as_u64()
+        ),
+        (Some(4), Some(26))
+    );
+    assert_eq!(objects[0]["code"], "E122");
+    assert_eq!(objects[0]["severity"], "error");
+    assert_eq!(objects[0]["message"], "unknown stage `dormat`");
+    assert_eq!(objects[0]["help"], "did you mean `dormant`?");
+    snapshot_settings().bind(|| insta::assert_snapshot!("cli_check_json", stdout));
+}
+
+#[test]
+fn check_github_prints_annotations() {
+    let output = journeyc(
+        &[
+            "check",
+            "--format",
+            "github",
+            "tests/fixtures/err_cap_always_defers.journey",
+        ],
+        root(),
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "a warning alone does not fail the check"
+    );
+    assert_eq!(
+        text(&output.stdout),
+        "::warning file=tests/fixtures/err_cap_always_defers.journey,line=7,col=3,endLine=7,endColumn=23,\
+         title=W134 the cap `email 1 per 7d` always defers this email::the cap `email 1 per 7d` always defers this email\
+         %0Ahelp: wait at least 7d between these sends, or raise the cap\n"
+    );
+}
+
+#[test]
+fn deny_warnings_turns_warnings_into_failure() {
+    let output = journeyc(
+        &[
+            "check",
+            "--deny",
+            "warnings",
+            "tests/fixtures/err_unreachable.journey",
+        ],
+        root(),
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stdout).ends_with("failed: 0 errors, 1 warning in 1 file\n"),
+        "{}",
+        text(&output.stdout)
+    );
+}
+
+#[test]
+fn usage_and_environment_problems_exit_2() {
+    let empty = tempfile::tempdir().expect("temp dir");
+    let output = journeyc(&["check"], empty.path());
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        text(&output.stderr),
+        "error: no journeyc.yaml in `.` or any folder above it; run `journeyc` inside a project or pass the path of one\n"
+    );
+
+    let output = journeyc(&["check", "no/such/file.journey"], root());
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).starts_with("error: cannot read `no/such/file.journey`"),
+        "{}",
+        text(&output.stderr)
+    );
+
+    let output = journeyc(&["check", "--format", "xml"], root());
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("invalid value 'xml'"),
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+#[test]
+fn check_without_paths_checks_the_project_in_the_current_folder() {
+    let output = journeyc(&["check"], &root().join("journeys"));
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    assert!(text(&output.stdout).starts_with("ok: "));
+}
+
+#[test]
+fn graph_draws_dot_mermaid_and_text() {
+    let fixture = "tests/fixtures/winback.journey";
+    let dot = journeyc(&["graph", "winback", "--project", fixture], root());
+    assert_eq!(dot.status.code(), Some(0), "{}", text(&dot.stderr));
+    let dot = text(&dot.stdout);
+    assert!(
+        dot.starts_with("digraph \"winback\" {\n  label=\"唤醒沉睡客户\";"),
+        "{dot}"
+    );
+    assert!(
+        dot.contains("\"vip_wait\" -> \"monthly\" [label=\"timeout\"];"),
+        "{dot}"
+    );
+
+    let mermaid = journeyc(
+        &[
+            "graph",
+            "winback",
+            "--project",
+            fixture,
+            "--format",
+            "mermaid",
+        ],
+        root(),
+    );
+    snapshot_settings()
+        .bind(|| insta::assert_snapshot!("cli_graph_mermaid", text(&mermaid.stdout)));
+
+    let missing = journeyc(&["graph", "winbak", "--project", fixture], root());
+    assert_eq!(missing.status.code(), Some(2));
+    assert_eq!(
+        text(&missing.stderr),
+        "error: no journey named `winbak`; did you mean `winback`?\n"
+    );
+}
+
+#[test]
+fn graph_refuses_a_journey_with_errors() {
+    let output = journeyc(
+        &[
+            "graph",
+            "jumps",
+            "--project",
+            "tests/fixtures/err_unknown_label.journey",
+        ],
+        root(),
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(text(&output.stderr).contains("error[E110]: no step is labelled `montly`"));
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn fmt_prints_checks_and_writes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("messy.journey");
+    std::fs::write(
+        &file,
+        "journey messy{entry on stage \"aware\"   # why\nemail \"a\" wait 2d}\n",
+    )
+    .expect("write");
+    let expected =
+        "journey messy {\n  entry on stage \"aware\"  # why\n  email \"a\"\n  wait 2d\n}\n";
+
+    let printed = journeyc(&["fmt", "messy.journey"], dir.path());
+    assert_eq!(printed.status.code(), Some(0));
+    assert_eq!(text(&printed.stdout), expected);
+
+    let checked = journeyc(&["fmt", "--check", "messy.journey"], dir.path());
+    assert_eq!(checked.status.code(), Some(1));
+    assert_eq!(text(&checked.stdout), "messy.journey\n");
+
+    let written = journeyc(&["fmt", "--write", "messy.journey"], dir.path());
+    assert_eq!(written.status.code(), Some(0));
+    assert_eq!(std::fs::read_to_string(&file).expect("read"), expected);
+    assert_eq!(
+        journeyc(&["fmt", "--check", "messy.journey"], dir.path())
+            .status
+            .code(),
+        Some(0)
+    );
+}
+
+#[test]
+fn fmt_reports_syntax_errors() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("bad.journey"),
+        "journey bad {\n  emial \"x\"\n}\n",
+    )
+    .expect("write");
+    let output = journeyc(&["fmt", "bad.journey"], dir.path());
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        text(&output.stderr).contains("--> bad.journey:2:3"),
+        "{}",
+        text(&output.stderr)
+    );
+}
