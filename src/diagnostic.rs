@@ -86,6 +86,7 @@ codes! {
     BeyondGoalWindow = "W133", Warning, "duration longer than the goal's conversion window";
     CapAlwaysDefers = "W134", Warning, "send the frequency cap will always defer";
     SegmentCycle = "E135", Error, "segments that refer to each other in a loop";
+    UnknownTag = "E136", Error, "tag not in the tag list (when journeyc.yaml has one)";
 }
 
 /// A secondary location that helps explain a diagnostic.

@@ -256,6 +256,14 @@ impl Printer<'_> {
                 self.braced(start, &format!("{label}split"), close, end, |printer| {
                     for branch in branches {
                         let head = format!("when {}", expr(&branch.condition));
+                        if printer.empty_block(
+                            branch.span.start as usize,
+                            &head,
+                            &branch.body,
+                            branch.span.end as usize,
+                        ) {
+                            continue;
+                        }
                         printer.braced(
                             branch.span.start as usize,
                             &head,
@@ -286,6 +294,14 @@ impl Printer<'_> {
                                 variant.name.node,
                                 number(variant.weight.node)
                             );
+                            if printer.empty_block(
+                                variant.span.start as usize,
+                                &head,
+                                &variant.body,
+                                variant.span.end as usize,
+                            ) {
+                                continue;
+                            }
                             printer.braced(
                                 variant.span.start as usize,
                                 &head,
@@ -326,11 +342,29 @@ impl Printer<'_> {
 
     /// `got { ... }`, `timeout { ... }`, `else { ... }`: the keyword stands
     /// just before the block.
+    /// Whether a comment not yet printed starts before `offset`.
+    fn comment_before(&self, offset: usize) -> bool {
+        self.comments
+            .get(self.next_comment)
+            .is_some_and(|comment| (comment.span.start as usize) < offset)
+    }
+
+    /// An empty block prints as `head {}`, unless comments stand in it.
+    fn empty_block(&mut self, start: usize, head: &str, block: &Block, end: usize) -> bool {
+        self.leading(start, false);
+        if !block.steps.is_empty() || self.comment_before(block.span.end as usize) {
+            return false;
+        }
+        self.line(&format!("{head} {{}}"));
+        self.trailing(end);
+        true
+    }
+
     fn block_statement(&mut self, keyword: &str, block: &Block) {
         let open = block.span.start as usize;
         let keyword_start = self.source[..open].rfind(keyword).unwrap_or(open);
         self.leading(keyword_start, false);
-        if block.steps.is_empty() {
+        if block.steps.is_empty() && !self.comment_before(block.span.end as usize) {
             self.line(&format!("{keyword} {{}}"));
             self.trailing(block.span.end as usize);
             return;
@@ -673,6 +707,18 @@ mod tests {
 
     fn format(source: &str) -> String {
         format_source(FileId(0), source).unwrap_or_else(|error| panic!("{error:?}"))
+    }
+
+    #[test]
+    fn empty_blocks_stay_short_unless_they_hold_comments() {
+        let source =
+            "journey a {\n  split {\n    when x {}\n    else { # nobody else\n    }\n  }\n}\n";
+        let formatted = format(source);
+        assert_eq!(
+            formatted,
+            "journey a {\n  split {\n    when x {}\n    else {  # nobody else\n    }\n  }\n}\n"
+        );
+        assert_eq!(format(&formatted), formatted);
     }
 
     #[test]

@@ -50,6 +50,10 @@ pub struct Settings {
     /// The event catalog: each event and its properties.
     #[serde(default)]
     pub events: BTreeMap<String, Option<BTreeMap<String, FieldSpec>>>,
+    /// The tags journeys may use. Without this list tags are free text;
+    /// with it, a misspelt tag is an error.
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
     /// Lifecycle stages, in funnel order.
     #[serde(default)]
     pub stages: Vec<String>,
@@ -451,13 +455,10 @@ impl Settings {
             let message = message
                 .rfind(" at line ")
                 .map_or(message.as_str(), |at| &message[..at]);
-            Diagnostic::new(
-                Code::Settings,
-                Span::new(file, start, end),
-                message.to_string(),
-            )
-            .label("in journeyc.yaml")
-            .help("see the settings reference in GRAMMAR.md")
+            let (message, help) = explain_unknown_key(message);
+            Diagnostic::new(Code::Settings, Span::new(file, start, end), message)
+                .label("in journeyc.yaml")
+                .help(help)
         })?;
         settings.file = file;
         settings.validate(sources)?;
@@ -562,6 +563,36 @@ impl Settings {
     }
 }
 
+/// serde says "unknown field `x`, expected one of `a`, `b`"; a user wants
+/// "unknown setting `x`" and the closest valid key.
+fn explain_unknown_key(message: &str) -> (String, String) {
+    let Some((prefix, rest)) = message.split_once("unknown field `") else {
+        return (
+            message.to_string(),
+            "see the settings reference in GRAMMAR.md".to_string(),
+        );
+    };
+    let name = rest.split('`').next().unwrap_or("");
+    let expected: Vec<&str> = rest
+        .split_once("expected one of ")
+        .or_else(|| rest.split_once("expected "))
+        .map(|(_, list)| {
+            list.split(", ")
+                .map(|item| item.trim_matches('`'))
+                .collect()
+        })
+        .unwrap_or_default();
+    let help =
+        crate::diagnostic::did_you_mean(name, expected.iter().copied()).unwrap_or_else(|| {
+            if expected.is_empty() {
+                "this key takes no settings".to_string()
+            } else {
+                format!("the keys here are {}", expected.join(", "))
+            }
+        });
+    (format!("{prefix}unknown setting `{name}`"), help)
+}
+
 /// Byte offset of `key:` in YAML text (first occurrence), for pointing at
 /// a setting that serde accepted but the checks refuse.
 fn find_key(text: &str, key: &str) -> Option<usize> {
@@ -641,11 +672,8 @@ mod tests {
             .get(diagnostic.span.file)
             .line_column(diagnostic.span.start as usize);
         assert_eq!((position.line, position.column), (3, 1));
-        assert!(
-            diagnostic.message.contains("unknown field `tiemzone`"),
-            "{}",
-            diagnostic.message
-        );
+        assert_eq!(diagnostic.message, "unknown setting `tiemzone`");
+        assert_eq!(diagnostic.help.as_deref(), Some("did you mean `timezone`?"));
     }
 
     #[test]

@@ -163,6 +163,7 @@ fn check_score(score: &ast::ScoreModel, names: &Names<'_>, diagnostics: &mut Vec
                         let scope = Scope {
                             event: None,
                             filter_event: Some(&event.node),
+                            ..Scope::default()
                         };
                         checker.condition(filter, scope);
                     }
@@ -229,6 +230,7 @@ impl JourneyAnalyzer<'_, '_> {
         let scope = Scope {
             event: entry_event,
             filter_event: None,
+            enrolment: true,
         };
         for clause in journey.clauses() {
             let keyword = clause.kind.keyword();
@@ -417,11 +419,9 @@ impl JourneyAnalyzer<'_, '_> {
         match trigger {
             Trigger::Event { event, filter } => self.event_filter(event, filter.as_ref()),
             Trigger::Stage(stage) => self.stage(stage),
-            Trigger::Tag(_)
-            | Trigger::Daily { .. }
-            | Trigger::Weekly { .. }
-            | Trigger::Once { .. } => {}
-            Trigger::Date { field, .. } => self.date_field(field),
+            Trigger::Tag(tag) => self.checker().tag(tag),
+            Trigger::Daily { .. } | Trigger::Weekly { .. } | Trigger::Once { .. } => {}
+            Trigger::Date { field, .. } => self.date_field(field, Scope::default()),
             Trigger::Holiday { holiday, .. } => self.holiday(holiday),
             Trigger::When(condition) => self.checker().condition(condition, Scope::default()),
         }
@@ -431,7 +431,7 @@ impl JourneyAnalyzer<'_, '_> {
         match signal {
             Signal::Event { event, filter } => self.event_filter(event, filter.as_ref()),
             Signal::Stage(stage) => self.stage(stage),
-            Signal::Tag(_) => {}
+            Signal::Tag(tag) => self.checker().tag(tag),
             Signal::When(condition) => self.checker().condition(condition, scope),
         }
     }
@@ -442,6 +442,7 @@ impl JourneyAnalyzer<'_, '_> {
             let scope = Scope {
                 event: None,
                 filter_event: Some(&event.node),
+                ..Scope::default()
             };
             self.checker().condition(filter, scope);
         }
@@ -486,12 +487,12 @@ impl JourneyAnalyzer<'_, '_> {
     }
 
     /// A field used as a date: it must exist and hold a date.
-    fn date_field(&mut self, field: &ast::Name) {
+    fn date_field(&mut self, field: &ast::Name, scope: Scope<'_>) {
         let expr = Expr {
             kind: ast::ExprKind::Path(vec![field.clone()]),
             span: field.span,
         };
-        let found = self.checker().check(&expr, Scope::default());
+        let found = self.checker().check(&expr, scope);
         if !matches!(found, Type::Date | Type::DateTime | Type::Unknown) {
             self.report(
                 Diagnostic::new(
@@ -580,7 +581,7 @@ impl JourneyAnalyzer<'_, '_> {
                     self.duration(duration);
                 }
                 match date {
-                    ast::DateRef::Field(field) => self.date_field(field),
+                    ast::DateRef::Field(field) => self.date_field(field, scope),
                     ast::DateRef::Holiday(holiday) => self.holiday(holiday),
                     ast::DateRef::Literal(_) => {}
                 }
@@ -599,6 +600,7 @@ impl JourneyAnalyzer<'_, '_> {
                     let got_scope = Scope {
                         event: Some(&event.node),
                         filter_event: None,
+                        enrolment: true,
                     };
                     self.steps(&got.steps, got_scope);
                 }
@@ -711,7 +713,7 @@ impl JourneyAnalyzer<'_, '_> {
                 }
                 self.steps(&body.steps, scope);
             }
-            StepKind::Tag(_) | StepKind::Untag(_) => {}
+            StepKind::Tag(tag) | StepKind::Untag(tag) => self.checker().tag(tag),
             StepKind::SetField { field, value } => self.set_field(field, value, scope),
             StepKind::Stage(stage) => self.stage(stage),
             StepKind::Score { model, .. } => {

@@ -82,7 +82,13 @@ pub struct Scope<'a> {
     pub event: Option<&'a str>,
     /// Inside `where` after an event: bare names are its properties.
     pub filter_event: Option<&'a str>,
+    /// Inside a journey's steps, where a contact has an enrolment and
+    /// `enrolled_at` means the moment it began.
+    pub enrolment: bool,
 }
+
+/// The built-in name for the moment a contact entered the journey.
+pub const ENROLLED_AT: &str = "enrolled_at";
 
 /// Names the checker resolves besides fields and events.
 pub struct Names<'a> {
@@ -160,6 +166,7 @@ impl TypeChecker<'_, '_> {
                     let filter_scope = Scope {
                         event: scope.event,
                         filter_event: known.then_some(event.node.as_str()),
+                        enrolment: scope.enrolment,
                     };
                     if known {
                         self.condition(filter, filter_scope);
@@ -202,9 +209,9 @@ impl TypeChecker<'_, '_> {
         match names.as_slice() {
             [_] => match scope.filter_event {
                 Some(event) => self.property(event, &parts[0], true),
-                None => self.field(&parts[0]),
+                None => self.field(&parts[0], scope),
             },
-            ["contact", _] => self.field(&parts[1]),
+            ["contact", _] => self.field(&parts[1], scope),
             ["event", _] => match scope.event.or(scope.filter_event) {
                 Some(event) => self.property(event, &parts[1], false),
                 None => {
@@ -227,8 +234,19 @@ impl TypeChecker<'_, '_> {
         }
     }
 
-    fn field(&mut self, name: &crate::ast::Name) -> Type {
+    fn field(&mut self, name: &crate::ast::Name, scope: Scope<'_>) -> Type {
         let settings = self.names.settings;
+        if name.node == ENROLLED_AT {
+            if scope.enrolment {
+                return Type::DateTime;
+            }
+            self.report(
+                Diagnostic::new(Code::UnknownField, name.span, "`enrolled_at` exists only inside a journey's steps")
+                    .label("no enrolment here")
+                    .help("use it in waits and splits, for example `wait until 2d after enrolled_at at 10:00`"),
+            );
+            return Type::Unknown;
+        }
         if let Some(spec) = settings.field(&name.node) {
             return Type::of_field(&spec.field_type);
         }
@@ -299,7 +317,14 @@ impl TypeChecker<'_, '_> {
         args: &[Expr],
         scope: Scope<'_>,
     ) -> Type {
-        const FUNCTIONS: [&str; 5] = ["has_tag", "days_since", "days_until", "score", "segment"];
+        const FUNCTIONS: [&str; 6] = [
+            "has_tag",
+            "is_set",
+            "days_since",
+            "days_until",
+            "score",
+            "segment",
+        ];
         let arity_error = |checker: &mut Self, usage: &str| {
             checker.report(
                 Diagnostic::new(
@@ -320,6 +345,21 @@ impl TypeChecker<'_, '_> {
                 let found = self.check(tag, scope);
                 if !found.is_text() {
                     self.mismatch(tag.span, &Type::String, &found);
+                }
+                if let ExprKind::String(name) = &tag.kind {
+                    self.tag(&crate::span::Spanned::new(name.clone(), tag.span));
+                }
+                Type::Bool
+            }
+            "is_set" => {
+                match args {
+                    [field @ Expr {
+                        kind: ExprKind::Path(_),
+                        ..
+                    }] => {
+                        self.check(field, scope);
+                    }
+                    _ => arity_error(self, "is_set(birthday)"),
                 }
                 Type::Bool
             }
@@ -404,6 +444,27 @@ impl TypeChecker<'_, '_> {
                 Type::Unknown
             }
         }
+    }
+
+    /// A tag must be in the settings' `tags:` list, when there is one.
+    pub fn tag(&mut self, tag: &crate::span::Spanned<String>) {
+        let Some(tags) = &self.names.settings.tags else {
+            return;
+        };
+        if tags.contains(&tag.node) {
+            return;
+        }
+        let help = did_you_mean(&tag.node, tags.iter().map(String::as_str))
+            .unwrap_or_else(|| format!("add `{}` to `tags:` in journeyc.yaml", tag.node));
+        self.report(
+            Diagnostic::new(
+                Code::UnknownTag,
+                tag.span,
+                format!("unknown tag `{}`", tag.node),
+            )
+            .label("not in the tag list")
+            .help(help),
+        );
     }
 
     fn mismatch(&mut self, span: Span, expected: &Type, found: &Type) {
