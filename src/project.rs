@@ -99,6 +99,12 @@ pub fn find_settings(start: &Path) -> Option<PathBuf> {
     } else {
         start
     };
+    // `Path::new("a.journey").parent()` is the empty path, which means here.
+    let start = if start.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        start
+    };
     let mut folder = std::path::absolute(start).ok()?;
     loop {
         let candidate = folder.join(settings::FILE_NAME);

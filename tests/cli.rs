@@ -265,3 +265,31 @@ fn fmt_reports_syntax_errors() {
         text(&output.stderr)
     );
 }
+
+#[test]
+fn a_bare_file_name_finds_the_settings_beside_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(
+        dir.path().join("journeyc.yaml"),
+        "journeys: [\".\"]\nstages: [aware]\nchannels: { email: { from: \"a@b.example\" } }\n",
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("empty.journey"), "").expect("write");
+    std::fs::write(
+        dir.path().join("hello.journey"),
+        "journey hello {\n  entry on stage \"aware\"\n  email \"hello\"\n}\n",
+    )
+    .expect("write");
+    let output = journeyc(&["check", "empty.journey"], dir.path());
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        text(&output.stdout),
+        text(&output.stderr)
+    );
+    assert_eq!(
+        text(&output.stdout),
+        "ok: 0 journeys in 1 file checked, no problems\n"
+    );
+}
