@@ -87,6 +87,14 @@ codes! {
     CapAlwaysDefers = "W134", Warning, "send the frequency cap will always defer";
     SegmentCycle = "E135", Error, "segments that refer to each other in a loop";
     UnknownTag = "E136", Error, "tag not in the tag list (when journeyc.yaml has one)";
+    MissingTemplate = "E200", Error, "message whose template file does not exist";
+    TemplateSyntax = "E201", Error, "template that does not parse (at the template's own line and column)";
+    UnknownVariable = "E202", Error, "template variable not in the schema or the event catalog";
+    OptionalWithoutFallback = "E203", Error, "optional field used without `default` or an `if`";
+    MissingUnsubscribe = "E204", Error, "marketing email without `unsubscribe_url`";
+    MissingSubject = "E205", Error, "email without a subject";
+    SmsTooLong = "E206", Error, "SMS longer than `segment_limit` parts";
+    EmptyHref = "E207", Error, "HTML link with an empty `href`";
 }
 
 /// A secondary location that helps explain a diagnostic.

@@ -12,6 +12,7 @@ use crate::diagnostic::Diagnostic;
 use crate::parser;
 use crate::settings::{self, Settings};
 use crate::span::{FileId, SourceMap};
+use crate::templates::{self, TemplateSet};
 
 /// Problems that stop a command before any checking: exit code 2.
 #[derive(Debug)]
@@ -59,6 +60,8 @@ pub struct Checked {
     pub analysis: Analysis,
     /// Parsed files, by id (files with a syntax error are absent).
     pub files: Vec<(FileId, ast::File)>,
+    /// The project's templates (absent when the settings are broken).
+    pub templates: Option<TemplateSet>,
 }
 
 impl Checked {
@@ -71,9 +74,17 @@ impl Checked {
             .iter()
             .filter(|diagnostic| {
                 let path = self.sources.path(diagnostic.span.file);
+                // Settings and templates serve every journey: their
+                // problems are always reported.
                 let is_settings = path
                     .file_name()
-                    .is_some_and(|name| name == settings::FILE_NAME);
+                    .is_some_and(|name| name == settings::FILE_NAME)
+                    || path
+                        .extension()
+                        .and_then(|extension| extension.to_str())
+                        .is_some_and(|extension| {
+                            ["email", "sms", "task", "webhook"].contains(&extension)
+                        });
                 paths.is_none_or(|paths| is_settings || paths.contains(path))
             })
             .collect();
@@ -304,11 +315,28 @@ pub fn load(settings_path: &Path, extra: &BTreeSet<PathBuf>) -> Result<Checked, 
         None => Analysis::default(),
     };
     diagnostics.append(&mut analysis.diagnostics);
+    let templates = match &settings {
+        Some(settings) => {
+            let dir = settings.templates_dir();
+            let (set, mut problems) =
+                templates::load(settings, &mut sources).map_err(io_error(&dir))?;
+            diagnostics.append(&mut problems);
+            diagnostics.extend(templates::check::check(
+                settings,
+                &set,
+                &analysis.messages,
+                &sources,
+            ));
+            Some(set)
+        }
+        None => None,
+    };
     analysis.diagnostics = diagnostics;
     Ok(Checked {
         sources,
         settings,
         analysis,
         files,
+        templates,
     })
 }

@@ -28,6 +28,18 @@ pub const MAX_REPEAT: u64 = 100;
 pub struct Analysis {
     pub journeys: Vec<CompiledJourney>,
     pub diagnostics: Vec<Diagnostic>,
+    /// Every message step, for the template checks.
+    pub messages: Vec<MessageUse>,
+}
+
+/// A message step and what its template may refer to.
+#[derive(Clone, Debug)]
+pub struct MessageUse {
+    pub journey: String,
+    pub title: Option<String>,
+    pub message: ast::Message,
+    /// The event `event.x` reads at this step, if there is one.
+    pub event: Option<String>,
 }
 
 /// Analyzes every parsed file of a project together: segments and scores
@@ -111,6 +123,7 @@ pub fn analyze(settings: &Settings, files: &[(FileId, &ast::File)]) -> Analysis 
     }
 
     let mut compiled = Vec::new();
+    let mut messages = Vec::new();
     let mut handoffs: BTreeMap<String, Vec<(String, Span)>> = BTreeMap::new();
     for journey in journeys.values() {
         let mut analyzer = JourneyAnalyzer {
@@ -120,8 +133,17 @@ pub fn analyze(settings: &Settings, files: &[(FileId, &ast::File)]) -> Analysis 
             durations: Vec::new(),
             handoffs: Vec::new(),
             ab_names: HashMap::new(),
+            messages: Vec::new(),
         };
         let result = analyzer.journey(journey);
+        messages.extend(std::mem::take(&mut analyzer.messages).into_iter().map(
+            |(message, event)| MessageUse {
+                journey: journey.name.node.clone(),
+                title: result.rules.title.clone(),
+                message,
+                event,
+            },
+        ));
         handoffs.insert(
             journey.name.node.clone(),
             std::mem::take(&mut analyzer.handoffs),
@@ -145,6 +167,7 @@ pub fn analyze(settings: &Settings, files: &[(FileId, &ast::File)]) -> Analysis 
     Analysis {
         journeys: compiled,
         diagnostics,
+        messages,
     }
 }
 
@@ -203,6 +226,8 @@ struct JourneyAnalyzer<'a, 'd> {
     /// Journeys this one hands contacts to.
     handoffs: Vec<(String, Span)>,
     ab_names: HashMap<String, Span>,
+    /// Message steps with the event in scope at each.
+    messages: Vec<(ast::Message, Option<String>)>,
 }
 
 impl JourneyAnalyzer<'_, '_> {
@@ -573,7 +598,11 @@ impl JourneyAnalyzer<'_, '_> {
 
     fn step(&mut self, step: &Step, scope: Scope<'_>) {
         match &step.kind {
-            StepKind::Message(message) => self.message(message),
+            StepKind::Message(message) => {
+                self.message(message);
+                self.messages
+                    .push((message.clone(), scope.event.map(str::to_string)));
+            }
             StepKind::WaitDuration(duration) => self.duration(duration),
             StepKind::WaitClock { .. } | StepKind::Goto(_) | StepKind::End => {}
             StepKind::WaitDate { offset, date, .. } => {

@@ -1,0 +1,517 @@
+//! Message templates: loading the files under `templates/`, the minijinja
+//! environment they render in, and their static checks (`check.rs`).
+//!
+//! An email template is YAML front matter (kind, subject, preheader, from,
+//! reply_to) followed by `{% block text %}` and `{% block html %}`; each
+//! part is registered as its own minijinja template so the HTML part alone
+//! is auto-escaped, and every error maps back to the file's line and column.
+
+pub mod check;
+mod filters;
+pub mod sms;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
+use serde::Deserialize;
+
+use crate::ast::Channel;
+use crate::diagnostic::{Code, Diagnostic};
+use crate::settings::Settings;
+use crate::span::{FileId, SourceMap, Span};
+
+/// Marketing messages carry an unsubscribe link and count against caps;
+/// transactional ones (receipts, tickets) do neither.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageKind {
+    #[default]
+    Marketing,
+    Transactional,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmailFrontMatter {
+    #[serde(default)]
+    kind: MessageKind,
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default)]
+    preheader: Option<String>,
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    reply_to: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OtherFrontMatter {
+    #[serde(default)]
+    kind: MessageKind,
+}
+
+/// One renderable piece of a template file.
+#[derive(Clone, Debug)]
+pub struct Part {
+    /// `subject`, `preheader`, `text`, `html` or `body`.
+    pub name: &'static str,
+    pub source: String,
+    /// Byte offset of `source` in the template file.
+    pub offset: usize,
+    /// The name it is registered under in the environment.
+    pub key: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Template {
+    pub name: String,
+    pub channel: Channel,
+    pub file: FileId,
+    pub kind: MessageKind,
+    pub from: Option<String>,
+    pub reply_to: Option<String>,
+    pub parts: Vec<Part>,
+}
+
+impl Template {
+    pub fn part(&self, name: &str) -> Option<&Part> {
+        self.parts.iter().find(|part| part.name == name)
+    }
+}
+
+/// The file extension of each channel's templates.
+pub fn extension(channel: Channel) -> &'static str {
+    match channel {
+        Channel::Email => "email",
+        Channel::Sms => "sms",
+        Channel::Task => "task",
+        Channel::Webhook => "webhook",
+    }
+}
+
+fn channel_of_extension(extension: &str) -> Option<Channel> {
+    Channel::ALL
+        .into_iter()
+        .find(|channel| self::extension(*channel) == extension)
+}
+
+/// Every template of a project, compiled into one environment.
+pub struct TemplateSet {
+    pub dir: PathBuf,
+    pub templates: BTreeMap<(Channel, String), Template>,
+    pub env: Environment<'static>,
+}
+
+impl TemplateSet {
+    pub fn get(&self, channel: Channel, name: &str) -> Option<&Template> {
+        self.templates.get(&(channel, name.to_string()))
+    }
+
+    pub fn names(&self, channel: Channel) -> impl Iterator<Item = &str> {
+        self.templates
+            .keys()
+            .filter(move |(kind, _)| *kind == channel)
+            .map(|(_, name)| name.as_str())
+    }
+
+    /// Renders one part with a context; the error names the template.
+    pub fn render_part(&self, part: &Part, context: &Value) -> Result<String, minijinja::Error> {
+        self.env.get_template(&part.key)?.render(context.clone())
+    }
+}
+
+/// The environment every template renders in: strict about undefined
+/// names, HTML-escaping only the `html` parts, with journeyc's filters.
+pub fn environment(settings: &Settings) -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // Block tags on their own lines leave no blank lines behind.
+    if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
+        .trim_blocks(true)
+        .lstrip_blocks(true)
+        .build()
+    {
+        env.set_syntax(syntax);
+    }
+    env.set_auto_escape_callback(|name| {
+        if name.ends_with("#html") {
+            AutoEscape::Html
+        } else {
+            AutoEscape::None
+        }
+    });
+    filters::register(
+        &mut env,
+        settings.timezone.0,
+        settings.locale.clone().unwrap_or_default(),
+    );
+    env
+}
+
+/// Loads every template file under the project's templates folder.
+/// Problems in the files are returned as diagnostics; an unreadable folder
+/// is an I/O error.
+pub fn load(
+    settings: &Settings,
+    sources: &mut SourceMap,
+) -> Result<(TemplateSet, Vec<Diagnostic>), std::io::Error> {
+    let dir = settings.templates_dir();
+    let mut set = TemplateSet {
+        dir: dir.clone(),
+        templates: BTreeMap::new(),
+        env: environment(settings),
+    };
+    let mut diagnostics = Vec::new();
+    if !dir.is_dir() {
+        return Ok((set, diagnostics));
+    }
+    let mut files = Vec::new();
+    collect_files(&dir, &mut files)?;
+    files.sort();
+    for path in files {
+        let Some(channel) = path
+            .extension()
+            .and_then(|extension| extension.to_str())
+            .and_then(channel_of_extension)
+        else {
+            continue;
+        };
+        let relative = path.strip_prefix(&dir).unwrap_or(&path).with_extension("");
+        let name = relative
+            .components()
+            .map(|part| part.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/");
+        let text = std::fs::read_to_string(&path)?;
+        let file = sources.add(path.clone(), text);
+        match parse_file(&name, channel, file, &sources.get(file).text) {
+            Ok(template) => {
+                for part in &template.parts {
+                    if let Err(error) = set
+                        .env
+                        .add_template_owned(part.key.clone(), part.source.clone())
+                    {
+                        diagnostics.push(template_error(file, part, &error));
+                    }
+                }
+                set.templates.insert((channel, name), template);
+            }
+            Err(diagnostic) => diagnostics.push(diagnostic),
+        }
+    }
+    Ok((set, diagnostics))
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), std::io::Error> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_files(&path, out)?;
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// A minijinja error in a part, at its place in the file.
+pub fn template_error(file: FileId, part: &Part, error: &minijinja::Error) -> Diagnostic {
+    let (start, end) = match error.range() {
+        Some(range) => (
+            part.offset + range.start,
+            part.offset + range.end.max(range.start + 1),
+        ),
+        None => {
+            let line_offset: usize = part
+                .source
+                .split_inclusive('\n')
+                .take(error.line().unwrap_or(1).saturating_sub(1))
+                .map(str::len)
+                .sum();
+            (part.offset + line_offset, part.offset + line_offset + 1)
+        }
+    };
+    let detail = error
+        .detail()
+        .map_or_else(|| error.kind().to_string(), ToString::to_string);
+    Diagnostic::new(Code::TemplateSyntax, Span::new(file, start, end.min(part.offset + part.source.len()).max(start)), format!("template error: {detail}"))
+        .label(format!("in the {} of this template", part.name))
+        .help("templates use minijinja (Jinja2) syntax: `{{ contact.first_name }}`, `{% if ... %}...{% endif %}`")
+}
+
+struct FrontMatter<'a> {
+    yaml: &'a str,
+    /// Byte offset of the YAML in the file.
+    yaml_offset: usize,
+    /// The rest of the file after the closing `---`.
+    body: &'a str,
+    body_offset: usize,
+}
+
+fn front_matter(text: &str) -> Option<FrontMatter<'_>> {
+    let after_open = text
+        .strip_prefix("---\n")
+        .or_else(|| text.strip_prefix("---\r\n"))?;
+    let yaml_offset = text.len() - after_open.len();
+    let mut offset = 0;
+    for line in after_open.split_inclusive('\n') {
+        if line.trim_end() == "---" {
+            let body_offset = yaml_offset + offset + line.len();
+            return Some(FrontMatter {
+                yaml: &after_open[..offset],
+                yaml_offset,
+                body: &text[body_offset..],
+                body_offset,
+            });
+        }
+        offset += line.len();
+    }
+    None
+}
+
+fn yaml_error(
+    file: FileId,
+    text: &str,
+    yaml_offset: usize,
+    error: &serde_yaml::Error,
+) -> Diagnostic {
+    let start = error.location().map_or(yaml_offset, |location| {
+        let lines_before: usize = text[yaml_offset..]
+            .split_inclusive('\n')
+            .take(location.line() - 1)
+            .map(str::len)
+            .sum();
+        let line_start = yaml_offset + lines_before;
+        let column: usize = text[line_start..]
+            .chars()
+            .take(location.column() - 1)
+            .map(char::len_utf8)
+            .sum();
+        line_start + column
+    });
+    let end = text[start..]
+        .find(['\n', ':'])
+        .map_or(text.len(), |length| start + length)
+        .max(start);
+    let message = error.to_string();
+    let message = message
+        .rfind(" at line ")
+        .map_or(message.as_str(), |at| &message[..at]);
+    Diagnostic::new(Code::TemplateSyntax, Span::new(file, start, end), format!("front matter: {message}"))
+        .label("in the front matter")
+        .help("the front matter takes `kind`, `subject`, `preheader`, `from` and `reply_to` (email) or `kind` (other messages)")
+}
+
+/// Where a YAML key's value starts in the front matter, for mapping errors
+/// in `subject` and `preheader` back to the file.
+fn value_offset(text: &str, yaml_offset: usize, yaml: &str, key: &str) -> usize {
+    let mut offset = 0;
+    for line in yaml.split_inclusive('\n') {
+        if let Some(rest) = line
+            .strip_prefix(key)
+            .and_then(|rest| rest.strip_prefix(':'))
+        {
+            let value = rest.trim_start();
+            let quote = usize::from(value.starts_with('"') || value.starts_with('\''));
+            let start = yaml_offset + offset + key.len() + 1 + (rest.len() - value.len()) + quote;
+            return start.min(text.len());
+        }
+        offset += line.len();
+    }
+    yaml_offset
+}
+
+fn parse_file(
+    name: &str,
+    channel: Channel,
+    file: FileId,
+    text: &str,
+) -> Result<Template, Diagnostic> {
+    let key = |part: &str| format!("{name}.{}#{part}", extension(channel));
+    let mut template = Template {
+        name: name.to_string(),
+        channel,
+        file,
+        kind: MessageKind::Marketing,
+        from: None,
+        reply_to: None,
+        parts: Vec::new(),
+    };
+    let front = front_matter(text);
+    if channel != Channel::Email {
+        let (body, body_offset) = match &front {
+            Some(front) => {
+                let meta: OtherFrontMatter = if front.yaml.trim().is_empty() {
+                    OtherFrontMatter::default()
+                } else {
+                    serde_yaml::from_str(front.yaml)
+                        .map_err(|error| yaml_error(file, text, front.yaml_offset, &error))?
+                };
+                template.kind = meta.kind;
+                (front.body, front.body_offset)
+            }
+            None => (text, 0),
+        };
+        template.parts.push(Part {
+            name: "body",
+            source: body.to_string(),
+            offset: body_offset,
+            key: key("body"),
+        });
+        return Ok(template);
+    }
+    let Some(front) = front else {
+        return Err(Diagnostic::new(Code::TemplateSyntax, Span::new(file, 0, text.find('\n').unwrap_or(text.len())), "an email template starts with front matter")
+            .label("no `---` on the first line")
+            .help("begin with `---`, then `subject: \"...\"` and any other settings, then `---`, then `{% block text %}...{% endblock %}`"));
+    };
+    let meta: EmailFrontMatter = if front.yaml.trim().is_empty() {
+        EmailFrontMatter::default()
+    } else {
+        serde_yaml::from_str(front.yaml)
+            .map_err(|error| yaml_error(file, text, front.yaml_offset, &error))?
+    };
+    template.kind = meta.kind;
+    template.from = meta.from;
+    template.reply_to = meta.reply_to;
+    for (part, value) in [("subject", meta.subject), ("preheader", meta.preheader)] {
+        if let Some(value) = value {
+            template.parts.push(Part {
+                name: part,
+                offset: value_offset(text, front.yaml_offset, front.yaml, part),
+                source: value,
+                key: key(part),
+            });
+        }
+    }
+    for block in blocks(file, front.body, front.body_offset)? {
+        template.parts.push(Part {
+            key: key(block.name),
+            ..block
+        });
+    }
+    if template.part("text").is_none() {
+        let at = front.body_offset.min(text.len());
+        return Err(Diagnostic::new(
+            Code::TemplateSyntax,
+            Span::new(file, at, at),
+            "an email template needs a text part",
+        )
+        .label("no `{% block text %}`")
+        .help(
+            "add `{% block text %}...{% endblock %}`: the plain-text version every email carries",
+        ));
+    }
+    Ok(template)
+}
+
+/// The `{% block text %}` and `{% block html %}` of an email body.
+fn blocks(file: FileId, body: &str, body_offset: usize) -> Result<Vec<Part>, Diagnostic> {
+    let mut parts = Vec::new();
+    let mut rest_start = 0;
+    let mut open: Option<(&'static str, usize)> = None;
+    let mut search = 0;
+    while let Some(found) = body[search..].find("{%") {
+        let tag_start = search + found;
+        let Some(tag_length) = body[tag_start..].find("%}") else {
+            break;
+        };
+        let tag_end = tag_start + tag_length + 2;
+        let inner = body[tag_start + 2..tag_end - 2]
+            .trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
+        let words: Vec<&str> = inner.split_whitespace().collect();
+        match (words.as_slice(), open) {
+            (["block", name], None) => {
+                let name = match *name {
+                    "text" => "text",
+                    "html" => "html",
+                    other => {
+                        return Err(Diagnostic::new(
+                            Code::TemplateSyntax,
+                            Span::new(file, body_offset + tag_start, body_offset + tag_end),
+                            format!("unknown block `{other}`"),
+                        )
+                        .label("not `text` or `html`")
+                        .help(
+                            "an email has `{% block text %}` and optionally `{% block html %}`",
+                        ));
+                    }
+                };
+                outside_blocks(file, body, body_offset, rest_start, tag_start)?;
+                if parts.iter().any(|part: &Part| part.name == name) {
+                    return Err(Diagnostic::new(
+                        Code::TemplateSyntax,
+                        Span::new(file, body_offset + tag_start, body_offset + tag_end),
+                        format!("block `{name}` appears twice"),
+                    )
+                    .label("second block"));
+                }
+                open = Some((name, tag_end));
+            }
+            (["endblock"] | ["endblock", _], Some((name, content_start))) => {
+                let mut source = &body[content_start..tag_start];
+                let mut offset = content_start;
+                if let Some(stripped) = source
+                    .strip_prefix('\n')
+                    .or_else(|| source.strip_prefix("\r\n"))
+                {
+                    offset += source.len() - stripped.len();
+                    source = stripped;
+                }
+                parts.push(Part {
+                    name,
+                    source: source.to_string(),
+                    offset: body_offset + offset,
+                    key: String::new(),
+                });
+                open = None;
+                rest_start = tag_end;
+            }
+            _ => {}
+        }
+        search = tag_end;
+    }
+    if let Some((name, start)) = open {
+        return Err(Diagnostic::new(
+            Code::TemplateSyntax,
+            Span::new(file, body_offset + start, body_offset + start),
+            format!("block `{name}` is never closed"),
+        )
+        .label("missing `{% endblock %}`"));
+    }
+    outside_blocks(file, body, body_offset, rest_start, body.len())?;
+    Ok(parts)
+}
+
+/// Nothing but space may stand between the blocks: each block renders on
+/// its own, so a `{% set %}` there would reach neither.
+fn outside_blocks(
+    file: FileId,
+    body: &str,
+    body_offset: usize,
+    from: usize,
+    to: usize,
+) -> Result<(), Diagnostic> {
+    let outside = &body[from..to];
+    if outside.trim().is_empty() {
+        return Ok(());
+    }
+    let at = from + (outside.len() - outside.trim_start().len());
+    let is_tag = outside.trim_start().starts_with("{%");
+    let end = body[at..to].find('\n').map_or(to, |length| at + length);
+    let help = if is_tag {
+        "each block renders on its own: put the `{% set %}` (or macro) inside every block that uses it"
+    } else {
+        "move it into a block; text outside them is never sent"
+    };
+    Err(Diagnostic::new(
+        Code::TemplateSyntax,
+        Span::new(file, body_offset + at, body_offset + end),
+        "outside `{% block text %}` and `{% block html %}`",
+    )
+    .label("stands between the blocks")
+    .help(help))
+}
