@@ -11,6 +11,7 @@ pub mod format;
 pub mod graph;
 pub mod message;
 pub mod parser;
+pub mod preview;
 pub mod project;
 pub mod render;
 pub mod settings;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use journeyc::commands::{self, CheckFormat, CheckOptions, FmtOptions, GraphFormat, Status};
+use journeyc::preview::{self, PreviewFormat, PreviewOptions};
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +40,27 @@ enum Command {
         #[arg(long)]
         project: Option<PathBuf>,
     },
+    /// Render one message step for one contact exactly as it would be sent.
+    Preview {
+        journey: String,
+        /// The step's ID, as `journeyc graph JOURNEY --format text` shows it.
+        step: String,
+        /// A contact from the store.
+        #[arg(long, conflicts_with = "vars", required_unless_present = "vars")]
+        contact: Option<String>,
+        /// A JSON or YAML file with the contact's fields (and optionally
+        /// `contact:` and `event:` sections).
+        #[arg(long)]
+        vars: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Rendering,
+        /// A folder inside the project (default: the current folder).
+        #[arg(long)]
+        project: Option<PathBuf>,
+        /// The sending time templates see as `now` (RFC 3339).
+        #[arg(long)]
+        now: Option<String>,
+    },
     /// Print journey files in their canonical layout.
     Fmt {
         /// Files or folders; default: the project in the current folder.
@@ -57,6 +79,13 @@ enum Format {
     Human,
     Json,
     Github,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Rendering {
+    Text,
+    Eml,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -103,6 +132,31 @@ fn main() -> ExitCode {
                 Drawing::Text => GraphFormat::Text,
             };
             commands::graph(&journey, project.as_deref(), format, &mut out, &mut err)
+        }
+        Command::Preview {
+            journey,
+            step,
+            contact,
+            vars,
+            format,
+            project,
+            now,
+        } => {
+            let format = match format {
+                Rendering::Text => PreviewFormat::Text,
+                Rendering::Eml => PreviewFormat::Eml,
+                Rendering::Json => PreviewFormat::Json,
+            };
+            let options = PreviewOptions {
+                journey,
+                step,
+                contact,
+                vars,
+                format,
+                project,
+                now,
+            };
+            preview::preview(&options, &mut out, &mut err)
         }
         Command::Fmt {
             paths,

@@ -121,6 +121,18 @@ pub struct EmailChannel {
     pub from: String,
     #[serde(default)]
     pub reply_to: Option<String>,
+    /// The page that handles one-click unsubscribes; each email links to it
+    /// with the contact's signed token.
+    #[serde(default)]
+    pub unsubscribe_url: Option<String>,
+    /// The environment variable holding the key that signs unsubscribe
+    /// tokens (default `JOURNEYC_UNSUBSCRIBE_SECRET`).
+    #[serde(default)]
+    pub unsubscribe_secret_env: Option<String>,
+    /// The contact field with the recipient's display name (default: the
+    /// first of `name`, `full_name`, `first_name` in the schema).
+    #[serde(default)]
+    pub name_field: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -129,6 +129,83 @@ fn relative(path: &Path) -> PathBuf {
         .map_or_else(|_| path.to_path_buf(), Path::to_path_buf)
 }
 
+/// `# expect: CODE [PATH:]LINE:COLUMN` where PATH is relative to the
+/// project folder (default: the file holding the line).
+fn project_expectations(root: &Path) -> BTreeSet<(String, String, usize, usize)> {
+    let mut expected = BTreeSet::new();
+    for path in project::journey_files(&root.join("journeys")).expect("journeys folder") {
+        let text = std::fs::read_to_string(&path).expect("readable");
+        let own = path
+            .strip_prefix(root)
+            .expect("inside the project")
+            .display()
+            .to_string();
+        for expectation in text
+            .lines()
+            .filter_map(|line| line.strip_prefix("# expect: "))
+        {
+            let (code, place) = expectation.split_once(' ').expect("`CODE PLACE`");
+            let mut pieces: Vec<&str> = place.rsplitn(3, ':').collect();
+            pieces.reverse();
+            let (file, line, column) = match pieces.as_slice() {
+                [file, line, column] => ((*file).to_string(), line, column),
+                [line, column] => (own.clone(), line, column),
+                _ => panic!("bad expectation `{expectation}`"),
+            };
+            expected.insert((
+                code.to_string(),
+                file,
+                line.parse().expect("line"),
+                column.parse().expect("column"),
+            ));
+        }
+    }
+    expected
+}
+
+/// Each folder in `tests/fixtures/projects` is a whole project (settings,
+/// journeys, templates) for the checks that span files.
+#[test]
+fn project_fixtures() {
+    snapshot_settings().bind(|| {
+        insta::glob!("fixtures/projects/*/journeyc.yaml", |path| {
+            let settings = relative(path);
+            let root = settings.parent().expect("project folder").to_path_buf();
+            let checked =
+                project::load(&settings, &BTreeSet::new()).expect("fixture project loads");
+            let diagnostics = checked.diagnostics_for(None);
+            let found: BTreeSet<(String, String, usize, usize)> = diagnostics
+                .iter()
+                .map(|diagnostic| {
+                    let at = render::location(&checked.sources, diagnostic.span);
+                    let file = Path::new(&at.file)
+                        .strip_prefix(&root)
+                        .expect("inside the project")
+                        .display()
+                        .to_string();
+                    (
+                        diagnostic.code.as_str().to_string(),
+                        file,
+                        at.line,
+                        at.column,
+                    )
+                })
+                .collect();
+            let rendered: String = diagnostics
+                .iter()
+                .map(|diagnostic| render::human(&checked.sources, diagnostic) + "\n")
+                .collect();
+            assert_eq!(
+                found,
+                project_expectations(&root),
+                "{}: diagnostics differ from `# expect:`\n{rendered}",
+                root.display()
+            );
+            insta::assert_snapshot!(rendered);
+        });
+    });
+}
+
 #[test]
 fn every_check_code_has_a_fixture() {
     let mut covered = BTreeSet::new();
@@ -141,7 +218,11 @@ fn every_check_code_has_a_fixture() {
                 pending.push(path);
             } else {
                 let text = std::fs::read_to_string(&path).expect("fixture");
-                covered.extend(expectations(&text).into_iter().map(|(code, _, _)| code));
+                let codes = text
+                    .lines()
+                    .filter_map(|line| line.strip_prefix("# expect: "))
+                    .filter_map(|expectation| expectation.split_whitespace().next());
+                covered.extend(codes.map(str::to_string));
             }
         }
     }

@@ -80,11 +80,14 @@ impl Checker<'_> {
                     .iter()
                     .filter(|part| matches!(part.name, "text" | "html"))
                 {
-                    let uses_link = self
-                        .variables(part)
+                    // A part that does not compile was reported already.
+                    let Some(variables) = self.variables(part) else {
+                        continue;
+                    };
+                    if !variables
                         .iter()
-                        .any(|variable| variable == "unsubscribe_url");
-                    if !uses_link {
+                        .any(|variable| variable == "unsubscribe_url")
+                    {
                         let help = if part.name == "html" {
                             "add `<a href=\"{{ unsubscribe_url }}\">Unsubscribe</a>`, or set `kind: transactional` for receipts and tickets"
                         } else {
@@ -176,13 +179,12 @@ impl Checker<'_> {
         self.sample_render(template, message_use);
     }
 
-    fn variables(&self, part: &Part) -> Vec<String> {
-        let Ok(compiled) = self.set.env.get_template(&part.key) else {
-            return Vec::new();
-        };
+    /// The variables a part reads; `None` when it did not compile.
+    fn variables(&self, part: &Part) -> Option<Vec<String>> {
+        let compiled = self.set.env.get_template(&part.key).ok()?;
         let mut names: Vec<String> = compiled.undeclared_variables(true).into_iter().collect();
         names.sort();
-        names
+        Some(names)
     }
 
     /// Every variable of a part must exist where the message is sent.
@@ -199,7 +201,7 @@ impl Checker<'_> {
                 })
                 .unwrap_or_default()
         } else {
-            self.variables(part)
+            self.variables(part).unwrap_or_default()
         };
         for name in names {
             if let Some(problem) = self.unknown_variable(&name, message_use) {
@@ -230,9 +232,10 @@ impl Checker<'_> {
                 if self.settings.field(field).is_some() || field == "stage" || field == "tags" {
                     return None;
                 }
-                let help = did_you_mean(field, self.settings.field_names())
-                    .map(|hint| hint.replace("did you mean `", "did you mean `contact."))
-                    .unwrap_or_else(|| format!("add `{field}` under `contact:` in journeyc.yaml"));
+                let help = did_you_mean(field, self.settings.field_names()).map_or_else(
+                    || format!("add `{field}` under `contact:` in journeyc.yaml"),
+                    |hint| hint.replace("did you mean `", "did you mean `contact."),
+                );
                 Some((format!("unknown contact field `{field}`"), help))
             }
             ("event", attribute) => {
@@ -247,9 +250,7 @@ impl Checker<'_> {
                     None => None,
                     Some(property) if properties.contains_key(property) => None,
                     Some(property) => {
-                        let help = did_you_mean(property, properties.keys().map(String::as_str))
-                            .map(|hint| hint.replace("did you mean `", "did you mean `event."))
-                            .unwrap_or_else(|| format!("add `{property}` to the properties of `{event}` in journeyc.yaml"));
+                        let help = did_you_mean(property, properties.keys().map(String::as_str)).map_or_else(|| format!("add `{property}` to the properties of `{event}` in journeyc.yaml"), |hint| hint.replace("did you mean `", "did you mean `event."));
                         Some((
                             format!("event `{event}` has no property `{property}`"),
                             help,

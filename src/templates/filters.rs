@@ -113,6 +113,8 @@ fn grouped(amount: f64, decimals: usize) -> String {
 }
 
 /// Cuts text to `length` characters, ending with `…` when it cut.
+// minijinja filters return `Result`; this one cannot fail.
+#[allow(clippy::unnecessary_wraps)]
 fn truncate(value: Value, length: Option<usize>, end: Option<String>) -> Result<String, Error> {
     let text = value
         .as_str()

@@ -1,8 +1,8 @@
-//! Message templates: loading the files under `templates/`, the minijinja
+//! Message templates: loading the files under `templates/`, the `minijinja`
 //! environment they render in, and their static checks (`check.rs`).
 //!
 //! An email template is YAML front matter (kind, subject, preheader, from,
-//! reply_to) followed by `{% block text %}` and `{% block html %}`; each
+//! `reply_to`) followed by `{% block text %}` and `{% block html %}`; each
 //! part is registered as its own minijinja template so the HTML part alone
 //! is auto-escaped, and every error maps back to the file's line and column.
 
