@@ -171,17 +171,22 @@ pub fn render_message(
         }
         _ => None,
     };
-    let mut context = json!({
+    let context = json!({
         "contact": contact,
         "event": event,
         "journey": {"name": message_use.journey, "title": message_use.title.clone().unwrap_or_default()},
         "step": {"id": step_id},
         "now": now,
     });
-    if let Some(url) = &unsubscribe_url {
-        context["unsubscribe_url"] = Json::String(url.clone());
-    }
     let context = minijinja::Value::from(minijinja::value::Serde(&context));
+    // journeyc made the link (URL-safe characters only): HTML gets it as is,
+    // not with `/` escaped.
+    let context = match &unsubscribe_url {
+        Some(url) => {
+            minijinja::context! { unsubscribe_url => minijinja::Value::from_safe_string(url.clone()), ..context }
+        }
+        None => context,
+    };
     let failed = |part: &str, error: &minijinja::Error| {
         usage(format!(
             "cannot render the {part} of `{}`: {error:#}",

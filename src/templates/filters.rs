@@ -13,6 +13,8 @@ pub fn register(env: &mut Environment<'static>, default_timezone: Tz, locale: St
             date(state, &value, format.as_deref(), default_timezone, chinese)
         },
     );
+    env.add_filter("default", default);
+    env.add_filter("d", default);
     env.add_filter("money", money);
     env.add_filter("truncate", truncate);
 }
@@ -58,6 +60,20 @@ fn date(
         ErrorKind::InvalidOperation,
         format!("`date` cannot read `{text}`: expected 2026-09-25 or an RFC 3339 time"),
     ))
+}
+
+/// Unlike Jinja's own, an empty field counts as missing: a contact whose
+/// `company` is empty (`null` or `""`) must not read "Dear None".
+// minijinja filters return `Result`-free values too; this one cannot fail.
+fn default(value: Value, fallback: Option<Value>) -> Value {
+    let missing = value.is_undefined()
+        || value.is_none()
+        || value.as_str().is_some_and(|text| text.trim().is_empty());
+    if missing {
+        fallback.unwrap_or_else(|| Value::from(""))
+    } else {
+        value
+    }
 }
 
 /// `{{ 1280 | money("CNY") }}` → `¥1,280.00`.
@@ -158,6 +174,28 @@ mod tests {
         assert_eq!(
             render("{{ at | date }}", &no_zone, "zh-CN"),
             "2026年11月23日 11:30"
+        );
+    }
+
+    #[test]
+    fn default_covers_empty_fields() {
+        let context =
+            serde_json::json!({"contact": {"company": null, "blank": " ", "name": "张三"}});
+        assert_eq!(
+            render("{{ contact.company | default(\"贵单位\") }}", &context, ""),
+            "贵单位"
+        );
+        assert_eq!(
+            render("{{ contact.blank | default(\"x\") }}", &context, ""),
+            "x"
+        );
+        assert_eq!(
+            render("{{ contact.missing | d(\"y\") }}", &context, ""),
+            "y"
+        );
+        assert_eq!(
+            render("{{ contact.name | default(\"x\") }}", &context, ""),
+            "张三"
         );
     }
 
