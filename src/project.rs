@@ -306,31 +306,31 @@ pub fn load(settings_path: &Path, extra: &BTreeSet<PathBuf>) -> Result<Checked, 
             Err(diagnostic) => diagnostics.push(diagnostic),
         }
     }
-    let mut analysis = match &settings {
-        Some(settings) => {
-            let borrowed: Vec<(FileId, &ast::File)> =
-                files.iter().map(|(id, file)| (*id, file)).collect();
-            analyzer::analyze(settings, &borrowed)
-        }
-        None => Analysis::default(),
-    };
-    diagnostics.append(&mut analysis.diagnostics);
     let templates = match &settings {
         Some(settings) => {
             let dir = settings.templates_dir();
-            let (set, mut problems) =
-                templates::load(settings, &mut sources).map_err(io_error(&dir))?;
+            let (set, mut problems) = templates::load(settings, &mut sources).map_err(io_error(&dir))?;
             diagnostics.append(&mut problems);
-            diagnostics.extend(templates::check::check(
-                settings,
-                &set,
-                &analysis.messages,
-                &sources,
-            ));
             Some(set)
         }
         None => None,
     };
+    let mut analysis = match (&settings, &templates) {
+        (Some(settings), Some(set)) => {
+            let borrowed: Vec<(FileId, &ast::File)> = files.iter().map(|(id, file)| (*id, file)).collect();
+            let exempt: analyzer::Exempt = set
+                .templates
+                .values()
+                .filter(|template| template.kind == templates::MessageKind::Transactional)
+                .map(|template| (template.channel, template.name.clone()))
+                .collect();
+            let mut analysis = analyzer::analyze_with(settings, &borrowed, &exempt);
+            analysis.diagnostics.extend(templates::check::check(settings, set, &analysis.messages, &sources));
+            analysis
+        }
+        _ => Analysis::default(),
+    };
+    diagnostics.append(&mut analysis.diagnostics);
     analysis.diagnostics = diagnostics;
     Ok(Checked {
         sources,

@@ -276,3 +276,43 @@ fn eml_snapshot() {
     settings.set_prepend_module_to_snapshot(false);
     settings.bind(|| insta::assert_snapshot!("preview_email_eml", normalised));
 }
+
+/// `receipt` follows `announce` at once under a cap of one email a week:
+/// fine, because receipts are transactional and exempt. Made marketing,
+/// the same journey draws W134.
+#[test]
+fn transactional_templates_are_exempt_from_the_cap_check() {
+    let check = |dir: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_journeyc"))
+            .args(["check", "--format", "json"])
+            .arg(dir)
+            .output()
+            .expect("journeyc runs")
+    };
+    let clean = check(project());
+    assert_eq!(clean.status.code(), Some(0));
+    assert!(clean.stdout.is_empty(), "{}", String::from_utf8_lossy(&clean.stdout));
+
+    let copy = tempfile::tempdir().expect("temp dir");
+    for entry in ["journeyc.yaml", "journeys/launch.journey"] {
+        let target = copy.path().join(entry);
+        std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(project().join(entry), target).expect("copy");
+    }
+    let templates = copy.path().join("templates");
+    std::fs::create_dir_all(templates.join("launch")).expect("mkdir");
+    std::fs::create_dir_all(templates.join("edge")).expect("mkdir");
+    for entry in std::fs::read_dir(project().join("templates/edge")).expect("edge templates") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, templates.join("edge").join(path.file_name().expect("name"))).expect("copy");
+    }
+    for name in ["announce.email", "hook.webhook"] {
+        std::fs::copy(project().join("templates/launch").join(name), templates.join("launch").join(name)).expect("copy");
+    }
+    let receipt = std::fs::read_to_string(project().join("templates/launch/receipt.email")).expect("receipt");
+    let marketing = receipt.replace("kind: transactional\n", "").replace("{% endblock %}", "{{ unsubscribe_url }}\n{% endblock %}");
+    std::fs::write(templates.join("launch/receipt.email"), marketing).expect("write");
+    let capped = check(copy.path());
+    let stdout = String::from_utf8_lossy(&capped.stdout);
+    assert!(stdout.contains("\"code\":\"W134\""), "{stdout}");
+}

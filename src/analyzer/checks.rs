@@ -400,6 +400,7 @@ fn longest_stay(kind: &NodeKind, edge: &EdgeKind) -> Option<u64> {
 pub fn caps_always_defer(
     journey: &CompiledJourney,
     caps: &[CapRule],
+    exempt: &super::Exempt,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
     let Ok(order) = toposort(&journey.graph, None) else {
@@ -412,7 +413,12 @@ pub fn caps_always_defer(
         .collect();
     let mut reported = HashSet::new();
     for cap in caps {
-        let sends_on = |node: NodeIndex| matches!(&journey.graph[node].kind, NodeKind::Message(message) if message.channel == cap.channel);
+        // Transactional messages are exempt from caps and do not count.
+        let sends_on = |node: NodeIndex| {
+            matches!(&journey.graph[node].kind, NodeKind::Message(message)
+                if message.channel == cap.channel
+                    && !exempt.contains(&(message.channel, message.template.node.clone())))
+        };
         let window = usize::try_from(cap.count).unwrap_or(usize::MAX).min(64);
         for &first in order.iter().filter(|&&node| sends_on(node)) {
             // longest[node][k]: the slowest arrival at `node` having sent k

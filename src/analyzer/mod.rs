@@ -45,6 +45,16 @@ pub struct MessageUse {
 /// Analyzes every parsed file of a project together: segments and scores
 /// declared in one file are visible in all.
 pub fn analyze(settings: &Settings, files: &[(FileId, &ast::File)]) -> Analysis {
+    analyze_with(settings, files, &Exempt::new())
+}
+
+/// Messages exempt from frequency caps: transactional templates, named by
+/// channel and template.
+pub type Exempt = std::collections::HashSet<(Channel, String)>;
+
+/// [`analyze`], knowing which templates are transactional (the template
+/// files say so), so the cap check leaves them out as the runner will.
+pub fn analyze_with(settings: &Settings, files: &[(FileId, &ast::File)], exempt: &Exempt) -> Analysis {
     let mut diagnostics = Vec::new();
     let items: Vec<&Item> = files
         .iter()
@@ -134,6 +144,7 @@ pub fn analyze(settings: &Settings, files: &[(FileId, &ast::File)]) -> Analysis 
             handoffs: Vec::new(),
             ab_names: HashMap::new(),
             messages: Vec::new(),
+            exempt,
         };
         let result = analyzer.journey(journey);
         messages.extend(std::mem::take(&mut analyzer.messages).into_iter().map(
@@ -228,6 +239,7 @@ struct JourneyAnalyzer<'a, 'd> {
     ab_names: HashMap<String, Span>,
     /// Message steps with the event in scope at each.
     messages: Vec<(ast::Message, Option<String>)>,
+    exempt: &'a Exempt,
 }
 
 impl JourneyAnalyzer<'_, '_> {
@@ -382,7 +394,7 @@ impl JourneyAnalyzer<'_, '_> {
         if acyclic && !broken_jumps {
             checks::unreachable(&compiled, self.diagnostics);
             let caps = self.caps(&compiled);
-            checks::caps_always_defer(&compiled, &caps, self.diagnostics);
+            checks::caps_always_defer(&compiled, &caps, self.exempt, self.diagnostics);
         }
         self.goal_window(&compiled);
         compiled
