@@ -309,7 +309,8 @@ pub fn load(settings_path: &Path, extra: &BTreeSet<PathBuf>) -> Result<Checked, 
     let templates = match &settings {
         Some(settings) => {
             let dir = settings.templates_dir();
-            let (set, mut problems) = templates::load(settings, &mut sources).map_err(io_error(&dir))?;
+            let (set, mut problems) =
+                templates::load(settings, &mut sources).map_err(io_error(&dir))?;
             diagnostics.append(&mut problems);
             Some(set)
         }
@@ -317,7 +318,8 @@ pub fn load(settings_path: &Path, extra: &BTreeSet<PathBuf>) -> Result<Checked, 
     };
     let mut analysis = match (&settings, &templates) {
         (Some(settings), Some(set)) => {
-            let borrowed: Vec<(FileId, &ast::File)> = files.iter().map(|(id, file)| (*id, file)).collect();
+            let borrowed: Vec<(FileId, &ast::File)> =
+                files.iter().map(|(id, file)| (*id, file)).collect();
             let exempt: analyzer::Exempt = set
                 .templates
                 .values()
@@ -325,7 +327,12 @@ pub fn load(settings_path: &Path, extra: &BTreeSet<PathBuf>) -> Result<Checked, 
                 .map(|template| (template.channel, template.name.clone()))
                 .collect();
             let mut analysis = analyzer::analyze_with(settings, &borrowed, &exempt);
-            analysis.diagnostics.extend(templates::check::check(settings, set, &analysis.messages, &sources));
+            analysis.diagnostics.extend(templates::check::check(
+                settings,
+                set,
+                &analysis.messages,
+                &sources,
+            ));
             analysis
         }
         _ => Analysis::default(),

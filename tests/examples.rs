@@ -77,3 +77,91 @@ fn grammar_reference_lists_every_check_code() {
         assert!(reference.contains(&row), "GRAMMAR.md lacks the row: {row}");
     }
 }
+
+/// Every message step of the shipped projects renders for a sample
+/// contact: what `check` approves can really be sent.
+#[test]
+fn every_message_step_renders() {
+    use journeyc::preview::{render_message, Rendered};
+    use journeyc::templates::{check::sample_context, sms, MessageKind};
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::env::set_current_dir(root).expect("cd to the crate");
+    std::env::set_var(
+        "JOURNEYC_UNSUBSCRIBE_SECRET",
+        "a-sample-secret-for-rendering-tests",
+    );
+    let mut rendered_count = 0;
+    for folder in ["journeys", "examples"] {
+        for settings_path in project_settings(folder) {
+            let checked = project::load(&settings_path, &BTreeSet::new()).expect("project loads");
+            let settings = checked.settings.as_ref().expect("valid settings");
+            let set = checked.templates.as_ref().expect("templates");
+            let limit = settings
+                .channels
+                .sms
+                .as_ref()
+                .map_or(1, |sms| sms.segment_limit) as usize;
+            for message_use in &checked.analysis.messages {
+                let sample = sample_context(settings, message_use);
+                let json: serde_json::Value =
+                    serde_json::to_value(&sample).expect("sample as JSON");
+                let contact = json["contact"].as_object().expect("contact").clone();
+                let event = json["event"].as_object().expect("event").clone();
+                let rendered = render_message(
+                    settings,
+                    set,
+                    message_use,
+                    "sample",
+                    &contact,
+                    &event,
+                    "2026-09-25T10:00:00+08:00",
+                )
+                .unwrap_or_else(|error| {
+                    panic!(
+                        "{} `{}`: {error}",
+                        message_use.journey, message_use.message.template.node
+                    )
+                });
+                match rendered {
+                    Rendered::Email(email) => {
+                        assert!(!email.subject.trim().is_empty());
+                        if email.kind == MessageKind::Marketing {
+                            let link = email
+                                .unsubscribe_url
+                                .as_deref()
+                                .expect("marketing email has a link");
+                            assert!(
+                                email.text.contains(link),
+                                "{}: no link in the text",
+                                message_use.message.template.node
+                            );
+                        }
+                        journeyc::message::build(&email).expect("builds as MIME");
+                    }
+                    Rendered::Sms { body, .. } => {
+                        let length = sms::measure(&body);
+                        assert!(
+                            length.segments <= limit,
+                            "{}: {} parts",
+                            message_use.message.template.node,
+                            length.segments
+                        );
+                        assert!(!body.to_lowercase().contains("none"), "{body}");
+                    }
+                    Rendered::Task { text, .. } => assert!(!text.trim().is_empty()),
+                    Rendered::Webhook { body, .. } => {
+                        serde_json::from_str::<serde_json::Value>(&body).unwrap_or_else(|error| {
+                            panic!("webhook body is not JSON: {error}\n{body}")
+                        });
+                    }
+                }
+                rendered_count += 1;
+            }
+        }
+    }
+    assert!(
+        rendered_count > 60,
+        "only {rendered_count} message steps rendered"
+    );
+}

@@ -291,7 +291,11 @@ fn transactional_templates_are_exempt_from_the_cap_check() {
     };
     let clean = check(project());
     assert_eq!(clean.status.code(), Some(0));
-    assert!(clean.stdout.is_empty(), "{}", String::from_utf8_lossy(&clean.stdout));
+    assert!(
+        clean.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&clean.stdout)
+    );
 
     let copy = tempfile::tempdir().expect("temp dir");
     for entry in ["journeyc.yaml", "journeys/launch.journey"] {
@@ -304,13 +308,24 @@ fn transactional_templates_are_exempt_from_the_cap_check() {
     std::fs::create_dir_all(templates.join("edge")).expect("mkdir");
     for entry in std::fs::read_dir(project().join("templates/edge")).expect("edge templates") {
         let path = entry.expect("entry").path();
-        std::fs::copy(&path, templates.join("edge").join(path.file_name().expect("name"))).expect("copy");
+        std::fs::copy(
+            &path,
+            templates.join("edge").join(path.file_name().expect("name")),
+        )
+        .expect("copy");
     }
     for name in ["announce.email", "hook.webhook"] {
-        std::fs::copy(project().join("templates/launch").join(name), templates.join("launch").join(name)).expect("copy");
+        std::fs::copy(
+            project().join("templates/launch").join(name),
+            templates.join("launch").join(name),
+        )
+        .expect("copy");
     }
-    let receipt = std::fs::read_to_string(project().join("templates/launch/receipt.email")).expect("receipt");
-    let marketing = receipt.replace("kind: transactional\n", "").replace("{% endblock %}", "{{ unsubscribe_url }}\n{% endblock %}");
+    let receipt =
+        std::fs::read_to_string(project().join("templates/launch/receipt.email")).expect("receipt");
+    let marketing = receipt
+        .replace("kind: transactional\n", "")
+        .replace("{% endblock %}", "{{ unsubscribe_url }}\n{% endblock %}");
     std::fs::write(templates.join("launch/receipt.email"), marketing).expect("write");
     let capped = check(copy.path());
     let stdout = String::from_utf8_lossy(&capped.stdout);

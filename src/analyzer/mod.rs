@@ -54,7 +54,11 @@ pub type Exempt = std::collections::HashSet<(Channel, String)>;
 
 /// [`analyze`], knowing which templates are transactional (the template
 /// files say so), so the cap check leaves them out as the runner will.
-pub fn analyze_with(settings: &Settings, files: &[(FileId, &ast::File)], exempt: &Exempt) -> Analysis {
+pub fn analyze_with(
+    settings: &Settings,
+    files: &[(FileId, &ast::File)],
+    exempt: &Exempt,
+) -> Analysis {
     let mut diagnostics = Vec::new();
     let items: Vec<&Item> = files
         .iter()

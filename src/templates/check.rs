@@ -148,6 +148,13 @@ impl Checker<'_> {
             self.optional_fields(span.file, &part);
             return;
         }
+        if self
+            .set
+            .broken
+            .contains(&(message.channel, message.template.node.clone()))
+        {
+            return;
+        }
         let Some(template) = self.set.get(message.channel, &message.template.node) else {
             let extension = super::extension(message.channel);
             let path = self
@@ -271,6 +278,8 @@ impl Checker<'_> {
                 ),
             )),
             (root, _) if OTHER_ROOTS.contains(&root) => None,
+            // The environment's own functions: `range`, `dict`, `namespace`.
+            (root, _) if self.set.env.globals().any(|(name, _)| name == root) => None,
             (root, _) => {
                 let help = if self.settings.field(root).is_some() {
                     format!("did you mean `contact.{root}`?")

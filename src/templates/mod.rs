@@ -102,6 +102,8 @@ fn channel_of_extension(extension: &str) -> Option<Channel> {
 pub struct TemplateSet {
     pub dir: PathBuf,
     pub templates: BTreeMap<(Channel, String), Template>,
+    /// Files that exist but could not be read as templates (reported).
+    pub broken: std::collections::HashSet<(Channel, String)>,
     pub env: Environment<'static>,
 }
 
@@ -162,6 +164,7 @@ pub fn load(
     let mut set = TemplateSet {
         dir: dir.clone(),
         templates: BTreeMap::new(),
+        broken: std::collections::HashSet::new(),
         env: environment(settings),
     };
     let mut diagnostics = Vec::new();
@@ -199,7 +202,10 @@ pub fn load(
                 }
                 set.templates.insert((channel, name), template);
             }
-            Err(diagnostic) => diagnostics.push(diagnostic),
+            Err(diagnostic) => {
+                diagnostics.push(diagnostic);
+                set.broken.insert((channel, name));
+            }
         }
     }
     Ok((set, diagnostics))
@@ -486,7 +492,21 @@ fn blocks(file: FileId, body: &str, body_offset: usize) -> Result<Vec<Part>, Dia
     Ok(parts)
 }
 
-/// Nothing but space may stand between the blocks: each block renders on
+/// Text with its `{# ... #}` comments removed.
+fn without_comments(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{#") {
+        out.push_str(&rest[..start]);
+        match rest[start..].find("#}") {
+            Some(end) => rest = &rest[start + end + 2..],
+            None => return out + &rest[start..],
+        }
+    }
+    out + rest
+}
+
+/// Nothing but space and comments may stand between the blocks: each block renders on
 /// its own, so a `{% set %}` there would reach neither.
 fn outside_blocks(
     file: FileId,
@@ -496,7 +516,7 @@ fn outside_blocks(
     to: usize,
 ) -> Result<(), Diagnostic> {
     let outside = &body[from..to];
-    if outside.trim().is_empty() {
+    if without_comments(outside).trim().is_empty() {
         return Ok(());
     }
     let at = from + (outside.len() - outside.trim_start().len());
