@@ -67,6 +67,16 @@ pub struct CheckOptions {
     pub deny_warnings: bool,
 }
 
+/// The settings file of `--project PATH`, or of the current folder.
+pub fn project_settings(project: Option<&Path>) -> Result<PathBuf, ProjectError> {
+    match project {
+        Some(path) => project::find_settings(path).ok_or_else(|| ProjectError::NoSettings {
+            path: path.to_path_buf(),
+        }),
+        None => current_project(),
+    }
+}
+
 fn current_project() -> Result<PathBuf, ProjectError> {
     let cwd = std::env::current_dir().map_err(|error| ProjectError::Io {
         path: PathBuf::from("."),

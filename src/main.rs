@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use journeyc::commands::{self, CheckFormat, CheckOptions, FmtOptions, GraphFormat, Status};
+use journeyc::import::ImportKind;
 use journeyc::preview::{self, PreviewFormat, PreviewOptions};
 
 #[derive(Parser)]
@@ -61,6 +62,17 @@ enum Command {
         #[arg(long)]
         now: Option<String>,
     },
+    /// Import contacts or events from a CSV or JSON Lines file into the store.
+    Import {
+        #[arg(value_enum)]
+        what: ImportWhat,
+        file: PathBuf,
+        /// A folder inside the project (default: the current folder).
+        #[arg(long)]
+        project: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Report,
+    },
     /// Print journey files in their canonical layout.
     Fmt {
         /// Files or folders; default: the project in the current folder.
@@ -85,6 +97,18 @@ enum Format {
 enum Rendering {
     Text,
     Eml,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ImportWhat {
+    Contacts,
+    Events,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Report {
+    Human,
     Json,
 }
 
@@ -157,6 +181,24 @@ fn main() -> ExitCode {
                 now,
             };
             preview::preview(&options, &mut out, &mut err)
+        }
+        Command::Import {
+            what,
+            file,
+            project,
+            format,
+        } => {
+            let kind = match what {
+                ImportWhat::Contacts => ImportKind::Contacts,
+                ImportWhat::Events => ImportKind::Events,
+            };
+            journeyc::import::command(
+                kind,
+                &file,
+                project.as_deref(),
+                matches!(format, Report::Json),
+                &mut out,
+            )
         }
         Command::Fmt {
             paths,

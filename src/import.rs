@@ -1,0 +1,619 @@
+//! `journeyc import contacts|events FILE`: CSV or JSON Lines, checked
+//! against the contact schema and the event catalog. Valid rows are
+//! written in one transaction; each rejected row is reported with its line
+//! and reason; nothing is half-written if the process dies midway.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone as _, Utc};
+use serde_json::{Map, Value as Json};
+
+use crate::diagnostic::did_you_mean;
+use crate::settings::{FieldSpec, FieldType, Settings};
+use crate::store::{Contact, Event, Store, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportKind {
+    Contacts,
+    Events,
+}
+
+/// A row that was not imported.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Rejected {
+    pub line: usize,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ImportReport {
+    /// Rows that created a contact or event.
+    pub created: usize,
+    /// Contacts that existed and were updated.
+    pub updated: usize,
+    /// Events whose id was already stored (a re-import adds nothing).
+    pub duplicates: usize,
+    pub rejected: Vec<Rejected>,
+}
+
+#[derive(Debug)]
+pub enum ImportError {
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// The file as a whole cannot be read: its type, or its header.
+    Format {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    Store(StoreError),
+}
+
+impl fmt::Display for ImportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImportError::Io { path, error } => {
+                write!(f, "cannot read `{}`: {error}", path.display())
+            }
+            ImportError::Format { path, line, reason } => write!(
+                f,
+                "{}:{line}: {reason}; nothing was imported",
+                path.display()
+            ),
+            ImportError::Store(error) => write!(f, "{error}; nothing was imported"),
+        }
+    }
+}
+
+impl std::error::Error for ImportError {}
+
+impl From<StoreError> for ImportError {
+    fn from(error: StoreError) -> Self {
+        ImportError::Store(error)
+    }
+}
+
+/// One row as read: its line and its cells, before checking.
+struct Row {
+    line: usize,
+    cells: Map<String, Json>,
+}
+
+fn read_rows(path: &Path) -> Result<Vec<Row>, ImportError> {
+    let io = |error| ImportError::Io {
+        path: path.to_path_buf(),
+        error,
+    };
+    let extension = path
+        .extension()
+        .and_then(|extension| extension.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match extension.as_str() {
+        "csv" => {
+            let file = std::fs::File::open(path).map_err(io)?;
+            let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(file);
+            let headers: Vec<String> = reader
+                .headers()
+                .map_err(|error| ImportError::Format {
+                    path: path.to_path_buf(),
+                    line: 1,
+                    reason: format!("cannot read the header: {error}"),
+                })?
+                .iter()
+                .map(|header| header.trim().trim_start_matches('\u{feff}').to_string())
+                .collect();
+            let mut rows = Vec::new();
+            for record in reader.records() {
+                let record = record.map_err(|error| ImportError::Format {
+                    path: path.to_path_buf(),
+                    line: error
+                        .position()
+                        .map_or(0, |position| usize::try_from(position.line()).unwrap_or(0)),
+                    reason: format!("not valid CSV: {error}"),
+                })?;
+                let line = record
+                    .position()
+                    .map_or(0, |position| usize::try_from(position.line()).unwrap_or(0));
+                let cells = headers
+                    .iter()
+                    .zip(record.iter())
+                    .map(|(header, cell)| {
+                        let value = if cell.trim().is_empty() {
+                            Json::Null
+                        } else {
+                            Json::String(cell.to_string())
+                        };
+                        (header.clone(), value)
+                    })
+                    .collect();
+                rows.push(Row { line, cells });
+            }
+            Ok(rows)
+        }
+        "jsonl" | "ndjson" | "json" => {
+            let file = std::fs::File::open(path).map_err(io)?;
+            let mut rows = Vec::new();
+            for (index, line) in std::io::BufReader::new(file).lines().enumerate() {
+                let line_number = index + 1;
+                let text = line.map_err(io)?;
+                if text.trim().is_empty() {
+                    continue;
+                }
+                match serde_json::from_str::<Json>(&text) {
+                    Ok(Json::Object(cells)) => rows.push(Row {
+                        line: line_number,
+                        cells,
+                    }),
+                    Ok(_) => rows.push(Row {
+                        line: line_number,
+                        cells: Map::from_iter([(
+                            "\u{0}".to_string(),
+                            Json::String("not an object".into()),
+                        )]),
+                    }),
+                    Err(error) => rows.push(Row {
+                        line: line_number,
+                        cells: Map::from_iter([(
+                            "\u{0}".to_string(),
+                            Json::String(format!("not JSON: {error}")),
+                        )]),
+                    }),
+                }
+            }
+            Ok(rows)
+        }
+        _ => Err(ImportError::Format {
+            path: path.to_path_buf(),
+            line: 1,
+            reason: "import reads `.csv` or `.jsonl` (one JSON object per line) files".to_string(),
+        }),
+    }
+}
+
+/// Converts one cell to the field's type: CSV cells arrive as text,
+/// JSON Lines cells as JSON.
+fn typed(value: &Json, spec: &FieldSpec, settings: &Settings, name: &str) -> Result<Json, String> {
+    if value.is_null() {
+        return if spec.optional {
+            Ok(Json::Null)
+        } else {
+            Err(format!("`{name}` is required"))
+        };
+    }
+    let text = value.as_str();
+    let shown = || text.map_or_else(|| value.to_string(), ToString::to_string);
+    match &spec.field_type {
+        FieldType::String => Ok(Json::String(
+            text.map_or_else(|| value.to_string(), ToString::to_string),
+        )),
+        FieldType::Number => match value {
+            Json::Number(_) => Ok(value.clone()),
+            _ => text
+                .map(|text| text.trim().replace(',', ""))
+                .and_then(|text| text.parse::<f64>().ok())
+                .filter(|number| number.is_finite())
+                .and_then(serde_json::Number::from_f64)
+                .map(Json::Number)
+                .ok_or_else(|| format!("`{name}`: `{}` is not a number", shown())),
+        },
+        FieldType::Bool => match value {
+            Json::Bool(_) => Ok(value.clone()),
+            _ => match text.map(|text| text.trim().to_ascii_lowercase()).as_deref() {
+                Some("true" | "yes" | "1" | "y") => Ok(Json::Bool(true)),
+                Some("false" | "no" | "0" | "n") => Ok(Json::Bool(false)),
+                _ => Err(format!("`{name}`: `{}` is not true or false", shown())),
+            },
+        },
+        FieldType::Date => text
+            .and_then(|text| NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").ok())
+            .map(|date| Json::String(date.to_string()))
+            .ok_or_else(|| format!("`{name}`: `{}` is not a date such as 2026-09-25", shown())),
+        FieldType::DateTime => text
+            .and_then(|text| datetime(text, settings))
+            .map(|moment| Json::String(moment.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)))
+            .ok_or_else(|| {
+                format!(
+                    "`{name}`: `{}` is not a time such as 2026-09-25T10:00:00+08:00",
+                    shown()
+                )
+            }),
+        FieldType::Enum(values) => {
+            let given = shown();
+            if values.contains(&given) {
+                Ok(Json::String(given))
+            } else {
+                let hint = did_you_mean(&given, values.iter().map(String::as_str))
+                    .unwrap_or_else(|| format!("one of {}", values.join(", ")));
+                Err(format!("`{name}`: `{given}` is not allowed; {hint}"))
+            }
+        }
+        FieldType::List => match value {
+            Json::Array(items) if items.iter().all(Json::is_string) => Ok(value.clone()),
+            Json::String(text) => Ok(Json::Array(
+                text.split(';')
+                    .map(str::trim)
+                    .filter(|item| !item.is_empty())
+                    .map(|item| Json::String(item.to_string()))
+                    .collect(),
+            )),
+            _ => Err(format!("`{name}` must be a list of text (in CSV: `a;b;c`)")),
+        },
+    }
+}
+
+/// RFC 3339, or `2026-09-25 10:00[:00]` in the project's timezone.
+fn datetime(text: &str, settings: &Settings) -> Option<DateTime<Utc>> {
+    let text = text.trim();
+    if let Ok(moment) = DateTime::parse_from_rfc3339(text) {
+        return Some(moment.with_timezone(&Utc));
+    }
+    let local = NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S")
+        .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M"))
+        .ok()?;
+    settings
+        .timezone
+        .0
+        .from_local_datetime(&local)
+        .earliest()
+        .map(|moment| moment.with_timezone(&Utc))
+}
+
+fn contact_spec(settings: &Settings, name: &str) -> Option<FieldSpec> {
+    match name {
+        "stage" => Some(FieldSpec {
+            field_type: FieldType::Enum(settings.stages.clone()),
+            optional: true,
+        }),
+        "tags" => Some(FieldSpec {
+            field_type: FieldType::List,
+            optional: true,
+        }),
+        "id" => None,
+        other => settings.field(other),
+    }
+}
+
+/// Checks one contact row and merges it over the stored contact.
+fn contact_row(
+    settings: &Settings,
+    cells: &Map<String, Json>,
+    existing: Option<Contact>,
+) -> Result<Contact, String> {
+    let id = match cells.get("id") {
+        Some(Json::String(id)) if !id.trim().is_empty() => id.trim().to_string(),
+        Some(Json::Number(id)) => id.to_string(),
+        _ => return Err("`id` is required".to_string()),
+    };
+    let mut fields = existing.map(|contact| contact.fields).unwrap_or_default();
+    let is_new = fields.is_empty();
+    let mut problems = Vec::new();
+    let mut invalid: Vec<&str> = Vec::new();
+    for (name, value) in cells {
+        if name == "id" {
+            continue;
+        }
+        let Some(spec) = contact_spec(settings, name) else {
+            let names: Vec<&str> = settings.field_names().chain(["stage", "tags"]).collect();
+            let hint = did_you_mean(name, names.iter().copied())
+                .unwrap_or_else(|| "add it under `contact:` in journeyc.yaml".to_string());
+            problems.push(format!("`{name}` is not a contact field; {hint}"));
+            continue;
+        };
+        match typed(value, &spec, settings, name) {
+            Ok(Json::Null) if name == "tags" => {
+                fields.insert(name.clone(), Json::Array(Vec::new()));
+            }
+            Ok(value) => {
+                fields.insert(name.clone(), value);
+            }
+            Err(problem) => {
+                problems.push(problem);
+                invalid.push(name.as_str());
+            }
+        }
+    }
+    if let Some(Json::String(zone)) = fields.get("timezone") {
+        if zone.parse::<chrono_tz::Tz>().is_err() {
+            problems.push(format!(
+                "`timezone`: `{zone}` is not an IANA timezone such as Asia/Shanghai"
+            ));
+        }
+    }
+    if let Some(Json::String(address)) = fields.get("email") {
+        let plausible = address
+            .split_once('@')
+            .is_some_and(|(user, domain)| !user.is_empty() && domain.contains('.'))
+            && !address.contains(char::is_whitespace);
+        if !plausible {
+            problems.push(format!("`email`: `{address}` is not an email address"));
+        }
+    }
+    if let (Some(allowed), Some(Json::Array(tags))) = (&settings.tags, fields.get("tags")) {
+        for tag in tags.iter().filter_map(Json::as_str) {
+            if !allowed.iter().any(|known| known == tag) {
+                let hint = did_you_mean(tag, allowed.iter().map(String::as_str))
+                    .unwrap_or_else(|| "add it to `tags:` in journeyc.yaml".to_string());
+                problems.push(format!("`tags`: `{tag}` is not in the tag list; {hint}"));
+            }
+        }
+    }
+    if is_new && !fields.contains_key("tags") {
+        fields.insert("tags".into(), Json::Array(Vec::new()));
+    }
+    if is_new && !fields.contains_key("created_at") {
+        fields.insert(
+            "created_at".into(),
+            Json::String(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        );
+    }
+    for (name, spec) in &settings.contact {
+        if !spec.optional
+            && !invalid.contains(&name.as_str())
+            && fields.get(name).is_none_or(Json::is_null)
+        {
+            problems.push(format!("`{name}` is required"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(Contact { id, fields })
+    } else {
+        problems.sort();
+        problems.dedup();
+        Err(problems.join("; "))
+    }
+}
+
+/// Checks one event row.
+fn event_row(settings: &Settings, cells: &Map<String, Json>) -> Result<Event, String> {
+    let text = |name: &str| match cells.get(name) {
+        Some(Json::String(text)) if !text.trim().is_empty() => Some(text.trim().to_string()),
+        Some(Json::Number(number)) => Some(number.to_string()),
+        _ => None,
+    };
+    let id =
+        text("id").ok_or("`id` is required (it keeps a re-import from adding the event twice)")?;
+    let contact_id = text("contact_id").ok_or("`contact_id` is required")?;
+    let name = text("name")
+        .or_else(|| text("event"))
+        .ok_or("`name` is required")?;
+    let at = text("at").ok_or("`at` is required")?;
+    let at = datetime(&at, settings)
+        .ok_or_else(|| format!("`at`: `{at}` is not a time such as 2026-09-25T10:00:00+08:00"))?;
+    let Some(catalog) = settings.event_properties(&name) else {
+        let hint = did_you_mean(&name, settings.events.keys().map(String::as_str))
+            .unwrap_or_else(|| "add it under `events:` in journeyc.yaml".to_string());
+        return Err(format!("unknown event `{name}`; {hint}"));
+    };
+    let mut given: BTreeMap<String, Json> = BTreeMap::new();
+    match cells.get("properties") {
+        Some(Json::Object(properties)) => given.extend(properties.clone()),
+        Some(Json::Null) | None => {}
+        Some(_) => return Err("`properties` must be an object".to_string()),
+    }
+    for (key, value) in cells {
+        if !["id", "contact_id", "name", "event", "at", "properties"].contains(&key.as_str()) {
+            given.insert(key.clone(), value.clone());
+        }
+    }
+    let mut properties = Map::new();
+    let mut problems = Vec::new();
+    for (key, value) in &given {
+        let Some(spec) = catalog.get(key) else {
+            let hint = did_you_mean(key, catalog.keys().map(String::as_str)).unwrap_or_else(|| {
+                format!("add it to the properties of `{name}` in journeyc.yaml")
+            });
+            problems.push(format!("`{key}` is not a property of `{name}`; {hint}"));
+            continue;
+        };
+        match typed(value, spec, settings, key) {
+            Ok(value) => {
+                properties.insert(key.clone(), value);
+            }
+            Err(problem) => problems.push(problem),
+        }
+    }
+    for (key, spec) in &catalog {
+        if !spec.optional
+            && properties.get(key).is_none_or(Json::is_null)
+            && !given.contains_key(key)
+        {
+            problems.push(format!("`{key}` is required for `{name}`"));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems.join("; "));
+    }
+    Ok(Event {
+        id,
+        contact_id,
+        name,
+        at: at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        properties,
+    })
+}
+
+/// Imports a file into the store.
+pub fn import(
+    settings: &Settings,
+    store: &mut dyn Store,
+    kind: ImportKind,
+    path: &Path,
+) -> Result<ImportReport, ImportError> {
+    let rows = read_rows(path)?;
+    if kind == ImportKind::Contacts {
+        if let Some(first) = rows.first() {
+            // A misspelt column would reject every row: say it once.
+            let unknown: Vec<&String> = first
+                .cells
+                .keys()
+                .filter(|name| {
+                    *name != "id"
+                        && !name.starts_with('\u{0}')
+                        && contact_spec(settings, name).is_none()
+                })
+                .collect();
+            let is_csv = path
+                .extension()
+                .is_some_and(|extension| extension.eq_ignore_ascii_case("csv"));
+            if is_csv && !unknown.is_empty() {
+                let name = unknown[0];
+                let names: Vec<&str> = settings.field_names().chain(["stage", "tags"]).collect();
+                let hint = did_you_mean(name, names.iter().copied())
+                    .unwrap_or_else(|| "add it under `contact:` in journeyc.yaml".to_string());
+                return Err(ImportError::Format {
+                    path: path.to_path_buf(),
+                    line: 1,
+                    reason: format!("column `{name}` is not a contact field; {hint}"),
+                });
+            }
+        }
+    }
+    let mut report = ImportReport::default();
+    store.import(&mut |sink| {
+        report = ImportReport::default();
+        for row in &rows {
+            if let Some(Json::String(problem)) = row.cells.get("\u{0}") {
+                report.rejected.push(Rejected {
+                    line: row.line,
+                    reason: problem.clone(),
+                });
+                continue;
+            }
+            match kind {
+                ImportKind::Contacts => {
+                    let id = row
+                        .cells
+                        .get("id")
+                        .and_then(Json::as_str)
+                        .map(str::trim)
+                        .unwrap_or_default();
+                    let existing = if id.is_empty() {
+                        None
+                    } else {
+                        sink.contact(id)?
+                    };
+                    match contact_row(settings, &row.cells, existing) {
+                        Ok(contact) => {
+                            if sink.put_contact(&contact)? {
+                                report.created += 1;
+                            } else {
+                                report.updated += 1;
+                            }
+                        }
+                        Err(reason) => report.rejected.push(Rejected {
+                            line: row.line,
+                            reason,
+                        }),
+                    }
+                }
+                ImportKind::Events => match event_row(settings, &row.cells) {
+                    Ok(event) => {
+                        if sink.contact(&event.contact_id)?.is_none() {
+                            report.rejected.push(Rejected {
+                                line: row.line,
+                                reason: format!(
+                                    "no contact `{}`; import contacts first",
+                                    event.contact_id
+                                ),
+                            });
+                        } else if sink.put_event(&event)? {
+                            report.created += 1;
+                        } else {
+                            report.duplicates += 1;
+                        }
+                    }
+                    Err(reason) => report.rejected.push(Rejected {
+                        line: row.line,
+                        reason,
+                    }),
+                },
+            }
+        }
+        Ok(())
+    })?;
+    Ok(report)
+}
+
+/// `journeyc import contacts|events FILE`: imports and reports; problems
+/// in rows make the exit code 1, but the valid rows are imported.
+pub fn command(
+    kind: ImportKind,
+    file: &Path,
+    project: Option<&Path>,
+    json: bool,
+    out: &mut dyn std::io::Write,
+) -> Result<crate::commands::Status, crate::commands::CommandError> {
+    use crate::commands::{CommandError, Status};
+    let settings_path = crate::commands::project_settings(project)?;
+    let mut sources = crate::span::SourceMap::new();
+    let settings = match Settings::load(&settings_path, &mut sources) {
+        Ok(Ok(settings)) => settings,
+        Ok(Err(diagnostic)) => {
+            writeln!(out, "{}", crate::render::human(&sources, &diagnostic))?;
+            return Ok(Status::Problems);
+        }
+        Err(error) => {
+            return Err(CommandError::Project(crate::project::ProjectError::Io {
+                path: settings_path,
+                error,
+            }))
+        }
+    };
+    let mut store =
+        crate::store::open(&settings).map_err(|error| CommandError::Usage(error.to_string()))?;
+    let report = import(&settings, &mut store, kind, file)
+        .map_err(|error| CommandError::Usage(error.to_string()))?;
+    let what = match kind {
+        ImportKind::Contacts => "contacts",
+        ImportKind::Events => "events",
+    };
+    if json {
+        let value = serde_json::json!({
+            "file": file.display().to_string(),
+            "kind": what,
+            "created": report.created,
+            "updated": report.updated,
+            "duplicates": report.duplicates,
+            "rejected": report.rejected,
+        });
+        writeln!(out, "{value}")?;
+    } else {
+        for rejected in &report.rejected {
+            writeln!(
+                out,
+                "{}:{}: {}",
+                file.display(),
+                rejected.line,
+                rejected.reason
+            )?;
+        }
+        let mut parts = vec![format!("{} new", report.created)];
+        if kind == ImportKind::Contacts {
+            parts.push(format!("{} updated", report.updated));
+        } else if report.duplicates > 0 {
+            parts.push(format!("{} already imported", report.duplicates));
+        }
+        let rejected = if report.rejected.is_empty() {
+            String::new()
+        } else {
+            format!("; {} rows rejected (listed above)", report.rejected.len())
+        };
+        writeln!(
+            out,
+            "{}: {what}: {}{rejected}",
+            file.display(),
+            parts.join(", ")
+        )?;
+    }
+    Ok(if report.rejected.is_empty() {
+        Status::Success
+    } else {
+        Status::Problems
+    })
+}

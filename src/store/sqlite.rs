@@ -1,0 +1,315 @@
+//! The embedded SQLite store: one file, WAL mode, schema migrations
+//! versioned in code (`PRAGMA user_version`).
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde_json::{Map, Value as Json};
+
+use super::{Contact, Event, ImportSink, Store, StoreError};
+
+/// Each entry moves the schema one version up; never edit a shipped one.
+const MIGRATIONS: &[&str] = &[
+    // 1: contacts, events, suppressions, enrolments, transitions, outbox,
+    // deployed journey versions, the run log.
+    "
+    CREATE TABLE contacts (
+        id TEXT PRIMARY KEY,
+        data TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE events (
+        id TEXT PRIMARY KEY,
+        contact_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        at TEXT NOT NULL,
+        properties TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX events_by_contact ON events (contact_id, at);
+    CREATE TABLE suppressions (
+        address TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (address, channel)
+    ) WITHOUT ROWID;
+    CREATE TABLE enrolments (
+        id INTEGER PRIMARY KEY,
+        contact_id TEXT NOT NULL,
+        journey TEXT NOT NULL,
+        version TEXT NOT NULL,
+        state TEXT NOT NULL,
+        step TEXT NOT NULL,
+        due_at TEXT,
+        entered_at TEXT NOT NULL,
+        ended_at TEXT,
+        data TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX enrolments_by_contact ON enrolments (contact_id, journey);
+    CREATE TABLE transitions (
+        id INTEGER PRIMARY KEY,
+        enrolment_id INTEGER NOT NULL,
+        contact_id TEXT NOT NULL,
+        journey TEXT NOT NULL,
+        from_step TEXT,
+        to_step TEXT,
+        reason TEXT NOT NULL,
+        at TEXT NOT NULL
+    );
+    CREATE INDEX transitions_by_contact ON transitions (contact_id, journey, id);
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
+        enrolment_id INTEGER NOT NULL,
+        contact_id TEXT NOT NULL,
+        journey TEXT NOT NULL,
+        step TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        template TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        send_at TEXT NOT NULL,
+        expires_at TEXT,
+        status TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX outbox_due ON outbox (status, send_at);
+    CREATE TABLE journey_versions (
+        journey TEXT NOT NULL,
+        version TEXT NOT NULL,
+        deployed_at TEXT NOT NULL,
+        PRIMARY KEY (journey, version)
+    ) WITHOUT ROWID;
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        now TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        summary TEXT
+    );
+    ",
+];
+
+pub struct SqliteStore {
+    connection: Connection,
+    path: PathBuf,
+}
+
+fn database(error: rusqlite::Error) -> StoreError {
+    StoreError::Database(error.to_string())
+}
+
+fn now_text() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let open_error = |reason: String| StoreError::Open {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let connection = Connection::open(path).map_err(|error| open_error(error.to_string()))?;
+        connection
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;")
+            .map_err(|error| open_error(error.to_string()))?;
+        let mut store = SqliteStore {
+            connection,
+            path: path.to_path_buf(),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version this store is at.
+    pub fn version(&self) -> Result<i64, StoreError> {
+        self.connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(database)
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let current = self.version()?;
+        let supported = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+        if current > supported {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                version: current,
+                supported,
+            });
+        }
+        for (index, migration) in MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(usize::try_from(current).unwrap_or(0))
+        {
+            let transaction = self.connection.transaction().map_err(database)?;
+            transaction.execute_batch(migration).map_err(database)?;
+            transaction
+                .pragma_update(
+                    None,
+                    "user_version",
+                    i64::try_from(index + 1).unwrap_or(i64::MAX),
+                )
+                .map_err(database)?;
+            transaction.commit().map_err(database)?;
+        }
+        Ok(())
+    }
+}
+
+fn parse_object(text: &str) -> Map<String, Json> {
+    match serde_json::from_str(text) {
+        Ok(Json::Object(object)) => object,
+        _ => Map::new(),
+    }
+}
+
+struct Sink<'t> {
+    transaction: Transaction<'t>,
+    now: String,
+}
+
+impl ImportSink for Sink<'_> {
+    fn contact(&mut self, id: &str) -> Result<Option<Contact>, StoreError> {
+        read_contact(&self.transaction, id)
+    }
+
+    fn put_contact(&mut self, contact: &Contact) -> Result<bool, StoreError> {
+        let data = Json::Object(contact.fields.clone()).to_string();
+        let existed = self
+            .transaction
+            .prepare_cached("SELECT 1 FROM contacts WHERE id = ?1")
+            .and_then(|mut statement| statement.exists(params![contact.id]))
+            .map_err(database)?;
+        self.transaction
+            .prepare_cached("INSERT INTO contacts (id, data, updated_at) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at")
+            .and_then(|mut statement| statement.execute(params![contact.id, data, self.now]))
+            .map_err(database)?;
+        Ok(!existed)
+    }
+
+    fn put_event(&mut self, event: &Event) -> Result<bool, StoreError> {
+        let properties = Json::Object(event.properties.clone()).to_string();
+        let inserted = self
+            .transaction
+            .prepare_cached("INSERT INTO events (id, contact_id, name, at, properties) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING")
+            .and_then(|mut statement| statement.execute(params![event.id, event.contact_id, event.name, event.at, properties]))
+            .map_err(database)?;
+        Ok(inserted == 1)
+    }
+}
+
+fn read_contact(connection: &Connection, id: &str) -> Result<Option<Contact>, StoreError> {
+    connection
+        .prepare_cached("SELECT data FROM contacts WHERE id = ?1")
+        .and_then(|mut statement| {
+            statement
+                .query_row(params![id], |row| row.get::<_, String>(0))
+                .optional()
+        })
+        .map_err(database)
+        .map(|data| {
+            data.map(|data| Contact {
+                id: id.to_string(),
+                fields: parse_object(&data),
+            })
+        })
+}
+
+impl Store for SqliteStore {
+    fn import(
+        &mut self,
+        work: &mut dyn FnMut(&mut dyn ImportSink) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let transaction = self.connection.transaction().map_err(database)?;
+        let mut sink = Sink {
+            transaction,
+            now: now_text(),
+        };
+        work(&mut sink)?;
+        sink.transaction.commit().map_err(database)
+    }
+
+    fn contact(&self, id: &str) -> Result<Option<Contact>, StoreError> {
+        read_contact(&self.connection, id)
+    }
+
+    fn contact_count(&self) -> Result<u64, StoreError> {
+        let count: i64 = self
+            .connection
+            .query_row("SELECT COUNT(*) FROM contacts", [], |row| row.get(0))
+            .map_err(database)?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    fn events_of(&self, contact_id: &str) -> Result<Vec<Event>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare_cached(
+                "SELECT id, name, at, properties FROM events WHERE contact_id = ?1 ORDER BY at, id",
+            )
+            .map_err(database)?;
+        let rows = statement
+            .query_map(params![contact_id], |row| {
+                Ok(Event {
+                    id: row.get(0)?,
+                    contact_id: contact_id.to_string(),
+                    name: row.get(1)?,
+                    at: row.get(2)?,
+                    properties: parse_object(&row.get::<_, String>(3)?),
+                })
+            })
+            .map_err(database)?;
+        rows.collect::<Result<_, _>>().map_err(database)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_once_and_refuses_newer_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.version().unwrap(), i64::try_from(MIGRATIONS.len()).unwrap());
+        drop(store);
+        assert_eq!(
+            SqliteStore::open(&path).unwrap().version().unwrap(),
+            i64::try_from(MIGRATIONS.len()).unwrap()
+        );
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        assert!(matches!(
+            SqliteStore::open(&path),
+            Err(StoreError::TooNew { version: 99, .. })
+        ));
+    }
+
+    #[test]
+    fn a_failed_import_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("j.db")).unwrap();
+        let contact = Contact {
+            id: "c-1".into(),
+            fields: Map::new(),
+        };
+        let result = store.import(&mut |sink| {
+            sink.put_contact(&contact)?;
+            Err(StoreError::Database("interrupted".into()))
+        });
+        assert!(result.is_err());
+        assert_eq!(store.contact_count().unwrap(), 0);
+        store
+            .import(&mut |sink| sink.put_contact(&contact).map(|_| ()))
+            .unwrap();
+        assert_eq!(store.contact_count().unwrap(), 1);
+    }
+}

@@ -1,0 +1,196 @@
+//! `journeyc import` against real SQLite files.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use journeyc::settings::Settings;
+use journeyc::span::SourceMap;
+use journeyc::store::{self, Store};
+
+/// A fresh project folder with the import fixture's settings.
+fn project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let settings =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/import/journeyc.yaml");
+    std::fs::copy(settings, dir.path().join("journeyc.yaml")).expect("copy settings");
+    dir
+}
+
+fn journeyc(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_journeyc"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("journeyc runs")
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write");
+    path
+}
+
+fn open_store(dir: &Path) -> store::sqlite::SqliteStore {
+    let mut sources = SourceMap::new();
+    let settings = Settings::load(&dir.join("journeyc.yaml"), &mut sources)
+        .expect("read")
+        .expect("valid");
+    let mut settings = settings;
+    settings.root = dir.to_path_buf();
+    store::open(&settings).expect("store opens")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn contacts_are_checked_row_by_row_and_upserted() {
+    let dir = project();
+    let csv = "id,first_name,email,plan,timezone,tags\n\
+               c-1,Ada,ada@example.com,pro,Europe/London,\n\
+               c-2,Bo,bo@example.com,gold,Asia/Shanghai,\n\
+               c-3,张三,zhang@example.cn,free,Asia/Shanghai,beta;vip\n";
+    write(dir.path(), "contacts.csv", csv);
+    let output = journeyc(dir.path(), &["import", "contacts", "contacts.csv"]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a rejected row makes the exit code 1"
+    );
+    assert_eq!(
+        text(&output.stdout),
+        "contacts.csv:3: `plan`: `gold` is not allowed; one of free, pro, team\n\
+         contacts.csv: contacts: 2 new, 0 updated; 1 rows rejected (listed above)\n"
+    );
+    let store = open_store(dir.path());
+    assert_eq!(store.contact_count().expect("count"), 2);
+    let zhang = store.contact("c-3").expect("read").expect("imported");
+    assert_eq!(zhang.fields["tags"], serde_json::json!(["beta", "vip"]));
+
+    // JSON Lines update: only the given fields change.
+    write(
+        dir.path(),
+        "update.jsonl",
+        "{\"id\": \"c-1\", \"plan\": \"team\", \"company\": \"Acme\"}\n",
+    );
+    let output = journeyc(dir.path(), &["import", "contacts", "update.jsonl"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    assert_eq!(
+        text(&output.stdout),
+        "update.jsonl: contacts: 0 new, 1 updated\n"
+    );
+    let ada = store.contact("c-1").expect("read").expect("exists");
+    assert_eq!(
+        (
+            ada.fields["plan"].as_str(),
+            ada.fields["first_name"].as_str(),
+            ada.fields["company"].as_str()
+        ),
+        (Some("team"), Some("Ada"), Some("Acme"))
+    );
+}
+
+#[test]
+fn events_are_imported_once() {
+    let dir = project();
+    write(
+        dir.path(),
+        "contacts.jsonl",
+        "{\"id\": \"c-1\", \"first_name\": \"Ada\", \"plan\": \"pro\"}\n",
+    );
+    assert_eq!(
+        journeyc(dir.path(), &["import", "contacts", "contacts.jsonl"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let events = "{\"id\": \"e-1\", \"contact_id\": \"c-1\", \"name\": \"signed_up\", \"at\": \"2026-11-01T09:00:00+08:00\"}\n\
+                  {\"id\": \"e-2\", \"contact_id\": \"c-1\", \"name\": \"upgraded\", \"at\": \"2026-11-02 10:00\", \"properties\": {\"plan\": \"pro\"}}\n\
+                  {\"id\": \"e-3\", \"contact_id\": \"c-9\", \"name\": \"signed_up\", \"at\": \"2026-11-01T09:00:00Z\"}\n\
+                  {\"id\": \"e-4\", \"contact_id\": \"c-1\", \"name\": \"upgrded\", \"at\": \"2026-11-02T10:00:00Z\"}\n";
+    write(dir.path(), "events.jsonl", events);
+    let first = journeyc(
+        dir.path(),
+        &["import", "events", "events.jsonl", "--format", "json"],
+    );
+    assert_eq!(first.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&first.stdout).expect("JSON report");
+    assert_eq!(report["created"], 2);
+    assert_eq!(
+        report["rejected"][0],
+        serde_json::json!({"line": 3, "reason": "no contact `c-9`; import contacts first"})
+    );
+    assert_eq!(report["rejected"][1]["line"], 4);
+    assert_eq!(
+        report["rejected"][1]["reason"],
+        "unknown event `upgrded`; did you mean `upgraded`?"
+    );
+
+    let again = journeyc(
+        dir.path(),
+        &["import", "events", "events.jsonl", "--format", "json"],
+    );
+    let report: serde_json::Value = serde_json::from_slice(&again.stdout).expect("JSON report");
+    assert_eq!(
+        (report["created"].as_u64(), report["duplicates"].as_u64()),
+        (Some(0), Some(2))
+    );
+
+    let stored = open_store(dir.path()).events_of("c-1").expect("events");
+    let times: Vec<&str> = stored.iter().map(|event| event.at.as_str()).collect();
+    // Local times are read in the project's timezone and stored in UTC.
+    assert_eq!(times, ["2026-11-01T01:00:00Z", "2026-11-02T10:00:00Z"]);
+}
+
+#[test]
+fn a_misspelt_column_imports_nothing() {
+    let dir = project();
+    write(
+        dir.path(),
+        "contacts.csv",
+        "id,frist_name,plan\nc-1,Ada,pro\n",
+    );
+    let output = journeyc(dir.path(), &["import", "contacts", "contacts.csv"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        text(&output.stderr),
+        "error: contacts.csv:1: column `frist_name` is not a contact field; did you mean `first_name`?; nothing was imported\n"
+    );
+    assert_eq!(open_store(dir.path()).contact_count().expect("count"), 0);
+}
+
+/// The import is one transaction: killed at any moment, the store holds
+/// all of it or none of it.
+#[test]
+fn a_killed_import_leaves_nothing_half_written() {
+    let dir = project();
+    let rows = 200_000;
+    let mut csv = String::from("id,first_name,email,plan\n");
+    for index in 0..rows {
+        csv.push_str(&format!(
+            "c-{index},Name {index},n{index}@example.com,pro\n"
+        ));
+    }
+    write(dir.path(), "big.csv", &csv);
+    for delay in [30, 150, 400] {
+        let _ = std::fs::remove_file(dir.path().join("journeyc.db"));
+        let _ = std::fs::remove_file(dir.path().join("journeyc.db-wal"));
+        let _ = std::fs::remove_file(dir.path().join("journeyc.db-shm"));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_journeyc"))
+            .args(["import", "contacts", "big.csv"])
+            .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("journeyc starts");
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        let _ = child.kill();
+        let _ = child.wait();
+        let count = open_store(dir.path()).contact_count().expect("count");
+        assert!(
+            count == 0 || count == rows,
+            "after {delay} ms: {count} contacts, a partial import"
+        );
+    }
+}
