@@ -169,9 +169,8 @@ fn a_killed_import_leaves_nothing_half_written() {
     let rows = 200_000;
     let mut csv = String::from("id,first_name,email,plan\n");
     for index in 0..rows {
-        csv.push_str(&format!(
-            "c-{index},Name {index},n{index}@example.com,pro\n"
-        ));
+        writeln!(csv, "c-{index},Name {index},n{index}@example.com,pro")
+            .expect("write to a string");
     }
     write(dir.path(), "big.csv", &csv);
     for delay in [30, 150, 400] {

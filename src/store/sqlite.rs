@@ -277,7 +277,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.db");
         let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(store.version().unwrap(), i64::try_from(MIGRATIONS.len()).unwrap());
+        assert_eq!(
+            store.version().unwrap(),
+            i64::try_from(MIGRATIONS.len()).unwrap()
+        );
         drop(store);
         assert_eq!(
             SqliteStore::open(&path).unwrap().version().unwrap(),
