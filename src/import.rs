@@ -284,6 +284,7 @@ fn contact_row(
     settings: &Settings,
     cells: &Map<String, Json>,
     existing: Option<Contact>,
+    at: DateTime<Utc>,
 ) -> Result<Contact, String> {
     let id = match cells.get("id") {
         Some(Json::String(id)) if !id.trim().is_empty() => id.trim().to_string(),
@@ -292,10 +293,18 @@ fn contact_row(
     };
     let mut fields = existing.map(|contact| contact.fields).unwrap_or_default();
     let is_new = fields.is_empty();
+    let old_stage = fields.get("stage").cloned();
+    let old_tags = fields.get("tags").cloned();
     let mut problems = Vec::new();
     let mut invalid: Vec<&str> = Vec::new();
     for (name, value) in cells {
         if name == "id" {
+            continue;
+        }
+        if name.starts_with("__") {
+            problems.push(format!(
+                "`{name}`: names starting with `__` are kept by journeyc"
+            ));
             continue;
         }
         let Some(spec) = contact_spec(settings, name) else {
@@ -358,6 +367,36 @@ fn contact_row(
             && fields.get(name).is_none_or(Json::is_null)
         {
             problems.push(format!("`{name}` is required"));
+        }
+    }
+    // Stage and tag changes are entry triggers: remember when they happened.
+    let stamp = |fields: &mut Map<String, Json>, key: &str, name: &str| {
+        let map = fields
+            .entry(key.to_string())
+            .or_insert_with(|| Json::Object(Map::new()));
+        if let Json::Object(map) = map {
+            map.insert(
+                name.to_string(),
+                Json::String(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            );
+        }
+    };
+    if let Some(Json::String(stage)) = fields.get("stage").cloned() {
+        if old_stage.as_ref().and_then(Json::as_str) != Some(stage.as_str()) {
+            stamp(&mut fields, "__stage_changed_at", &stage);
+        }
+    }
+    if let Some(Json::Array(tags)) = fields.get("tags").cloned() {
+        let before: Vec<Json> = match old_tags {
+            Some(Json::Array(items)) => items,
+            _ => Vec::new(),
+        };
+        for tag in tags
+            .iter()
+            .filter(|tag| !before.contains(tag))
+            .filter_map(Json::as_str)
+        {
+            stamp(&mut fields, "__tagged_at", tag);
         }
     }
     if problems.is_empty() {
@@ -439,11 +478,14 @@ fn event_row(settings: &Settings, cells: &Map<String, Json>) -> Result<Event, St
 }
 
 /// Imports a file into the store.
+/// `at` is when the import happens: the time of stage and tag changes it
+/// makes (the clock, or `--now` for back-fills and tests).
 pub fn import(
     settings: &Settings,
     store: &mut dyn Store,
     kind: ImportKind,
     path: &Path,
+    at: DateTime<Utc>,
 ) -> Result<ImportReport, ImportError> {
     let rows = read_rows(path)?;
     if kind == ImportKind::Contacts {
@@ -498,7 +540,7 @@ pub fn import(
                     } else {
                         sink.contact(id)?
                     };
-                    match contact_row(settings, &row.cells, existing) {
+                    match contact_row(settings, &row.cells, existing, at) {
                         Ok(contact) => {
                             if sink.put_contact(&contact)? {
                                 report.created += 1;
@@ -546,6 +588,7 @@ pub fn command(
     kind: ImportKind,
     file: &Path,
     project: Option<&Path>,
+    now: Option<&str>,
     json: bool,
     out: &mut dyn std::io::Write,
 ) -> Result<crate::commands::Status, crate::commands::CommandError> {
@@ -567,7 +610,13 @@ pub fn command(
     };
     let mut store =
         crate::store::open(&settings).map_err(|error| CommandError::Usage(error.to_string()))?;
-    let report = import(&settings, &mut store, kind, file)
+    let at = match now {
+        Some(text) => crate::runner::eval::parse_instant(text).ok_or_else(|| {
+            CommandError::Usage(format!("`--now {text}` is not an RFC 3339 time"))
+        })?,
+        None => Utc::now(),
+    };
+    let report = import(&settings, &mut store, kind, file, at)
         .map_err(|error| CommandError::Usage(error.to_string()))?;
     let what = match kind {
         ImportKind::Contacts => "contacts",

@@ -15,6 +15,7 @@ pub mod parser;
 pub mod preview;
 pub mod project;
 pub mod render;
+pub mod runner;
 pub mod settings;
 pub mod span;
 pub mod store;

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use journeyc::commands::{self, CheckFormat, CheckOptions, FmtOptions, GraphFormat, Status};
 use journeyc::import::ImportKind;
 use journeyc::preview::{self, PreviewFormat, PreviewOptions};
+use journeyc::runner::run::{self, RunOptions};
 
 #[derive(Parser)]
 #[command(
@@ -68,6 +69,47 @@ enum Command {
         what: ImportWhat,
         file: PathBuf,
         /// A folder inside the project (default: the current folder).
+        #[arg(long)]
+        project: Option<PathBuf>,
+        /// When the import happens (RFC 3339), for back-fills: the time of
+        /// the stage and tag changes it makes.
+        #[arg(long)]
+        now: Option<String>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Report,
+    },
+    /// Move every contact through the journeys at an instant and queue the
+    /// messages in the outbox.
+    Run {
+        /// The instant of the run (RFC 3339); default: now.
+        #[arg(long)]
+        now: Option<String>,
+        /// Compute and report everything, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Run only these journeys.
+        #[arg(long = "journey")]
+        journeys: Vec<String>,
+        #[arg(long)]
+        project: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Report,
+    },
+    /// Per journey: enrolled, waiting per step, due, converted, exited;
+    /// and the outbox.
+    Status {
+        /// Count waits due at this instant (RFC 3339); default: now.
+        #[arg(long)]
+        now: Option<String>,
+        #[arg(long)]
+        project: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Report,
+    },
+    /// Explain a contact's path: every recorded move with its reason.
+    Why {
+        contact: String,
+        journey: Option<String>,
         #[arg(long)]
         project: Option<PathBuf>,
         #[arg(long, value_enum, default_value = "human")]
@@ -182,10 +224,50 @@ fn main() -> ExitCode {
             };
             preview::preview(&options, &mut out, &mut err)
         }
+        Command::Run {
+            now,
+            dry_run,
+            journeys,
+            project,
+            format,
+        } => {
+            let options = RunOptions {
+                now,
+                dry_run,
+                journeys,
+                json: matches!(format, Report::Json),
+            };
+            run::run(&options, project.as_deref(), &mut out, &mut err)
+        }
+        Command::Status {
+            now,
+            project,
+            format,
+        } => run::status(
+            project.as_deref(),
+            now.as_deref(),
+            matches!(format, Report::Json),
+            &mut out,
+            &mut err,
+        ),
+        Command::Why {
+            contact,
+            journey,
+            project,
+            format,
+        } => run::why(
+            &contact,
+            journey.as_deref(),
+            project.as_deref(),
+            matches!(format, Report::Json),
+            &mut out,
+            &mut err,
+        ),
         Command::Import {
             what,
             file,
             project,
+            now,
             format,
         } => {
             let kind = match what {
@@ -196,6 +278,7 @@ fn main() -> ExitCode {
                 kind,
                 &file,
                 project.as_deref(),
+                now.as_deref(),
                 matches!(format, Report::Json),
                 &mut out,
             )

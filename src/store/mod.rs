@@ -72,6 +72,100 @@ pub trait ImportSink {
     fn put_event(&mut self, event: &Event) -> Result<bool, StoreError>;
 }
 
+/// A contact's place in one journey.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Enrolment {
+    /// 0 until inserted.
+    pub id: i64,
+    pub contact_id: String,
+    pub journey: String,
+    /// The content hash of the journey version it entered.
+    pub version: String,
+    /// `active`, `completed`, `converted`, `exited`, `holdout`, `handed_off`.
+    pub state: String,
+    /// The node it rests at (a wait), or where it ended.
+    pub step: String,
+    /// When the wait it rests at is due (RFC 3339 UTC).
+    pub due_at: Option<String>,
+    pub entered_at: String,
+    pub ended_at: Option<String>,
+    /// Runner bookkeeping: what triggered it, when its wait began, whether
+    /// it was rescued.
+    pub data: Map<String, Json>,
+}
+
+/// One recorded move, for `journeyc why`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub enrolment_id: i64,
+    pub contact_id: String,
+    pub journey: String,
+    pub from_step: Option<String>,
+    pub to_step: Option<String>,
+    pub reason: String,
+    pub at: String,
+}
+
+/// A message to send, written in the same transaction as the move that
+/// produced it. `key` is unique per (enrolment, step, repetition).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRow {
+    pub key: String,
+    pub enrolment_id: i64,
+    pub contact_id: String,
+    pub journey: String,
+    pub step: String,
+    pub channel: String,
+    pub template: String,
+    /// `marketing` or `transactional`.
+    pub kind: String,
+    pub send_at: String,
+    pub expires_at: Option<String>,
+    /// `pending`, or why it will not be sent: `skipped` (over a cap),
+    /// `suppressed`, `expired`.
+    pub status: String,
+}
+
+/// The writes and reads of one batch of contacts in a run, all in one
+/// transaction.
+pub trait RunBatch {
+    fn events_of(&mut self, contact_id: &str) -> Result<Vec<Event>, StoreError>;
+    fn enrolments_of(&mut self, contact_id: &str) -> Result<Vec<Enrolment>, StoreError>;
+    /// Inserts and returns the new id.
+    fn insert_enrolment(&mut self, enrolment: &Enrolment) -> Result<i64, StoreError>;
+    fn update_enrolment(&mut self, enrolment: &Enrolment) -> Result<(), StoreError>;
+    fn record(&mut self, transition: &Transition) -> Result<(), StoreError>;
+    /// Queues a message; `false` when its key is already in the outbox.
+    fn queue(&mut self, row: &OutboxRow) -> Result<bool, StoreError>;
+    /// `send_at` of the contact's pending or sent marketing messages on a
+    /// channel with `from <= send_at < to`, in order.
+    fn scheduled(
+        &mut self,
+        contact_id: &str,
+        channel: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<String>, StoreError>;
+    fn suppressed(&mut self, address: &str, channel: &str) -> Result<bool, StoreError>;
+    fn save_contact(&mut self, contact: &Contact) -> Result<(), StoreError>;
+}
+
+/// Counts for `journeyc status`, per journey and step.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct JourneyStatus {
+    pub journey: String,
+    pub active: u64,
+    /// Active enrolments resting at each step.
+    pub waiting: Vec<(String, u64)>,
+    /// Active enrolments whose wait is due at the instant asked about.
+    pub due: u64,
+    pub converted: u64,
+    pub completed: u64,
+    pub exited: u64,
+    pub holdout: u64,
+    pub handed_off: u64,
+}
+
 pub trait Store {
     /// Runs `work` in one transaction, committed only if it returns `Ok`.
     fn import(
@@ -82,6 +176,32 @@ pub trait Store {
     fn contact_count(&self) -> Result<u64, StoreError>;
     /// A contact's events in time order.
     fn events_of(&self, contact_id: &str) -> Result<Vec<Event>, StoreError>;
+    /// Contacts in id order, `limit` at a time, after `after`.
+    fn contacts_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<Contact>, StoreError>;
+    /// Runs `work` in one transaction; commits when it succeeds and
+    /// `commit` is true, rolls back otherwise (`--dry-run`).
+    fn batch(
+        &mut self,
+        commit: bool,
+        work: &mut dyn FnMut(&mut dyn RunBatch) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+    /// Active enrolments per (journey, step).
+    fn resting(&self) -> Result<Vec<(String, String, u64)>, StoreError>;
+    fn record_versions(
+        &mut self,
+        versions: &[(String, String)],
+        at: &str,
+    ) -> Result<(), StoreError>;
+    fn status(&self, now: &str) -> Result<Vec<JourneyStatus>, StoreError>;
+    /// Outbox rows per status.
+    fn outbox_counts(&self) -> Result<Vec<(String, u64)>, StoreError>;
+    /// A contact's transitions, optionally in one journey, in order.
+    fn transitions_of(
+        &self,
+        contact_id: &str,
+        journey: Option<&str>,
+    ) -> Result<Vec<Transition>, StoreError>;
+    fn outbox_of(&self, contact_id: &str) -> Result<Vec<OutboxRow>, StoreError>;
 }
 
 /// Where the project's store lives: `store:` in the settings (a path, or

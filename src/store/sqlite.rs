@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde_json::{Map, Value as Json};
 
-use super::{Contact, Event, ImportSink, Store, StoreError};
+use super::{
+    Contact, Enrolment, Event, ImportSink, JourneyStatus, OutboxRow, RunBatch, Store, StoreError,
+    Transition,
+};
 
 /// Each entry moves the schema one version up; never edit a shipped one.
 const MIGRATIONS: &[&str] = &[
@@ -203,6 +206,184 @@ impl ImportSink for Sink<'_> {
     }
 }
 
+fn read_events(connection: &Connection, contact_id: &str) -> Result<Vec<Event>, StoreError> {
+    let mut statement = connection
+        .prepare_cached(
+            "SELECT id, name, at, properties FROM events WHERE contact_id = ?1 ORDER BY at, id",
+        )
+        .map_err(database)?;
+    let rows = statement
+        .query_map(params![contact_id], |row| {
+            Ok(Event {
+                id: row.get(0)?,
+                contact_id: contact_id.to_string(),
+                name: row.get(1)?,
+                at: row.get(2)?,
+                properties: parse_object(&row.get::<_, String>(3)?),
+            })
+        })
+        .map_err(database)?;
+    rows.collect::<Result<_, _>>().map_err(database)
+}
+
+struct Batch<'t> {
+    transaction: Transaction<'t>,
+}
+
+impl RunBatch for Batch<'_> {
+    fn events_of(&mut self, contact_id: &str) -> Result<Vec<Event>, StoreError> {
+        read_events(&self.transaction, contact_id)
+    }
+
+    fn enrolments_of(&mut self, contact_id: &str) -> Result<Vec<Enrolment>, StoreError> {
+        let mut statement = self
+            .transaction
+            .prepare_cached("SELECT id, journey, version, state, step, due_at, entered_at, ended_at, data FROM enrolments WHERE contact_id = ?1 ORDER BY id")
+            .map_err(database)?;
+        let rows = statement
+            .query_map(params![contact_id], |row| {
+                Ok(Enrolment {
+                    id: row.get(0)?,
+                    contact_id: contact_id.to_string(),
+                    journey: row.get(1)?,
+                    version: row.get(2)?,
+                    state: row.get(3)?,
+                    step: row.get(4)?,
+                    due_at: row.get(5)?,
+                    entered_at: row.get(6)?,
+                    ended_at: row.get(7)?,
+                    data: parse_object(&row.get::<_, String>(8)?),
+                })
+            })
+            .map_err(database)?;
+        rows.collect::<Result<_, _>>().map_err(database)
+    }
+
+    fn insert_enrolment(&mut self, enrolment: &Enrolment) -> Result<i64, StoreError> {
+        self.transaction
+            .prepare_cached("INSERT INTO enrolments (contact_id, journey, version, state, step, due_at, entered_at, ended_at, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")
+            .and_then(|mut statement| {
+                statement.execute(params![
+                    enrolment.contact_id,
+                    enrolment.journey,
+                    enrolment.version,
+                    enrolment.state,
+                    enrolment.step,
+                    enrolment.due_at,
+                    enrolment.entered_at,
+                    enrolment.ended_at,
+                    Json::Object(enrolment.data.clone()).to_string()
+                ])
+            })
+            .map_err(database)?;
+        Ok(self.transaction.last_insert_rowid())
+    }
+
+    fn update_enrolment(&mut self, enrolment: &Enrolment) -> Result<(), StoreError> {
+        self.transaction
+            .prepare_cached("UPDATE enrolments SET version = ?2, state = ?3, step = ?4, due_at = ?5, ended_at = ?6, data = ?7 WHERE id = ?1")
+            .and_then(|mut statement| {
+                statement.execute(params![
+                    enrolment.id,
+                    enrolment.version,
+                    enrolment.state,
+                    enrolment.step,
+                    enrolment.due_at,
+                    enrolment.ended_at,
+                    Json::Object(enrolment.data.clone()).to_string()
+                ])
+            })
+            .map(|_| ())
+            .map_err(database)
+    }
+
+    fn record(&mut self, transition: &Transition) -> Result<(), StoreError> {
+        self.transaction
+            .prepare_cached("INSERT INTO transitions (enrolment_id, contact_id, journey, from_step, to_step, reason, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+            .and_then(|mut statement| {
+                statement.execute(params![
+                    transition.enrolment_id,
+                    transition.contact_id,
+                    transition.journey,
+                    transition.from_step,
+                    transition.to_step,
+                    transition.reason,
+                    transition.at
+                ])
+            })
+            .map(|_| ())
+            .map_err(database)
+    }
+
+    fn queue(&mut self, row: &OutboxRow) -> Result<bool, StoreError> {
+        let inserted = self
+            .transaction
+            .prepare_cached(
+                "INSERT INTO outbox (key, enrolment_id, contact_id, journey, step, channel, template, kind, send_at, expires_at, status, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (key) DO NOTHING",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![
+                    row.key,
+                    row.enrolment_id,
+                    row.contact_id,
+                    row.journey,
+                    row.step,
+                    row.channel,
+                    row.template,
+                    row.kind,
+                    row.send_at,
+                    row.expires_at,
+                    row.status,
+                    row.send_at
+                ])
+            })
+            .map_err(database)?;
+        Ok(inserted == 1)
+    }
+
+    fn scheduled(
+        &mut self,
+        contact_id: &str,
+        channel: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut statement = self
+            .transaction
+            .prepare_cached(
+                "SELECT send_at FROM outbox WHERE contact_id = ?1 AND channel = ?2 AND kind = 'marketing'
+                 AND status IN ('pending', 'sent') AND send_at >= ?3 AND send_at < ?4 ORDER BY send_at",
+            )
+            .map_err(database)?;
+        let rows = statement
+            .query_map(params![contact_id, channel, from, to], |row| row.get(0))
+            .map_err(database)?;
+        rows.collect::<Result<_, _>>().map_err(database)
+    }
+
+    fn suppressed(&mut self, address: &str, channel: &str) -> Result<bool, StoreError> {
+        self.transaction
+            .prepare_cached("SELECT 1 FROM suppressions WHERE address = ?1 AND channel = ?2")
+            .and_then(|mut statement| statement.exists(params![address.to_lowercase(), channel]))
+            .map_err(database)
+    }
+
+    fn save_contact(&mut self, contact: &Contact) -> Result<(), StoreError> {
+        self.transaction
+            .prepare_cached("UPDATE contacts SET data = ?2, updated_at = ?3 WHERE id = ?1")
+            .and_then(|mut statement| {
+                statement.execute(params![
+                    contact.id,
+                    Json::Object(contact.fields.clone()).to_string(),
+                    now_text()
+                ])
+            })
+            .map(|_| ())
+            .map_err(database)
+    }
+}
+
 fn read_contact(connection: &Connection, id: &str) -> Result<Option<Contact>, StoreError> {
     connection
         .prepare_cached("SELECT data FROM contacts WHERE id = ?1")
@@ -247,20 +428,188 @@ impl Store for SqliteStore {
     }
 
     fn events_of(&self, contact_id: &str) -> Result<Vec<Event>, StoreError> {
+        read_events(&self.connection, contact_id)
+    }
+
+    fn contacts_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<Contact>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT id, data FROM contacts WHERE id > ?1 ORDER BY id LIMIT ?2")
+            .map_err(database)?;
+        let rows = statement
+            .query_map(
+                params![
+                    after.unwrap_or(""),
+                    i64::try_from(limit).unwrap_or(i64::MAX)
+                ],
+                |row| {
+                    Ok(Contact {
+                        id: row.get(0)?,
+                        fields: parse_object(&row.get::<_, String>(1)?),
+                    })
+                },
+            )
+            .map_err(database)?;
+        rows.collect::<Result<_, _>>().map_err(database)
+    }
+
+    fn batch(
+        &mut self,
+        commit: bool,
+        work: &mut dyn FnMut(&mut dyn RunBatch) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let transaction = self.connection.transaction().map_err(database)?;
+        let mut batch = Batch { transaction };
+        work(&mut batch)?;
+        if commit {
+            batch.transaction.commit().map_err(database)
+        } else {
+            batch.transaction.rollback().map_err(database)
+        }
+    }
+
+    fn resting(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT journey, step, COUNT(*) FROM enrolments WHERE state = 'active' GROUP BY journey, step ORDER BY journey, step")
+            .map_err(database)?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0),
+                ))
+            })
+            .map_err(database)?;
+        rows.collect::<Result<_, _>>().map_err(database)
+    }
+
+    fn record_versions(
+        &mut self,
+        versions: &[(String, String)],
+        at: &str,
+    ) -> Result<(), StoreError> {
+        let transaction = self.connection.transaction().map_err(database)?;
+        for (journey, version) in versions {
+            transaction
+                .execute(
+                    "INSERT INTO journey_versions (journey, version, deployed_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                    params![journey, version, at],
+                )
+                .map_err(database)?;
+        }
+        transaction.commit().map_err(database)
+    }
+
+    fn status(&self, now: &str) -> Result<Vec<JourneyStatus>, StoreError> {
+        let mut by_journey: std::collections::BTreeMap<String, JourneyStatus> =
+            std::collections::BTreeMap::new();
+        let mut statement = self
+            .connection
+            .prepare("SELECT journey, state, step, SUM(CASE WHEN due_at IS NOT NULL AND due_at <= ?1 THEN 1 ELSE 0 END), COUNT(*) FROM enrolments GROUP BY journey, state, step ORDER BY journey, state, step")
+            .map_err(database)?;
+        let rows = statement
+            .query_map(params![now], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    u64::try_from(row.get::<_, i64>(3)?).unwrap_or(0),
+                    u64::try_from(row.get::<_, i64>(4)?).unwrap_or(0),
+                ))
+            })
+            .map_err(database)?;
+        for row in rows {
+            let (journey, state, step, due, count) = row.map_err(database)?;
+            let entry = by_journey
+                .entry(journey.clone())
+                .or_insert_with(|| JourneyStatus {
+                    journey,
+                    ..JourneyStatus::default()
+                });
+            match state.as_str() {
+                "active" => {
+                    entry.active += count;
+                    entry.due += due;
+                    entry.waiting.push((step, count));
+                }
+                "converted" => entry.converted += count,
+                "completed" => entry.completed += count,
+                "exited" => entry.exited += count,
+                "holdout" => entry.holdout += count,
+                _ => entry.handed_off += count,
+            }
+        }
+        Ok(by_journey.into_values().collect())
+    }
+
+    fn outbox_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT status, COUNT(*) FROM outbox GROUP BY status ORDER BY status")
+            .map_err(database)?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((
+                    row.get(0)?,
+                    u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
+                ))
+            })
+            .map_err(database)?;
+        rows.collect::<Result<_, _>>().map_err(database)
+    }
+
+    fn transitions_of(
+        &self,
+        contact_id: &str,
+        journey: Option<&str>,
+    ) -> Result<Vec<Transition>, StoreError> {
         let mut statement = self
             .connection
             .prepare_cached(
-                "SELECT id, name, at, properties FROM events WHERE contact_id = ?1 ORDER BY at, id",
+                "SELECT enrolment_id, journey, from_step, to_step, reason, at FROM transitions
+                 WHERE contact_id = ?1 AND (?2 IS NULL OR journey = ?2) ORDER BY id",
+            )
+            .map_err(database)?;
+        let rows = statement
+            .query_map(params![contact_id, journey], |row| {
+                Ok(Transition {
+                    enrolment_id: row.get(0)?,
+                    contact_id: contact_id.to_string(),
+                    journey: row.get(1)?,
+                    from_step: row.get(2)?,
+                    to_step: row.get(3)?,
+                    reason: row.get(4)?,
+                    at: row.get(5)?,
+                })
+            })
+            .map_err(database)?;
+        rows.collect::<Result<_, _>>().map_err(database)
+    }
+
+    fn outbox_of(&self, contact_id: &str) -> Result<Vec<OutboxRow>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare_cached(
+                "SELECT key, enrolment_id, journey, step, channel, template, kind, send_at, expires_at, status FROM outbox
+                 WHERE contact_id = ?1 ORDER BY send_at, id",
             )
             .map_err(database)?;
         let rows = statement
             .query_map(params![contact_id], |row| {
-                Ok(Event {
-                    id: row.get(0)?,
+                Ok(OutboxRow {
+                    key: row.get(0)?,
+                    enrolment_id: row.get(1)?,
                     contact_id: contact_id.to_string(),
-                    name: row.get(1)?,
-                    at: row.get(2)?,
-                    properties: parse_object(&row.get::<_, String>(3)?),
+                    journey: row.get(2)?,
+                    step: row.get(3)?,
+                    channel: row.get(4)?,
+                    template: row.get(5)?,
+                    kind: row.get(6)?,
+                    send_at: row.get(7)?,
+                    expires_at: row.get(8)?,
+                    status: row.get(9)?,
                 })
             })
             .map_err(database)?;

@@ -1,0 +1,414 @@
+//! Evaluates journey expressions for one contact at one instant.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use serde_json::{Map, Value as Json};
+
+use crate::ast::{self, BinaryOp, Expr, ExprKind, ScoreRuleKind};
+use crate::settings::{FieldType, Settings};
+use crate::store::Event;
+
+/// A value during evaluation. Absent fields are `Null`, which no
+/// comparison matches (`!=` and `not in` excepted).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Number(f64),
+    Text(String),
+    Date(NaiveDate),
+    Instant(DateTime<Utc>),
+    Duration(u64),
+    Clock(ast::Time),
+    List(Vec<Value>),
+}
+
+/// Segments and scoring models by name.
+#[derive(Default)]
+pub struct Program<'a> {
+    pub segments: HashMap<&'a str, &'a Expr>,
+    pub scores: HashMap<&'a str, &'a ast::ScoreModel>,
+}
+
+/// Everything an expression can see.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    pub settings: &'a Settings,
+    pub program: &'a Program<'a>,
+    pub contact: &'a Map<String, Json>,
+    /// The contact's events in time order (all of them; those after `now`
+    /// are ignored).
+    pub events: &'a [Event],
+    /// What `event.x` reads.
+    pub event: Option<&'a Event>,
+    /// Inside `where`: bare names are this event's properties.
+    pub filter_event: Option<&'a Event>,
+    pub now: DateTime<Utc>,
+    pub timezone: Tz,
+    pub enrolled_at: Option<DateTime<Utc>>,
+}
+
+impl<'a> Context<'a> {
+    fn with_filter(self, event: &'a Event) -> Self {
+        Context {
+            filter_event: Some(event),
+            ..self
+        }
+    }
+}
+
+pub fn parse_instant(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|moment| moment.with_timezone(&Utc))
+}
+
+fn from_json(value: &Json, field_type: Option<&FieldType>) -> Value {
+    match (value, field_type) {
+        (Json::Null, _) => Value::Null,
+        (Json::Bool(value), _) => Value::Bool(*value),
+        (Json::Number(number), _) => number.as_f64().map_or(Value::Null, Value::Number),
+        (Json::String(text), Some(FieldType::Date)) => {
+            NaiveDate::parse_from_str(text, "%Y-%m-%d").map_or(Value::Null, Value::Date)
+        }
+        (Json::String(text), Some(FieldType::DateTime)) => {
+            parse_instant(text).map_or(Value::Null, Value::Instant)
+        }
+        (Json::String(text), _) => Value::Text(text.clone()),
+        (Json::Array(items), _) => {
+            Value::List(items.iter().map(|item| from_json(item, None)).collect())
+        }
+        (Json::Object(_), _) => Value::Null,
+    }
+}
+
+/// Whether a condition holds (anything but `true` does not).
+pub fn holds(expr: &Expr, context: Context<'_>) -> bool {
+    eval(expr, context) == Value::Bool(true)
+}
+
+fn field(name: &str, context: Context<'_>) -> Value {
+    if name == "enrolled_at" {
+        return context.enrolled_at.map_or(Value::Null, Value::Instant);
+    }
+    let field_type = context.settings.field(name).map(|spec| spec.field_type);
+    context
+        .contact
+        .get(name)
+        .map_or(Value::Null, |value| from_json(value, field_type.as_ref()))
+}
+
+fn property(event: &Event, name: &str, settings: &Settings) -> Value {
+    let field_type = settings
+        .event_properties(&event.name)
+        .and_then(|properties| properties.get(name).map(|spec| spec.field_type.clone()));
+    event
+        .properties
+        .get(name)
+        .map_or(Value::Null, |value| from_json(value, field_type.as_ref()))
+}
+
+/// An instant on the contact's calendar: dates are their local midnight.
+fn instant(value: &Value, timezone: Tz) -> Option<DateTime<Utc>> {
+    match value {
+        Value::Instant(moment) => Some(*moment),
+        Value::Date(date) => Some(super::time::local_instant(
+            timezone,
+            *date,
+            ast::Time { hour: 0, minute: 0 },
+        )),
+        _ => None,
+    }
+}
+
+fn local_date(moment: DateTime<Utc>, timezone: Tz) -> NaiveDate {
+    moment.with_timezone(&timezone).date_naive()
+}
+
+fn compare(left: &Value, right: &Value, timezone: Tz) -> Option<std::cmp::Ordering> {
+    match (left, right) {
+        (Value::Number(a), Value::Number(b)) => a.partial_cmp(b),
+        (Value::Text(a), Value::Text(b)) => Some(a.cmp(b)),
+        (Value::Duration(a), Value::Duration(b)) => Some(a.cmp(b)),
+        (Value::Clock(a), Value::Clock(b)) => Some(a.cmp(b)),
+        (Value::Bool(a), Value::Bool(b)) => Some(a.cmp(b)),
+        (Value::Date(a), Value::Date(b)) => Some(a.cmp(b)),
+        (a, b) => Some(instant(a, timezone)?.cmp(&instant(b, timezone)?)),
+    }
+}
+
+fn lower(text: &str) -> String {
+    // Full-width ASCII (ｐｒｉｃｅ) folds to ASCII, then case is ignored.
+    text.chars()
+        .map(|c| match c {
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            '\u{3000}' => ' ',
+            other => other,
+        })
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+fn contains(haystack: &Value, needle: &Value) -> bool {
+    match (haystack, needle) {
+        (Value::Text(text), Value::Text(part)) => lower(text).contains(&lower(part)),
+        (Value::List(items), needle) => items.iter().any(|item| item == needle),
+        _ => false,
+    }
+}
+
+pub fn eval(expr: &Expr, context: Context<'_>) -> Value {
+    match &expr.kind {
+        ExprKind::Bool(value) => Value::Bool(*value),
+        ExprKind::Number(value, _) => Value::Number(*value),
+        ExprKind::String(text) => Value::Text(text.clone()),
+        ExprKind::Date(date) => Value::Date(*date),
+        ExprKind::Time(time) => Value::Clock(*time),
+        ExprKind::Duration(duration) => Value::Duration(duration.minutes),
+        ExprKind::List(items) => {
+            Value::List(items.iter().map(|item| eval(item, context)).collect())
+        }
+        ExprKind::Group(inner) => eval(inner, context),
+        ExprKind::Not(inner) => Value::Bool(!holds(inner, context)),
+        ExprKind::Path(parts) => {
+            let names: Vec<&str> = parts.iter().map(|part| part.node.as_str()).collect();
+            match names.as_slice() {
+                [name] => match context.filter_event {
+                    Some(event) => property(event, name, context.settings),
+                    None => field(name, context),
+                },
+                ["contact", name] => field(name, context),
+                ["event", name] => context
+                    .event
+                    .or(context.filter_event)
+                    .map_or(Value::Null, |event| property(event, name, context.settings)),
+                _ => Value::Null,
+            }
+        }
+        ExprKind::Call { function, args } => call(&function.node, args, context),
+        ExprKind::Count {
+            event,
+            filter,
+            within,
+        } => {
+            let since = within
+                .as_ref()
+                .map(|within| context.now - chrono::Duration::minutes(minutes(within.node)));
+            let count = context
+                .events
+                .iter()
+                .filter(|candidate| candidate.name == event.node)
+                .filter_map(|candidate| parse_instant(&candidate.at).map(|at| (candidate, at)))
+                .filter(|(_, at)| *at <= context.now && since.is_none_or(|since| *at > since))
+                .filter(|(candidate, _)| {
+                    filter
+                        .as_ref()
+                        .is_none_or(|filter| holds(filter, context.with_filter(candidate)))
+                })
+                .count();
+            #[allow(clippy::cast_precision_loss)]
+            Value::Number(count as f64)
+        }
+        ExprKind::Binary { op, left, right } => {
+            if op.node == BinaryOp::And {
+                return Value::Bool(holds(left, context) && holds(right, context));
+            }
+            if op.node == BinaryOp::Or {
+                return Value::Bool(holds(left, context) || holds(right, context));
+            }
+            let (left, right) = (eval(left, context), eval(right, context));
+            let null = left == Value::Null || right == Value::Null;
+            let ordering = compare(&left, &right, context.timezone);
+            Value::Bool(match op.node {
+                BinaryOp::Eq => !null && ordering == Some(std::cmp::Ordering::Equal),
+                BinaryOp::Ne => null || ordering != Some(std::cmp::Ordering::Equal),
+                BinaryOp::Lt => !null && ordering == Some(std::cmp::Ordering::Less),
+                BinaryOp::Le => {
+                    !null
+                        && matches!(
+                            ordering,
+                            Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+                        )
+                }
+                BinaryOp::Gt => !null && ordering == Some(std::cmp::Ordering::Greater),
+                BinaryOp::Ge => {
+                    !null
+                        && matches!(
+                            ordering,
+                            Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)
+                        )
+                }
+                BinaryOp::In => !null && contains(&right, &left),
+                BinaryOp::NotIn => null || !contains(&right, &left),
+                BinaryOp::Contains => !null && contains(&left, &right),
+                BinaryOp::ContainsAny => match &right {
+                    Value::List(needles) => {
+                        !null && needles.iter().any(|needle| contains(&left, needle))
+                    }
+                    _ => false,
+                },
+                BinaryOp::StartsWith => {
+                    matches!((&left, &right), (Value::Text(a), Value::Text(b)) if a.starts_with(b.as_str()))
+                }
+                BinaryOp::EndsWith => {
+                    matches!((&left, &right), (Value::Text(a), Value::Text(b)) if lower(a).ends_with(&lower(b)))
+                }
+                BinaryOp::And | BinaryOp::Or => false,
+            })
+        }
+    }
+}
+
+fn minutes(duration: ast::Duration) -> i64 {
+    i64::try_from(duration.minutes).unwrap_or(i64::MAX / 2)
+}
+
+fn call(function: &str, args: &[Expr], context: Context<'_>) -> Value {
+    let first = args.first();
+    match function {
+        "has_tag" => {
+            let tag = first.map(|arg| eval(arg, context));
+            let tags = field("tags", context);
+            Value::Bool(
+                matches!((&tags, &tag), (Value::List(items), Some(tag)) if items.contains(tag)),
+            )
+        }
+        "is_set" => Value::Bool(match first.map(|arg| eval(arg, context)) {
+            None | Some(Value::Null) => false,
+            Some(Value::Text(text)) => !text.trim().is_empty(),
+            Some(Value::List(items)) => !items.is_empty(),
+            Some(_) => true,
+        }),
+        "days_since" => first
+            .map(|arg| eval(arg, context))
+            .and_then(|value| instant(&value, context.timezone))
+            .map_or(Value::Null, |then| {
+                let days = (local_date(context.now, context.timezone)
+                    - local_date(then, context.timezone))
+                .num_days();
+                #[allow(clippy::cast_precision_loss)]
+                Value::Number(days as f64)
+            }),
+        "days_until" => match first.map(|arg| eval(arg, context)) {
+            Some(Value::Date(date)) => {
+                let today = local_date(context.now, context.timezone);
+                let next = super::time::anniversary(
+                    context.timezone,
+                    context.now,
+                    chrono::Datelike::month(&date),
+                    chrono::Datelike::day(&date),
+                    ast::Time { hour: 0, minute: 0 },
+                );
+                let days = (local_date(next, context.timezone) - today).num_days();
+                #[allow(clippy::cast_precision_loss)]
+                Value::Number(days as f64)
+            }
+            _ => Value::Null,
+        },
+        "score" => name_arg(first)
+            .and_then(|name| context.program.scores.get(name))
+            .map_or(Value::Null, |model| Value::Number(score(model, context))),
+        "segment" => Value::Bool(
+            name_arg(first)
+                .and_then(|name| context.program.segments.get(name))
+                .is_some_and(|condition| {
+                    holds(
+                        condition,
+                        Context {
+                            event: None,
+                            filter_event: None,
+                            ..context
+                        },
+                    )
+                }),
+        ),
+        _ => Value::Null,
+    }
+}
+
+fn name_arg(arg: Option<&Expr>) -> Option<&str> {
+    match &arg?.kind {
+        ExprKind::Path(parts) if parts.len() == 1 => Some(parts[0].node.as_str()),
+        _ => None,
+    }
+}
+
+/// A contact's score in a model at `now`: event rules (decayed by age when
+/// the model has a half-life), fit rules, the silence rule, and points
+/// added by journeys (`score lead +10`, kept in the contact's `__scores`).
+pub fn score(model: &ast::ScoreModel, context: Context<'_>) -> f64 {
+    let half_life = model.rules.iter().find_map(|rule| match &rule.kind {
+        ScoreRuleKind::Decay { half_life } if !half_life.node.is_zero() => {
+            Some(half_life.node.minutes)
+        }
+        _ => None,
+    });
+    #[allow(clippy::cast_precision_loss)]
+    let decay = |at: DateTime<Utc>| {
+        half_life.map_or(1.0, |half_life| {
+            let age = (context.now - at).num_minutes().max(0) as f64;
+            0.5_f64.powf(age / half_life as f64)
+        })
+    };
+    let past: Vec<(&Event, DateTime<Utc>)> = context
+        .events
+        .iter()
+        .filter(|event| !event.name.starts_with("__"))
+        .filter_map(|event| parse_instant(&event.at).map(|at| (event, at)))
+        .filter(|(_, at)| *at <= context.now)
+        .collect();
+    let mut total = 0.0;
+    for rule in &model.rules {
+        match &rule.kind {
+            ScoreRuleKind::OnEvent {
+                event,
+                filter,
+                points,
+            } => {
+                for (candidate, at) in &past {
+                    let matches = candidate.name == event.node
+                        && filter
+                            .as_ref()
+                            .is_none_or(|filter| holds(filter, context.with_filter(candidate)));
+                    if matches {
+                        total += points.node * decay(*at);
+                    }
+                }
+            }
+            ScoreRuleKind::When { condition, points } => {
+                if holds(condition, context) {
+                    total += points.node;
+                }
+            }
+            ScoreRuleKind::Silence { within, points } => {
+                let since = context.now - chrono::Duration::minutes(minutes(within.node));
+                if !past.iter().any(|(_, at)| *at > since) {
+                    total += points.node;
+                }
+            }
+            ScoreRuleKind::Decay { .. } => {}
+        }
+    }
+    if let Some(Json::Array(adjustments)) = context.contact.get("__scores") {
+        for adjustment in adjustments {
+            let same_model =
+                adjustment.get("model").and_then(Json::as_str) == Some(model.name.node.as_str());
+            let points = adjustment
+                .get("points")
+                .and_then(Json::as_f64)
+                .unwrap_or(0.0);
+            let at = adjustment
+                .get("at")
+                .and_then(Json::as_str)
+                .and_then(parse_instant);
+            if let (true, Some(at)) = (same_model, at) {
+                if at <= context.now {
+                    total += points * decay(at);
+                }
+            }
+        }
+    }
+    total
+}
