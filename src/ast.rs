@@ -333,7 +333,7 @@ impl std::fmt::Display for Duration {
         if self.minutes == 0 {
             return f.write_str("0d");
         }
-        if self.in_weeks && self.minutes % Duration::WEEK == 0 {
+        if self.in_weeks && self.minutes.is_multiple_of(Duration::WEEK) {
             return write!(f, "{}w", self.minutes / Duration::WEEK);
         }
         let mut rest = self.minutes;

@@ -834,7 +834,7 @@ impl Engine<'_> {
                 return self.finish(work, enrolment, "completed", "completed".into(), clock);
             };
             let from = current.id.clone();
-            enrolment.step = journey.graph[next].id.clone();
+            enrolment.step.clone_from(&journey.graph[next].id);
             enrolment.due_at = None;
             work.record(
                 enrolment,
@@ -849,6 +849,7 @@ impl Engine<'_> {
         Ok(None)
     }
 
+    #[allow(clippy::unused_self)]
     fn rest(
         &self,
         work: &mut Work<'_>,

@@ -49,15 +49,12 @@ pub fn version(journey: &CompiledJourney) -> String {
     for trigger in &rules.triggers {
         canonical.push_str(&crate::format::trigger(trigger));
     }
-    for expression in rules.audience.iter() {
+    if let Some(expression) = &rules.audience {
         canonical.push_str(&crate::format::expr(expression));
     }
     if let Some(goal) = &rules.goal {
-        canonical.push_str(&format!(
-            "{}{}",
-            crate::format::signal(&goal.condition),
-            goal.within.node
-        ));
+        canonical.push_str(&crate::format::signal(&goal.condition));
+        canonical.push_str(&goal.within.node.to_string());
     }
     for exit in &rules.exits {
         canonical.push_str(&crate::format::signal(exit));

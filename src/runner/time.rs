@@ -12,6 +12,8 @@
 //! Nothing here panics, even for dates at the far ends of the calendar:
 //! arithmetic saturates instead.
 
+use std::cmp::Ordering;
+
 use chrono::{
     DateTime, Datelike, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeDelta,
     TimeZone, Utc, Weekday,
@@ -287,12 +289,10 @@ fn send_allowed(tz: Tz, instant: DateTime<Utc>, rules: &SendRules) -> bool {
 /// ends are equal.
 fn in_time_range(time: NaiveTime, from: Time, to: Time) -> bool {
     let (from, to) = (clock(from), clock(to));
-    if from < to {
-        from <= time && time < to
-    } else if from > to {
-        time >= from || time < to
-    } else {
-        false
+    match from.cmp(&to) {
+        Ordering::Less => from <= time && time < to,
+        Ordering::Greater => time >= from || time < to,
+        Ordering::Equal => false,
     }
 }
 

@@ -1,0 +1,453 @@
+//! `journeyc run` driven night by night with `--now` on real SQLite files.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/runner")
+}
+
+/// A fresh copy of the runner fixture project.
+fn project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    copy_dir(&fixture(), dir.path());
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("readable") {
+        let path = entry.expect("entry").path();
+        let target = to.join(path.file_name().expect("name"));
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).expect("copy");
+        }
+    }
+}
+
+fn journeyc(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_journeyc"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("journeyc runs")
+}
+
+fn ok(output: &Output) -> String {
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).expect("UTF-8")
+}
+
+const CONTACTS: &str = "id,first_name,lifetime_value,stage,timezone,email,phone,tags\n\
+c-1,王芳,150000,dormant,Asia/Shanghai,wang@example.com,+8613800000001,\n\
+c-2,李雷,5000,dormant,Asia/Shanghai,li@example.com,+8613800000002,\n\
+c-3,Sam,20000,dormant,America/New_York,sam@example.com,+12125550103,\n\
+c-4,张伟,8000,dormant,Asia/Shanghai,zhang@example.com,+8613800000004,\n\
+c-5,Ada,1000,aware,America/New_York,ada@example.com,+12125550105,morning\n";
+
+const EVENTS: &str = "{\"id\": \"e-1\", \"contact_id\": \"c-1\", \"name\": \"email_opened\", \"at\": \"2026-03-03T02:00:00Z\"}\n\
+{\"id\": \"e-2\", \"contact_id\": \"c-1\", \"name\": \"demo_requested\", \"at\": \"2026-03-04T03:00:00Z\"}\n\
+{\"id\": \"e-3\", \"contact_id\": \"c-3\", \"name\": \"unsubscribed\", \"at\": \"2026-03-04T05:00:00Z\"}\n\
+{\"id\": \"e-4\", \"contact_id\": \"c-4\", \"name\": \"wechat_reply\", \"at\": \"2026-03-05T06:00:00Z\", \"properties\": {\"text\": \"请问价格多少？\"}}\n";
+
+/// Imports the population and runs every night at 02:00 Shanghai (18:00
+/// UTC) from 1 to 24 March 2026, running each night twice.
+fn scenario(dir: &Path) {
+    std::fs::write(dir.join("contacts.csv"), CONTACTS).expect("write");
+    std::fs::write(dir.join("events.jsonl"), EVENTS).expect("write");
+    ok(&journeyc(
+        dir,
+        &[
+            "import",
+            "contacts",
+            "contacts.csv",
+            "--now",
+            "2026-02-28T12:00:00Z",
+        ],
+    ));
+    ok(&journeyc(dir, &["import", "events", "events.jsonl"]));
+    for day in 1..=24 {
+        let now = format!("2026-03-{day:02}T18:00:00Z");
+        ok(&journeyc(dir, &["run", "--now", &now]));
+        let again: serde_json::Value = serde_json::from_str(&ok(&journeyc(
+            dir,
+            &["run", "--now", &now, "--format", "json"],
+        )))
+        .expect("JSON summary");
+        let counts = &again["counts"];
+        assert_eq!(
+            (
+                counts["transitions"].as_u64(),
+                counts["queued"].as_u64(),
+                counts["enrolled"].as_u64()
+            ),
+            (Some(0), Some(0), Some(0)),
+            "running {now} twice changed something: {again}"
+        );
+    }
+}
+
+/// Every contact's path and messages, as `why --format json` tells them.
+fn story(dir: &Path) -> String {
+    let mut out = String::new();
+    for contact in ["c-1", "c-2", "c-3", "c-4", "c-5"] {
+        let why: serde_json::Value =
+            serde_json::from_str(&ok(&journeyc(dir, &["why", contact, "--format", "json"])))
+                .expect("JSON");
+        writeln!(out, "== {contact}").expect("write");
+        for transition in why["transitions"].as_array().expect("transitions") {
+            let from = transition["from"].as_str().unwrap_or("");
+            let to = transition["to"].as_str().unwrap_or("(left)");
+            writeln!(
+                out,
+                "{} {} {from} -> {to}: {}",
+                transition["at"].as_str().unwrap_or(""),
+                transition["journey"].as_str().unwrap_or(""),
+                transition["reason"].as_str().unwrap_or("")
+            )
+            .expect("write");
+        }
+        for row in why["outbox"].as_array().expect("outbox") {
+            writeln!(
+                out,
+                "outbox {} {} {} {} at {}",
+                row["journey"].as_str().unwrap_or(""),
+                row["channel"].as_str().unwrap_or(""),
+                row["template"].as_str().unwrap_or(""),
+                row["status"].as_str().unwrap_or(""),
+                row["send_at"].as_str().unwrap_or("")
+            )
+            .expect("write");
+        }
+    }
+    out
+}
+
+fn snapshot(name: &str, value: &str) {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots"));
+    settings.set_prepend_module_to_snapshot(false);
+    settings.bind(|| insta::assert_snapshot!(name, value));
+}
+
+#[test]
+fn three_weeks_of_nights_give_the_planned_paths_and_messages() {
+    let dir = project();
+    scenario(dir.path());
+    let story = story(dir.path());
+    // The rules, pinned one by one (the snapshot holds the whole story):
+    // the VIP opened the email and converted; the unsubscriber exited; the
+    // price question rescued c-4 into a task, then a hand-off.
+    assert!(story.contains("goal: event \"demo_requested\""), "{story}");
+    assert!(story.contains("exit: on event \"unsubscribed\""), "{story}");
+    assert!(
+        story.contains("rescue: on event \"wechat_reply\""),
+        "{story}"
+    );
+    assert!(story.contains("handed off to morning"), "{story}");
+    snapshot("runner_three_weeks", &story);
+
+    let status: serde_json::Value = serde_json::from_str(&ok(&journeyc(
+        dir.path(),
+        &[
+            "status",
+            "--format",
+            "json",
+            "--now",
+            "2026-03-24T18:00:00Z",
+        ],
+    )))
+    .expect("JSON");
+    snapshot(
+        "runner_three_weeks_status",
+        &serde_json::to_string_pretty(&status).expect("JSON"),
+    );
+}
+
+#[test]
+fn identical_inputs_give_identical_results() {
+    let first = project();
+    let second = project();
+    scenario(first.path());
+    scenario(second.path());
+    assert_eq!(story(first.path()), story(second.path()));
+}
+
+/// Sends of one contact after importing it at `imported` (tagged
+/// `morning`) and running at each of `nights`.
+fn morning_sends(timezone: &str, imported: &str, nights: &[&str]) -> Vec<String> {
+    let dir = project();
+    let csv = format!(
+        "id,first_name,lifetime_value,stage,timezone,tags\nc-9,Ny,1,aware,{timezone},morning\n"
+    );
+    std::fs::write(dir.path().join("contacts.csv"), csv).expect("write");
+    ok(&journeyc(
+        dir.path(),
+        &["import", "contacts", "contacts.csv", "--now", imported],
+    ));
+    for now in nights {
+        ok(&journeyc(dir.path(), &["run", "--now", now]));
+        ok(&journeyc(dir.path(), &["run", "--now", now]));
+    }
+    let why: serde_json::Value = serde_json::from_str(&ok(&journeyc(
+        dir.path(),
+        &["why", "c-9", "--format", "json"],
+    )))
+    .expect("JSON");
+    why["outbox"]
+        .as_array()
+        .expect("outbox")
+        .iter()
+        .map(|row| {
+            format!(
+                "{} {}",
+                row["template"].as_str().unwrap_or(""),
+                row["send_at"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_spring_gap_in_new_york() {
+    // Imported Saturday 7 March 2026, 07:00 EST. 02:30 on 8 March does not
+    // exist (clocks jump to 03:00 EDT = 07:00 UTC); 01:30 on 9 March is EDT;
+    // 09:00 is 13:00 UTC from now on. Each wait fires exactly once.
+    let sends = morning_sends(
+        "America/New_York",
+        "2026-03-07T12:00:00Z",
+        &[
+            "2026-03-08T18:00:00Z",
+            "2026-03-09T18:00:00Z",
+            "2026-03-10T18:00:00Z",
+        ],
+    );
+    assert_eq!(
+        sends,
+        [
+            "morning/first 2026-03-08T07:00:00Z",
+            "morning/second 2026-03-09T05:30:00Z",
+            "morning/third 2026-03-09T13:00:00Z"
+        ]
+    );
+}
+
+#[test]
+fn the_autumn_overlap_in_new_york() {
+    // Imported 31 October 2026, 02:00 EDT. 01:30 on 1 November happens
+    // twice (EDT, then EST): the wait fires once, at the first; 09:00 that
+    // day is EST, 14:00 UTC.
+    let sends = morning_sends(
+        "America/New_York",
+        "2026-10-31T06:00:00Z",
+        &[
+            "2026-10-31T18:00:00Z",
+            "2026-11-01T18:00:00Z",
+            "2026-11-02T18:00:00Z",
+        ],
+    );
+    assert_eq!(
+        sends,
+        [
+            "morning/first 2026-10-31T06:30:00Z",
+            "morning/second 2026-11-01T05:30:00Z",
+            "morning/third 2026-11-01T14:00:00Z"
+        ]
+    );
+}
+
+#[test]
+fn shanghai_has_no_daylight_saving() {
+    let sends = morning_sends(
+        "Asia/Shanghai",
+        "2026-03-07T12:00:00Z",
+        &["2026-03-08T18:00:00Z", "2026-03-09T18:00:00Z"],
+    );
+    // 20:00 in Shanghai: 02:30 next day is 18:30 UTC, 01:30 the day after
+    // is 17:30 UTC, then 09:00 is 01:00 UTC.
+    assert_eq!(
+        sends,
+        [
+            "morning/first 2026-03-07T18:30:00Z",
+            "morning/second 2026-03-08T17:30:00Z",
+            "morning/third 2026-03-09T01:00:00Z"
+        ]
+    );
+}
+
+#[test]
+fn dry_run_writes_nothing() {
+    let dir = project();
+    std::fs::write(dir.path().join("contacts.csv"), CONTACTS).expect("write");
+    ok(&journeyc(
+        dir.path(),
+        &[
+            "import",
+            "contacts",
+            "contacts.csv",
+            "--now",
+            "2026-02-28T12:00:00Z",
+        ],
+    ));
+    let summary: serde_json::Value = serde_json::from_str(&ok(&journeyc(
+        dir.path(),
+        &[
+            "run",
+            "--dry-run",
+            "--now",
+            "2026-03-01T18:00:00Z",
+            "--format",
+            "json",
+        ],
+    )))
+    .expect("JSON");
+    assert!(
+        summary["counts"]["queued"].as_u64().unwrap_or(0) > 0,
+        "{summary}"
+    );
+    let status = ok(&journeyc(
+        dir.path(),
+        &["status", "--now", "2026-03-01T18:00:00Z"],
+    ));
+    assert_eq!(status, "outbox: empty\n");
+}
+
+#[test]
+fn a_second_run_on_the_same_store_stops_at_once() {
+    let dir = project();
+    std::fs::write(dir.path().join("contacts.csv"), CONTACTS).expect("write");
+    ok(&journeyc(
+        dir.path(),
+        &["import", "contacts", "contacts.csv"],
+    ));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.path().join("journeyc.lock"))
+        .expect("lock file");
+    lock.try_lock().expect("the test holds the lock");
+    let output = journeyc(dir.path(), &["run", "--now", "2026-03-01T18:00:00Z"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("another `journeyc run` is working on"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    drop(lock);
+    ok(&journeyc(
+        dir.path(),
+        &["run", "--now", "2026-03-01T18:00:00Z"],
+    ));
+}
+
+#[test]
+fn contacts_at_a_removed_step_stop_the_run() {
+    let dir = project();
+    std::fs::write(dir.path().join("contacts.csv"), CONTACTS).expect("write");
+    ok(&journeyc(
+        dir.path(),
+        &[
+            "import",
+            "contacts",
+            "contacts.csv",
+            "--now",
+            "2026-02-28T12:00:00Z",
+        ],
+    ));
+    ok(&journeyc(
+        dir.path(),
+        &["run", "--now", "2026-03-01T18:00:00Z"],
+    ));
+    let path = dir.path().join("journeys/nurture.journey");
+    let source = std::fs::read_to_string(&path).expect("read");
+    std::fs::write(&path, source.replace("opened: wait 5d", "wait 5d")).expect("write");
+    let output = journeyc(dir.path(), &["run", "--now", "2026-03-02T18:00:00Z"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "journey `nurture` no longer has step `opened`, where 3 contacts are waiting"
+        ),
+        "{stderr}"
+    );
+}
+
+/// Killed at random points, a run redone gives exactly what one clean run
+/// gives: no duplicate and no lost message or move.
+#[test]
+fn a_killed_run_loses_and_duplicates_nothing() {
+    let mut csv = String::from("id,first_name,lifetime_value,stage,timezone,email\n");
+    for index in 0..3000 {
+        writeln!(
+            csv,
+            "p-{index:05},客户{index},{},dormant,Asia/Shanghai,p{index}@example.com",
+            index * 100
+        )
+        .expect("write");
+    }
+    let clean = project();
+    let killed = project();
+    for dir in [clean.path(), killed.path()] {
+        std::fs::write(dir.join("contacts.csv"), &csv).expect("write");
+        ok(&journeyc(
+            dir,
+            &[
+                "import",
+                "contacts",
+                "contacts.csv",
+                "--now",
+                "2026-02-28T12:00:00Z",
+            ],
+        ));
+    }
+    let now = "2026-03-01T18:00:00Z";
+    ok(&journeyc(clean.path(), &["run", "--now", now]));
+    for delay in [40, 120, 250] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_journeyc"))
+            .args(["run", "--now", now])
+            .current_dir(killed.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starts");
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    ok(&journeyc(killed.path(), &["run", "--now", now]));
+    let dump = |dir: &Path| {
+        let connection = rusqlite::Connection::open(dir.join("journeyc.db")).expect("open");
+        let rows = |sql: &str| -> Vec<String> {
+            let mut statement = connection.prepare(sql).expect("query");
+            let rows = statement
+                .query_map([], |row| row.get::<_, String>(0))
+                .expect("rows");
+            rows.map(|row| row.expect("row")).collect()
+        };
+        (
+            rows("SELECT contact_id || ' ' || step || ' ' || template || ' ' || send_at || ' ' || status FROM outbox ORDER BY 1"),
+            rows("SELECT contact_id || ' ' || journey || ' ' || COALESCE(from_step, '') || ' ' || COALESCE(to_step, '') || ' ' || reason || ' ' || at FROM transitions ORDER BY 1"),
+            rows("SELECT contact_id || ' ' || journey || ' ' || state || ' ' || step || ' ' || COALESCE(due_at, '') FROM enrolments ORDER BY 1"),
+        )
+    };
+    let (clean_outbox, clean_transitions, clean_enrolments) = dump(clean.path());
+    let (outbox, transitions, enrolments) = dump(killed.path());
+    assert!(
+        clean_outbox.len() >= 5000,
+        "{} messages",
+        clean_outbox.len()
+    );
+    assert_eq!(outbox, clean_outbox);
+    assert_eq!(transitions, clean_transitions);
+    assert_eq!(enrolments, clean_enrolments);
+}
