@@ -90,6 +90,9 @@ const MIGRATIONS: &[&str] = &[
         summary TEXT
     );
     ",
+    // 2: the cap check reads a contact's sends on a channel; without this
+    // index every message scanned the whole outbox.
+    "CREATE INDEX outbox_by_contact ON outbox (contact_id, channel, send_at);",
 ];
 
 pub struct SqliteStore {
