@@ -358,7 +358,7 @@ fn contact_row(
     if is_new && !fields.contains_key("created_at") {
         fields.insert(
             "created_at".into(),
-            Json::String(Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            Json::String(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
         );
     }
     for (name, spec) in &settings.contact {

@@ -451,3 +451,71 @@ fn a_killed_run_loses_and_duplicates_nothing() {
     assert_eq!(transitions, clean_transitions);
     assert_eq!(enrolments, clean_enrolments);
 }
+
+/// The six journeys of `journeys/` run for a month against a small
+/// population that walks into each of them; `status` and every contact's
+/// `why` are the snapshot.
+#[test]
+fn the_shipped_journeys_over_a_month() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    copy_dir(&root.join("journeys"), dir.path());
+    let _ = std::fs::remove_file(dir.path().join("journeyc.db"));
+    let population = root.join("tests/fixtures/population");
+    let contacts = population.join("contacts.csv");
+    let events = population.join("events.jsonl");
+    ok(&journeyc(
+        dir.path(),
+        &[
+            "import",
+            "contacts",
+            contacts.to_str().expect("path"),
+            "--now",
+            "2026-08-31T12:00:00Z",
+        ],
+    ));
+    ok(&journeyc(
+        dir.path(),
+        &["import", "events", events.to_str().expect("path")],
+    ));
+    for day in 1..=30 {
+        let now = format!("2026-09-{day:02}T18:00:00Z");
+        ok(&journeyc(dir.path(), &["run", "--now", &now]));
+        let again: serde_json::Value = serde_json::from_str(&ok(&journeyc(
+            dir.path(),
+            &["run", "--now", &now, "--format", "json"],
+        )))
+        .expect("JSON");
+        assert_eq!(again["counts"]["transitions"], 0, "{now} twice: {again}");
+    }
+    let mut story = ok(&journeyc(
+        dir.path(),
+        &["status", "--now", "2026-09-30T18:00:00Z"],
+    ));
+    for contact in [
+        "vip", "price", "home", "fan", "bday", "lead", "buyer", "wechat", "expo",
+    ] {
+        writeln!(story, "\n== {contact}").expect("write to a string");
+        story.push_str(&ok(&journeyc(dir.path(), &["why", contact])));
+    }
+    // Each journey was entered by the contact meant for it.
+    for journey in [
+        "dormant_winback",
+        "dormant_winback_b2c",
+        "advocate_referral",
+        "birthday_greeting",
+        "lead_routing",
+        "post_purchase",
+        "wechat_sop_day123",
+        "price_question",
+        "considering_price_sop",
+        "trade_show",
+        "mid_autumn_greeting",
+    ] {
+        assert!(
+            story.contains(&format!("{journey}  @start  entered")),
+            "nobody entered {journey}:\n{story}"
+        );
+    }
+    snapshot("runner_shipped_journeys_month", &story);
+}

@@ -19,6 +19,8 @@ use crate::settings::{OverCap, Settings};
 use crate::store::{Contact, Enrolment, Event, OutboxRow, RunBatch, StoreError, Transition};
 use crate::templates::{MessageKind, TemplateSet};
 
+/// How many times one run goes round the journeys for one contact.
+const MAX_PASSES: usize = 8;
 /// How many journeys one hand-off chain may cross in one run.
 const MAX_HANDOFFS: usize = 8;
 /// How many steps one enrolment may take in one run (a DAG bounds it; this
@@ -57,6 +59,9 @@ pub struct Engine<'a> {
     pub templates: &'a TemplateSet,
     pub versions: &'a HashMap<String, String>,
     pub now: DateTime<Utc>,
+    /// The `now` of the previous run: scheduled occurrences before it were
+    /// that run's to act on.
+    pub previous_run: Option<DateTime<Utc>>,
 }
 
 struct Work<'b> {
@@ -187,8 +192,18 @@ impl Engine<'_> {
         };
         counts.contacts += 1;
         let mut work = Work { batch, counts };
-        for journey in &self.journeys {
-            self.journey(&mut work, &mut person, &mut enrolments, journey, None, 0)?;
+        // A journey later in the list can change what an earlier one sees
+        // (a stage or tag it enters on): go round again until nothing
+        // changes, so that one run leaves nothing for a second run at the
+        // same `now` to do.
+        for _ in 0..MAX_PASSES {
+            let before = (person.contact.fields.clone(), enrolments.len());
+            for journey in &self.journeys {
+                self.journey(&mut work, &mut person, &mut enrolments, journey, None, 0)?;
+            }
+            if before.0 == person.contact.fields && before.1 == enrolments.len() {
+                break;
+            }
         }
         if person.changed {
             work.batch.save_contact(&person.contact)?;
@@ -297,6 +312,18 @@ impl Engine<'_> {
         };
         let lower = since.max(allowed_after.map(|at| at - Span::seconds(1)));
         let fresh = |at: DateTime<Utc>| at <= self.now && lower.is_none_or(|lower| at > lower);
+        // Schedules, dates and holidays look back only to the previous run,
+        // and never to before the contact existed: a first run must not
+        // greet a new contact for last Christmas.
+        let created = person
+            .contact
+            .fields
+            .get("created_at")
+            .and_then(Json::as_str)
+            .and_then(parse_instant);
+        let lower_scheduled = lower.max(self.previous_run).max(created);
+        let fresh_scheduled =
+            |at: DateTime<Utc>| at <= self.now && lower_scheduled.is_none_or(|lower| at > lower);
         let mut candidates: Vec<(DateTime<Utc>, String, Option<String>)> = Vec::new();
         if let Some(at) = handed_at {
             candidates.push((at, "handed over".into(), None));
@@ -362,7 +389,7 @@ impl Engine<'_> {
                             .map_or(ast::Time { hour: 0, minute: 0 }, |at| at.node);
                         if let Some(moment) = time::latest_anniversary(
                             person.timezone,
-                            lower,
+                            lower_scheduled,
                             self.now,
                             chrono::Datelike::month(&date),
                             chrono::Datelike::day(&date),
@@ -380,16 +407,20 @@ impl Engine<'_> {
                         Some(crate::settings::HolidayDates::Annual { month, day }) => {
                             time::latest_anniversary(
                                 person.timezone,
-                                lower,
+                                lower_scheduled,
                                 self.now,
                                 *month,
                                 *day,
                                 clock,
                             )
                         }
-                        Some(crate::settings::HolidayDates::Dates(dates)) => {
-                            time::latest_listed(person.timezone, lower, self.now, dates, clock)
-                        }
+                        Some(crate::settings::HolidayDates::Dates(dates)) => time::latest_listed(
+                            person.timezone,
+                            lower_scheduled,
+                            self.now,
+                            dates,
+                            clock,
+                        ),
                         None => None,
                     };
                     if let Some(moment) = moment {
@@ -397,16 +428,20 @@ impl Engine<'_> {
                     }
                 }
                 Trigger::Daily { at } => {
-                    if let Some(moment) =
-                        time::latest_daily(person.timezone, lower, self.now, at.node, None)
-                    {
+                    if let Some(moment) = time::latest_daily(
+                        person.timezone,
+                        lower_scheduled,
+                        self.now,
+                        at.node,
+                        None,
+                    ) {
                         candidates.push((moment, format!("daily at {}", at.node), None));
                     }
                 }
                 Trigger::Weekly { weekday, at } => {
                     if let Some(moment) = time::latest_daily(
                         person.timezone,
-                        lower,
+                        lower_scheduled,
                         self.now,
                         at.node,
                         Some(weekday.node),
@@ -424,7 +459,7 @@ impl Engine<'_> {
                 }
                 Trigger::Once { date, at } => {
                     let moment = time::local_instant(person.timezone, date.node, at.node);
-                    if fresh(moment) {
+                    if fresh_scheduled(moment) {
                         candidates.push((
                             moment,
                             format!("once {} at {}", date.node, at.node),
@@ -1040,48 +1075,57 @@ impl Engine<'_> {
         let marketing = kind == MessageKind::Marketing;
         let mut send_at = clock;
         let mut notes = Vec::new();
-        if marketing && matches!(channel, Channel::Email | Channel::Sms) {
-            let rules = self.send_rules(journey);
-            let moved = time::allowed_send_time(person.timezone, send_at, &rules);
-            if moved > send_at {
-                notes.push(format!("moved to {} by quiet hours", text(moved)));
-                send_at = moved;
-            }
-        }
         let mut status = "pending";
-        if marketing {
-            for (count, per, source) in self.caps(journey, channel) {
-                // Defer past the cap: each pass moves to when the oldest send
-                // in the window leaves it.
-                for _ in 0..64 {
-                    let from = text(send_at - minutes(per));
-                    let scheduled = work.batch.scheduled(
-                        &person.contact.id,
-                        channel.as_str(),
-                        &from,
-                        &text(send_at + Span::seconds(1)),
-                    )?;
-                    if (scheduled.len() as u64) < count {
-                        break;
-                    }
-                    if self.settings.over_cap == OverCap::Skip {
-                        status = "skipped";
-                        notes.push(format!("skipped: {channel} cap {count} per {per}{source}"));
-                        break;
-                    }
-                    let oldest = scheduled
-                        .first()
-                        .and_then(|at| parse_instant(at))
-                        .unwrap_or(send_at);
-                    send_at =
-                        (oldest + minutes(per) + Span::seconds(1)).max(send_at + Span::seconds(1));
-                    notes.push(format!("deferred: {channel} cap {count} per {per}{source}"));
-                    work.counts.deferred += 1;
-                }
-                if status != "pending" {
-                    break;
+        let quiet = marketing && matches!(channel, Channel::Email | Channel::Sms);
+        let rules = self.send_rules(journey);
+        let caps = if marketing {
+            self.caps(journey, channel)
+        } else {
+            Vec::new()
+        };
+        // Quiet hours and caps both move a send later; moving for one can
+        // break the other, so repeat until the time satisfies both.
+        'settle: for _ in 0..64 {
+            if quiet {
+                let moved = time::allowed_send_time(person.timezone, send_at, &rules);
+                if moved > send_at {
+                    notes.push(format!("moved to {} by quiet hours", text(moved)));
+                    send_at = moved;
                 }
             }
+            for &(count, per, source) in &caps {
+                // "N per D": at most N sends in any window of length D, so a
+                // send exactly D after another is allowed.
+                let from = text(send_at - minutes(per) + Span::seconds(1));
+                let scheduled = work.batch.scheduled(
+                    &person.contact.id,
+                    channel.as_str(),
+                    &from,
+                    &text(send_at + Span::seconds(1)),
+                )?;
+                if (scheduled.len() as u64) < count {
+                    continue;
+                }
+                if self.settings.over_cap == OverCap::Skip {
+                    status = "skipped";
+                    notes.push(format!("skipped: {channel} cap {count} per {per}{source}"));
+                    break 'settle;
+                }
+                let oldest = scheduled
+                    .first()
+                    .and_then(|at| parse_instant(at))
+                    .unwrap_or(send_at);
+                send_at = (oldest + minutes(per)).max(send_at + Span::seconds(1));
+                notes.push(format!(
+                    "deferred to {}: {channel} cap {count} per {per}{source}",
+                    text(send_at)
+                ));
+                work.counts.deferred += 1;
+                continue 'settle;
+            }
+            break;
+        }
+        if marketing {
             let address_field = match channel {
                 Channel::Email => Some("email"),
                 Channel::Sms => Some("phone"),

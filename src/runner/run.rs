@@ -219,6 +219,11 @@ pub fn run(
             }
         }
     }
+    let previous_run = store
+        .last_run_before(&engine::text(now))
+        .map_err(|error| usage(error.to_string()))?
+        .and_then(|text| crate::runner::eval::parse_instant(&text));
+    let started = Utc::now();
     let engine = Engine {
         settings,
         program: &program,
@@ -226,6 +231,7 @@ pub fn run(
         templates,
         versions: &versions,
         now,
+        previous_run,
     };
     let mut counts = Counts::default();
     let mut after: Option<String> = None;
@@ -245,8 +251,19 @@ pub fn run(
             })
             .map_err(|error| usage(error.to_string()))?;
     }
+    let summary =
+        serde_json::json!({"now": engine::text(now), "dry_run": options.dry_run, "counts": counts});
+    if !options.dry_run {
+        store
+            .record_run(
+                &engine::text(now),
+                &engine::text(started),
+                &summary.to_string(),
+            )
+            .map_err(|error| usage(error.to_string()))?;
+    }
     if options.json {
-        let value = serde_json::json!({"now": engine::text(now), "dry_run": options.dry_run, "counts": counts});
+        let value = summary;
         writeln!(out, "{value}")?;
     } else {
         let prefix = if options.dry_run {

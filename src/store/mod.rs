@@ -202,6 +202,10 @@ pub trait Store {
         journey: Option<&str>,
     ) -> Result<Vec<Transition>, StoreError>;
     fn outbox_of(&self, contact_id: &str) -> Result<Vec<OutboxRow>, StoreError>;
+    /// The `now` of the latest finished run before `now`.
+    fn last_run_before(&self, now: &str) -> Result<Option<String>, StoreError>;
+    /// Logs a finished run.
+    fn record_run(&mut self, now: &str, started_at: &str, summary: &str) -> Result<(), StoreError>;
 }
 
 /// Where the project's store lives: `store:` in the settings (a path, or

@@ -591,6 +591,26 @@ impl Store for SqliteStore {
         rows.collect::<Result<_, _>>().map_err(database)
     }
 
+    fn last_run_before(&self, now: &str) -> Result<Option<String>, StoreError> {
+        self.connection
+            .query_row(
+                "SELECT MAX(now) FROM runs WHERE finished_at IS NOT NULL AND now < ?1",
+                params![now],
+                |row| row.get(0),
+            )
+            .map_err(database)
+    }
+
+    fn record_run(&mut self, now: &str, started_at: &str, summary: &str) -> Result<(), StoreError> {
+        self.connection
+            .execute(
+                "INSERT INTO runs (now, started_at, finished_at, summary) VALUES (?1, ?2, ?3, ?4)",
+                params![now, started_at, now_text(), summary],
+            )
+            .map(|_| ())
+            .map_err(database)
+    }
+
     fn outbox_of(&self, contact_id: &str) -> Result<Vec<OutboxRow>, StoreError> {
         let mut statement = self
             .connection
