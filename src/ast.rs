@@ -129,7 +129,16 @@ pub enum ClauseKind {
     Goal(Goal),
     Exit(Signal),
     Limits(Vec<Limit>),
-    Rescue { signal: Signal, target: Name },
+    Rescue {
+        signal: Signal,
+        target: Name,
+    },
+    /// `moved old_step -> new_step`: where contacts resting at a step that
+    /// a new version removed go.
+    Moved {
+        from: Name,
+        to: Name,
+    },
 }
 
 impl ClauseKind {
@@ -145,6 +154,7 @@ impl ClauseKind {
             ClauseKind::Exit(_) => "exit",
             ClauseKind::Limits(_) => "limits",
             ClauseKind::Rescue { .. } => "rescue",
+            ClauseKind::Moved { .. } => "moved",
         }
     }
 }

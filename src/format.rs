@@ -521,6 +521,7 @@ fn clause_text(clause: &Clause) -> String {
             signal: rescue,
             target,
         } => format!("rescue {} -> {}", signal(rescue), target.node),
+        ClauseKind::Moved { from, to } => format!("moved {} -> {}", from.node, to.node),
     }
 }
 

@@ -94,6 +94,8 @@ pub struct Rules {
     pub exits: Vec<Signal>,
     pub limits: Vec<ast::Limit>,
     pub rescues: Vec<(Signal, NodeIndex)>,
+    /// Steps a new version removed, and where contacts resting there go.
+    pub moved: Vec<(String, NodeIndex)>,
 }
 
 #[derive(Clone, Debug)]

@@ -170,7 +170,8 @@ pub fn rule_name(rule: Rule) -> String {
         | Rule::goal
         | Rule::exit_rule
         | Rule::limits
-        | Rule::rescue => "a clause (`title`, `audience`, `entry`, `goal`, `exit`, `limits`, `rescue` ...)",
+        | Rule::rescue
+        | Rule::moved => "a clause (`title`, `audience`, `entry`, `goal`, `exit`, `limits`, `rescue` ...)",
         Rule::reentry_never | Rule::reentry_always | Rule::reentry_after => "`never`, `always` or `after <duration>`",
         Rule::trigger
         | Rule::trigger_event
@@ -559,6 +560,10 @@ impl<'s> Builder<'s> {
             Rule::limits => {
                 ClauseKind::Limits(inner.map(|limit| self.limit(limit)).collect::<Built<_>>()?)
             }
+            Rule::moved => ClauseKind::Moved {
+                from: self.name(&next(&mut inner)),
+                to: self.name(&next(&mut inner)),
+            },
             _ => {
                 let signal = self.signal(next(&mut inner))?;
                 let target = self.name(&next(&mut inner));

@@ -267,6 +267,7 @@ impl JourneyAnalyzer<'_, '_> {
         let mut rules = Rules::default();
         let mut once: HashMap<&'static str, Span> = HashMap::new();
         let mut rescues: Vec<(Signal, &ast::Name)> = Vec::new();
+        let mut moves: Vec<(&ast::Name, &ast::Name)> = Vec::new();
         let entry_event = single_entry_event(journey);
         let scope = Scope {
             event: entry_event,
@@ -338,6 +339,7 @@ impl JourneyAnalyzer<'_, '_> {
                     self.signal(signal, scope);
                     rescues.push((signal.clone(), target));
                 }
+                ClauseKind::Moved { from, to } => moves.push((from, to)),
             }
         }
         if rules.triggers.is_empty() {
@@ -385,6 +387,29 @@ impl JourneyAnalyzer<'_, '_> {
                         &top, target, inside, "rescue",
                     ));
                 }
+            }
+        }
+        for (from, to) in moves {
+            match lowered.labels.get(&to.node) {
+                Some(&node) => rules.moved.push((from.node.clone(), node)),
+                None => {
+                    let inside = in_repeats
+                        .iter()
+                        .any(|(label, inside)| *label == to.node && *inside);
+                    let top: Vec<&str> = lowered.labels.keys().map(String::as_str).collect();
+                    self.report(lower::Lowerer::unresolved_in(&top, to, inside, "moved"));
+                }
+            }
+            if lowered
+                .graph
+                .node_weights()
+                .any(|node| node.id == from.node)
+            {
+                self.report(
+                    Diagnostic::new(Code::InvalidValue, from.span, format!("step `{}` still exists", from.node))
+                        .label("not a removed step")
+                        .help("`moved` says where contacts go from a step this version removed; delete the rule or the step"),
+                );
             }
         }
         let compiled = CompiledJourney {

@@ -605,9 +605,35 @@ impl Engine<'_> {
         }
         let node_of = |id: &str| journey.node(id);
         let Some(mut node) = node_of(&enrolment.step) else {
-            // The version check before the run makes this unreachable for
-            // a released journey; stop rather than guess.
-            return Ok(None);
+            // A step this version removed: the journey's `moved` rule says
+            // where the contact goes (the run refuses to start without one).
+            let Some(&(_, target)) = journey
+                .rules
+                .moved
+                .iter()
+                .find(|(from, _)| *from == enrolment.step)
+            else {
+                return Ok(None);
+            };
+            let from = enrolment.step.clone();
+            enrolment.data.remove("wait_started");
+            work.record(
+                enrolment,
+                Some(&from),
+                Some(&journey.graph[target].id),
+                format!("moved: step {from} was removed"),
+                self.now,
+            )?;
+            return self.walk(
+                work,
+                person,
+                journey,
+                enrolment,
+                target,
+                self.now,
+                trigger_event.as_ref(),
+                true,
+            );
         };
         let mut clock = enrolment
             .due_at

@@ -176,7 +176,8 @@ pub fn run(
             .iter()
             .find(|compiled| compiled.name == journey)
         {
-            if compiled.node(&step).is_none() {
+            let has_rule = compiled.rules.moved.iter().any(|(from, _)| *from == step);
+            if compiled.node(&step).is_none() && !has_rule {
                 stranded.push(format!("journey `{journey}` no longer has step `{step}`, where {count} contacts are waiting"));
             }
         }
@@ -185,7 +186,7 @@ pub fn run(
         for line in &stranded {
             writeln!(err, "error: {line}")?;
         }
-        writeln!(err, "failed: put the steps back (same label), or move those contacts first; nothing was run")?;
+        writeln!(err, "failed: put the steps back (same label), or say where those contacts go with `moved OLD_STEP -> NEW_STEP` in the journey; nothing was run")?;
         return Ok(Status::Problems);
     }
     let versions: HashMap<String, String> = checked
