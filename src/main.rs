@@ -168,6 +168,15 @@ enum Drawing {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Structured logs for cron on stderr: JOURNEYC_LOG=info (or debug,
+    // or per module); warnings only by default.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("JOURNEYC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
     let result = match cli.command {
         Command::Check {

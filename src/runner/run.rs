@@ -236,6 +236,20 @@ pub fn run(
     };
     let mut counts = Counts::default();
     let mut after: Option<String> = None;
+    let total = store
+        .contact_count()
+        .map_err(|error| usage(error.to_string()))?;
+    // On stderr, and drawn only when stderr is a terminal: cron logs stay clean.
+    let progress = indicatif::ProgressBar::with_draw_target(
+        Some(total),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} contacts {per_sec} eta {eta}")
+    {
+        progress.set_style(style);
+    }
+    tracing::info!(now = %engine::text(now), contacts = total, dry_run = options.dry_run, "run started");
     loop {
         let page = store
             .contacts_page(after.as_deref(), BATCH)
@@ -251,7 +265,22 @@ pub fn run(
                 Ok(())
             })
             .map_err(|error| usage(error.to_string()))?;
+        progress.set_position(counts.contacts);
+        tracing::debug!(
+            contacts = counts.contacts,
+            last = after.as_deref().unwrap_or(""),
+            "batch committed"
+        );
     }
+    progress.finish_and_clear();
+    tracing::info!(
+        now = %engine::text(now),
+        contacts = counts.contacts,
+        enrolled = counts.enrolled,
+        queued = counts.queued,
+        transitions = counts.transitions,
+        "run finished"
+    );
     let summary =
         serde_json::json!({"now": engine::text(now), "dry_run": options.dry_run, "counts": counts});
     if !options.dry_run {
