@@ -835,7 +835,11 @@ impl Engine<'_> {
                     chosen.map(|(edge, target)| {
                         let reason = match &edge.kind {
                             EdgeKind::When { condition, .. } => {
-                                format!("split: {}", crate::format::expr(condition))
+                                format!(
+                                    "split: {}{}",
+                                    crate::format::expr(condition),
+                                    eval::explain(condition, context)
+                                )
                             }
                             _ => "split: else".to_string(),
                         };

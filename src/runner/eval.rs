@@ -412,3 +412,61 @@ pub fn score(model: &ast::ScoreModel, context: Context<'_>) -> f64 {
     }
     total
 }
+
+/// The values a condition read, for `journeyc why`: ` (lifetime_value =
+/// 120000, stage = dormant)`; empty when it read no field.
+pub fn explain(expr: &Expr, context: Context<'_>) -> String {
+    let mut names: Vec<(String, &Expr)> = Vec::new();
+    collect_paths(expr, &mut names);
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    names.dedup_by(|a, b| a.0 == b.0);
+    if names.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<String> = names
+        .iter()
+        .map(|(name, path)| {
+            let value = match eval(path, context) {
+                Value::Null => "empty".to_string(),
+                Value::Bool(value) => value.to_string(),
+                Value::Number(number) => crate::format::number(number),
+                Value::Text(text) => text,
+                Value::Date(date) => date.to_string(),
+                Value::Instant(moment) => moment.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                Value::Duration(minutes) => ast::Duration::from_minutes(minutes).to_string(),
+                Value::Clock(time) => time.to_string(),
+                Value::List(items) => format!("{} items", items.len()),
+            };
+            format!("{name} = {value}")
+        })
+        .collect();
+    format!(" ({})", shown.join(", "))
+}
+
+fn collect_paths<'e>(expr: &'e Expr, out: &mut Vec<(String, &'e Expr)>) {
+    match &expr.kind {
+        ExprKind::Path(parts) => out.push((
+            parts
+                .iter()
+                .map(|part| part.node.as_str())
+                .collect::<Vec<_>>()
+                .join("."),
+            expr,
+        )),
+        ExprKind::Group(inner) | ExprKind::Not(inner) => collect_paths(inner, out),
+        ExprKind::Binary { left, right, .. } => {
+            collect_paths(left, out);
+            collect_paths(right, out);
+        }
+        ExprKind::List(items) => items.iter().for_each(|item| collect_paths(item, out)),
+        ExprKind::Call { function, args }
+            if matches!(
+                function.node.as_str(),
+                "days_since" | "days_until" | "is_set"
+            ) =>
+        {
+            args.iter().for_each(|arg| collect_paths(arg, out));
+        }
+        _ => {}
+    }
+}
