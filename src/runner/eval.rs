@@ -465,7 +465,9 @@ fn collect_paths<'e>(expr: &'e Expr, out: &mut Vec<(String, &'e Expr)>) {
                 "days_since" | "days_until" | "is_set"
             ) =>
         {
-            args.iter().for_each(|arg| collect_paths(arg, out));
+            for arg in args {
+                collect_paths(arg, out);
+            }
         }
         _ => {}
     }
