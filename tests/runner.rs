@@ -519,3 +519,58 @@ fn the_shipped_journeys_over_a_month() {
     }
     snapshot("runner_shipped_journeys_month", &story);
 }
+
+/// The starter project a new user copies, over two weeks of nights.
+#[test]
+fn the_starter_project_over_two_weeks() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/starter"),
+        dir.path(),
+    );
+    std::fs::write(
+        dir.path().join("contacts.csv"),
+        "id,first_name,email,plan,stage,timezone,last_seen_at\n\
+         c-1,Ada,ada@example.com,free,trial,Europe/London,2026-11-01T09:00:00Z\n\
+         c-2,Bo,bo@example.com,pro,customer,Asia/Shanghai,2026-09-01T09:00:00Z\n\
+         c-3,Cy,cy@example.com,team,customer,America/New_York,2026-11-01T09:00:00Z\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("events.jsonl"),
+        "{\"id\": \"e-1\", \"contact_id\": \"c-1\", \"name\": \"signed_up\", \"at\": \"2026-11-02T08:00:00Z\"}\n\
+         {\"id\": \"e-2\", \"contact_id\": \"c-1\", \"name\": \"project_created\", \"at\": \"2026-11-03T10:00:00Z\"}\n\
+         {\"id\": \"e-3\", \"contact_id\": \"c-1\", \"name\": \"upgraded\", \"at\": \"2026-11-09T10:00:00Z\", \"properties\": {\"plan\": \"pro\"}}\n",
+    )
+    .expect("write");
+    ok(&journeyc(
+        dir.path(),
+        &[
+            "import",
+            "contacts",
+            "contacts.csv",
+            "--now",
+            "2026-11-01T12:00:00Z",
+        ],
+    ));
+    ok(&journeyc(dir.path(), &["import", "events", "events.jsonl"]));
+    for day in 2..=15 {
+        let now = format!("2026-11-{day:02}T02:00:00Z");
+        ok(&journeyc(dir.path(), &["run", "--now", &now]));
+        let again: serde_json::Value = serde_json::from_str(&ok(&journeyc(
+            dir.path(),
+            &["run", "--now", &now, "--format", "json"],
+        )))
+        .expect("JSON");
+        assert_eq!(again["counts"]["transitions"], 0, "{now} twice: {again}");
+    }
+    let mut story = ok(&journeyc(
+        dir.path(),
+        &["status", "--now", "2026-11-15T02:00:00Z"],
+    ));
+    for contact in ["c-1", "c-2", "c-3"] {
+        writeln!(story, "\n== {contact}").expect("write to a string");
+        story.push_str(&ok(&journeyc(dir.path(), &["why", contact])));
+    }
+    snapshot("runner_starter_two_weeks", &story);
+}
