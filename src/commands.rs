@@ -190,12 +190,7 @@ pub fn graph(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<Status, CommandError> {
-    let settings = match project_path {
-        Some(path) => project::find_settings(path).ok_or_else(|| ProjectError::NoSettings {
-            path: path.to_path_buf(),
-        })?,
-        None => current_project()?,
-    };
+    let settings = project_settings(project_path)?;
     // A journey file outside the project's folders is drawn too.
     let extra: BTreeSet<PathBuf> = project_path
         .filter(|path| {

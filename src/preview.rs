@@ -383,19 +383,7 @@ pub fn preview(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<Status, CommandError> {
-    let settings_path = match &options.project {
-        Some(path) => project::find_settings(path)
-            .ok_or_else(|| ProjectError::NoSettings { path: path.clone() })?,
-        None => {
-            let cwd = std::env::current_dir().map_err(|error| ProjectError::Io {
-                path: PathBuf::from("."),
-                error,
-            })?;
-            project::find_settings(&cwd).ok_or(ProjectError::NoSettings {
-                path: PathBuf::from("."),
-            })?
-        }
-    };
+    let settings_path = crate::commands::project_settings(options.project.as_deref())?;
     let checked = project::load(&settings_path, &std::collections::BTreeSet::new())?;
     let (Some(settings), Some(set)) = (&checked.settings, &checked.templates) else {
         for diagnostic in checked.diagnostics_for(None) {

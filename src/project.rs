@@ -153,9 +153,12 @@ fn normalize(path: &Path) -> PathBuf {
     relative_to_cwd(&clean)
 }
 
-/// Every `.journey` file under a folder, sorted; hidden folders and
-/// `target/` are skipped.
-pub fn journey_files(folder: &Path) -> Result<Vec<PathBuf>, ProjectError> {
+/// Every file under a folder that `wanted` accepts (given its name),
+/// sorted; hidden folders and `target/` are skipped.
+fn files_under(
+    folder: &Path,
+    wanted: &dyn Fn(&Path, &str) -> bool,
+) -> Result<Vec<PathBuf>, ProjectError> {
     let mut found = Vec::new();
     let mut pending = vec![folder.to_path_buf()];
     while let Some(dir) = pending.pop() {
@@ -169,10 +172,7 @@ pub fn journey_files(folder: &Path) -> Result<Vec<PathBuf>, ProjectError> {
                 if !name.starts_with('.') && name != "target" {
                     pending.push(path);
                 }
-            } else if path
-                .extension()
-                .is_some_and(|extension| extension == "journey")
-            {
+            } else if wanted(&path, name) {
                 found.push(normalize(&path));
             }
         }
@@ -181,26 +181,16 @@ pub fn journey_files(folder: &Path) -> Result<Vec<PathBuf>, ProjectError> {
     Ok(found)
 }
 
+/// Every `.journey` file under a folder, sorted.
+pub fn journey_files(folder: &Path) -> Result<Vec<PathBuf>, ProjectError> {
+    files_under(folder, &|path, _| {
+        path.extension()
+            .is_some_and(|extension| extension == "journey")
+    })
+}
+
 fn settings_files(folder: &Path) -> Result<Vec<PathBuf>, ProjectError> {
-    let mut found = Vec::new();
-    let mut pending = vec![folder.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).map_err(io_error(&dir))? {
-            let path = entry.map_err(io_error(&dir))?.path();
-            let name = path
-                .file_name()
-                .and_then(|name| name.to_str())
-                .unwrap_or("");
-            if path.is_dir() {
-                if !name.starts_with('.') && name != "target" {
-                    pending.push(path);
-                }
-            } else if name == settings::FILE_NAME {
-                found.push(normalize(&path));
-            }
-        }
-    }
-    Ok(found)
+    files_under(folder, &|_, name| name == settings::FILE_NAME)
 }
 
 /// What `check PATH...` should look at: for each project (its settings
