@@ -132,6 +132,33 @@ impl Person {
     }
 }
 
+/// The first event named `name` whose time `within` accepts and that
+/// matches `filter` (bare names in it are the event's properties).
+fn first_event<'e>(
+    events: &'e [Event],
+    name: &str,
+    filter: Option<&ast::Expr>,
+    context: Context<'e>,
+    within: &dyn Fn(DateTime<Utc>) -> bool,
+) -> Option<(&'e Event, DateTime<Utc>)> {
+    events
+        .iter()
+        .filter(|candidate| candidate.name == name)
+        .filter_map(|candidate| parse_instant(&candidate.at).map(|at| (candidate, at)))
+        .filter(|(_, at)| within(*at))
+        .find(|(candidate, _)| {
+            filter.is_none_or(|filter| {
+                eval::holds(
+                    filter,
+                    Context {
+                        filter_event: Some(candidate),
+                        ..context
+                    },
+                )
+            })
+        })
+}
+
 /// Stable A/B bucket in 0..10000 for (contact, journey, test): FNV-1a, so
 /// re-runs and re-deployments never reshuffle contacts.
 pub fn bucket(contact: &str, journey: &str, test: &str) -> u64 {
@@ -332,27 +359,19 @@ impl Engine<'_> {
             match trigger {
                 Trigger::Event { event, filter } => {
                     let context = self.context(person, None, None);
-                    let found = person.events.iter().find(|candidate| {
-                        candidate.name == event.node
-                            && parse_instant(&candidate.at).is_some_and(fresh)
-                            && filter.as_ref().is_none_or(|filter| {
-                                eval::holds(
-                                    filter,
-                                    Context {
-                                        filter_event: Some(candidate),
-                                        ..context
-                                    },
-                                )
-                            })
-                    });
-                    if let Some(found) = found {
-                        if let Some(at) = parse_instant(&found.at) {
-                            candidates.push((
-                                at,
-                                format!("event {}", event.node),
-                                Some(found.id.clone()),
-                            ));
-                        }
+                    let found = first_event(
+                        &person.events,
+                        &event.node,
+                        filter.as_ref(),
+                        context,
+                        &fresh,
+                    );
+                    if let Some((found, at)) = found {
+                        candidates.push((
+                            at,
+                            format!("event {}", event.node),
+                            Some(found.id.clone()),
+                        ));
                     }
                 }
                 Trigger::Stage(stage) => {
@@ -504,24 +523,14 @@ impl Engine<'_> {
                 filter,
             } => {
                 let context = self.context(person, event, Some(enrolled_at));
-                person
-                    .events
-                    .iter()
-                    .filter(|candidate| candidate.name == name.node)
-                    .filter_map(|candidate| parse_instant(&candidate.at).map(|at| (candidate, at)))
-                    .filter(|(_, at)| *at > after && *at <= self.now)
-                    .find(|(candidate, _)| {
-                        filter.as_ref().is_none_or(|filter| {
-                            eval::holds(
-                                filter,
-                                Context {
-                                    filter_event: Some(candidate),
-                                    ..context
-                                },
-                            )
-                        })
-                    })
-                    .map(|(_, at)| at)
+                first_event(
+                    &person.events,
+                    &name.node,
+                    filter.as_ref(),
+                    context,
+                    &|at| at > after && at <= self.now,
+                )
+                .map(|(_, at)| at)
             }
             Signal::Stage(stage) => {
                 let on_stage = person.contact.fields.get("stage").and_then(Json::as_str)
@@ -792,26 +801,10 @@ impl Engine<'_> {
                     };
                     let deadline = started + minutes(*timeout);
                     let context = self.context(person, event, Some(entered));
-                    let got = person
-                        .events
-                        .iter()
-                        .filter(|candidate| candidate.name == *name)
-                        .filter_map(|candidate| {
-                            parse_instant(&candidate.at).map(|at| (candidate, at))
-                        })
-                        .filter(|(_, at)| *at > started && *at <= deadline && *at <= self.now)
-                        .find(|(candidate, _)| {
-                            filter.as_ref().is_none_or(|filter| {
-                                eval::holds(
-                                    filter,
-                                    Context {
-                                        filter_event: Some(candidate),
-                                        ..context
-                                    },
-                                )
-                            })
-                        })
-                        .map(|(candidate, at)| (candidate.id.clone(), at));
+                    let got = first_event(&person.events, name, filter.as_ref(), context, &|at| {
+                        at > started && at <= deadline && at <= self.now
+                    })
+                    .map(|(candidate, at)| (candidate.id.clone(), at));
                     if let Some((id, at)) = got {
                         clock = at;
                         enrolment.data.insert("event".into(), Json::String(id));
