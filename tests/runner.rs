@@ -574,3 +574,55 @@ fn the_starter_project_over_two_weeks() {
     }
     snapshot("runner_starter_two_weeks", &story);
 }
+
+/// A store's first run catches up one day, not a year: contacts who have
+/// long existed get no greeting for last Christmas or a birthday in June.
+#[test]
+fn a_first_run_greets_nobody_for_past_holidays() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("journeys"),
+        dir.path(),
+    );
+    let _ = std::fs::remove_file(dir.path().join("journeyc.db"));
+    std::fs::write(
+        dir.path().join("contacts.csv"),
+        "id,first_name,customer_type,lifetime_value,deals_won,orders_count,stage,created_at,birthday\n\
+         old,林,b2c,900,0,1,customer,2020-01-01T00:00:00Z,1985-06-15\n",
+    )
+    .expect("write");
+    ok(&journeyc(
+        dir.path(),
+        &[
+            "import",
+            "contacts",
+            "contacts.csv",
+            "--now",
+            "2026-09-20T00:00:00Z",
+        ],
+    ));
+    ok(&journeyc(
+        dir.path(),
+        &["run", "--now", "2026-09-20T18:00:00Z"],
+    ));
+    assert_eq!(
+        ok(&journeyc(dir.path(), &["why", "old"])),
+        "old has not entered any journey\n"
+    );
+    // Mid-Autumn falls on 25 September 2026: that one is tonight's.
+    ok(&journeyc(
+        dir.path(),
+        &["run", "--now", "2026-09-25T18:00:00Z"],
+    ));
+    let why = ok(&journeyc(dir.path(), &["why", "old"]));
+    assert!(
+        why.starts_with(
+            "2026-09-25T01:30:00Z  mid_autumn_greeting  @start  entered: holiday mid_autumn"
+        ),
+        "{why}"
+    );
+    assert!(
+        !why.contains("birthday") && !why.contains("dragon_boat") && !why.contains("year_end"),
+        "{why}"
+    );
+}

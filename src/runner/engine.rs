@@ -97,6 +97,8 @@ struct Person {
     events: Vec<Event>,
     timezone: Tz,
     changed: bool,
+    /// Changed during the current pass over the journeys.
+    dirty: bool,
 }
 
 impl Person {
@@ -159,6 +161,19 @@ fn first_event<'e>(
         })
 }
 
+/// Whether an expression reads `event.` (its value depends on the trigger).
+fn reads_event(expr: &ast::Expr) -> bool {
+    match &expr.kind {
+        ast::ExprKind::Path(parts) => parts.first().is_some_and(|part| part.node == "event"),
+        ast::ExprKind::Group(inner) | ast::ExprKind::Not(inner) => reads_event(inner),
+        ast::ExprKind::Binary { left, right, .. } => reads_event(left) || reads_event(right),
+        ast::ExprKind::List(items) => items.iter().any(reads_event),
+        ast::ExprKind::Call { args, .. } => args.iter().any(reads_event),
+        ast::ExprKind::Count { filter, .. } => filter.as_deref().is_some_and(reads_event),
+        _ => false,
+    }
+}
+
 /// Stable A/B bucket in 0..10000 for (contact, journey, test): FNV-1a, so
 /// re-runs and re-deployments never reshuffle contacts.
 pub fn bucket(contact: &str, journey: &str, test: &str) -> u64 {
@@ -216,6 +231,7 @@ impl Engine<'_> {
             events,
             timezone,
             changed: false,
+            dirty: false,
         };
         counts.contacts += 1;
         let mut work = Work { batch, counts };
@@ -224,11 +240,11 @@ impl Engine<'_> {
         // changes, so that one run leaves nothing for a second run at the
         // same `now` to do.
         for _ in 0..MAX_PASSES {
-            let before = (person.contact.fields.clone(), enrolments.len());
+            person.dirty = false;
             for journey in &self.journeys {
                 self.journey(&mut work, &mut person, &mut enrolments, journey, None, 0)?;
             }
-            if before.0 == person.contact.fields && before.1 == enrolments.len() {
+            if !person.dirty {
                 break;
             }
         }
@@ -295,7 +311,9 @@ impl Engine<'_> {
         };
         let mut enrolment = enrolments[index].clone();
         let handoff = self.advance(work, person, journey, &mut enrolment)?;
-        work.batch.update_enrolment(&enrolment)?;
+        if enrolment != enrolments[index] {
+            work.batch.update_enrolment(&enrolment)?;
+        }
         enrolments[index] = enrolment;
         if let Some((target, at)) = handoff {
             if depth < MAX_HANDOFFS {
@@ -319,6 +337,13 @@ impl Engine<'_> {
         journey: &CompiledJourney,
         handed_at: Option<DateTime<Utc>>,
     ) -> Option<(DateTime<Utc>, String, Option<String>)> {
+        // An audience that does not read the triggering event is checked
+        // first: it is cheaper than most triggers (a score, a count).
+        if let Some(audience) = &journey.rules.audience {
+            if !reads_event(audience) && !eval::holds(audience, self.context(person, None, None)) {
+                return None;
+            }
+        }
         let previous: Vec<&Enrolment> = enrolments
             .iter()
             .filter(|enrolment| enrolment.journey == journey.name)
@@ -348,7 +373,10 @@ impl Engine<'_> {
             .get("created_at")
             .and_then(Json::as_str)
             .and_then(parse_instant);
-        let lower_scheduled = lower.max(self.previous_run).max(created);
+        // The first run of a store has no previous run: it looks back one
+        // day (today's birthdays), not a year.
+        let previous_run = self.previous_run.unwrap_or(self.now - Span::days(1));
+        let lower_scheduled = lower.max(Some(previous_run)).max(created);
         let fresh_scheduled =
             |at: DateTime<Utc>| at <= self.now && lower_scheduled.is_none_or(|lower| at > lower);
         let mut candidates: Vec<(DateTime<Utc>, String, Option<String>)> = Vec::new();
@@ -998,7 +1026,13 @@ impl Engine<'_> {
 
     /// Applies an action to the contact; returns what happened, for `why`.
     fn act(&self, person: &mut Person, action: &StepKind, at: DateTime<Utc>) -> String {
-        person.changed = true;
+        if !matches!(
+            action,
+            StepKind::Goto(_) | StepKind::End | StepKind::Handoff(_)
+        ) {
+            person.changed = true;
+            person.dirty = true;
+        }
         match action {
             StepKind::Tag(tag) => {
                 let mut tags = person.tags();
@@ -1066,10 +1100,7 @@ impl Engine<'_> {
                     crate::format::number(points.node)
                 )
             }
-            other => {
-                person.changed = false;
-                crate::format::action(other)
-            }
+            other => crate::format::action(other),
         }
     }
 

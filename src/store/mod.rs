@@ -130,6 +130,7 @@ pub struct OutboxRow {
 /// transaction.
 pub trait RunBatch {
     fn events_of(&mut self, contact_id: &str) -> Result<Vec<Event>, StoreError>;
+    /// The contact's latest enrolment in each journey.
     fn enrolments_of(&mut self, contact_id: &str) -> Result<Vec<Enrolment>, StoreError>;
     /// Inserts and returns the new id.
     fn insert_enrolment(&mut self, enrolment: &Enrolment) -> Result<i64, StoreError>;
