@@ -84,39 +84,85 @@ struct Row {
     cells: Map<String, Json>,
 }
 
-fn read_rows(path: &Path) -> Result<Vec<Row>, ImportError> {
-    let io = |error| ImportError::Io {
-        path: path.to_path_buf(),
-        error,
-    };
-    let extension = path
-        .extension()
-        .and_then(|extension| extension.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    match extension.as_str() {
-        "csv" => {
-            let file = std::fs::File::open(path).map_err(io)?;
-            let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(file);
-            let headers: Vec<String> = reader
-                .headers()
-                .map_err(|error| ImportError::Format {
-                    path: path.to_path_buf(),
-                    line: 1,
-                    reason: format!("cannot read the header: {error}"),
-                })?
-                .iter()
-                .map(|header| header.trim().trim_start_matches('\u{feff}').to_string())
-                .collect();
-            let mut rows = Vec::new();
-            for record in reader.records() {
-                let record = record.map_err(|error| ImportError::Format {
-                    path: path.to_path_buf(),
-                    line: error
-                        .position()
-                        .map_or(0, |position| usize::try_from(position.line()).unwrap_or(0)),
-                    reason: format!("not valid CSV: {error}"),
-                })?;
+/// Rows read one at a time, so an import of millions of contacts holds one
+/// row in memory, not the file.
+enum Rows {
+    Csv {
+        records: csv::StringRecordsIntoIter<std::fs::File>,
+        headers: Vec<String>,
+    },
+    Lines(std::iter::Enumerate<std::io::Lines<std::io::BufReader<std::fs::File>>>),
+}
+
+impl Rows {
+    fn open(path: &Path) -> Result<Rows, ImportError> {
+        let io = |error| ImportError::Io {
+            path: path.to_path_buf(),
+            error,
+        };
+        let extension = path
+            .extension()
+            .and_then(|extension| extension.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        match extension.as_str() {
+            "csv" => {
+                let file = std::fs::File::open(path).map_err(io)?;
+                let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(file);
+                let headers: Vec<String> = reader
+                    .headers()
+                    .map_err(|error| ImportError::Format {
+                        path: path.to_path_buf(),
+                        line: 1,
+                        reason: format!("cannot read the header: {error}"),
+                    })?
+                    .iter()
+                    .map(|header| header.trim().trim_start_matches('\u{feff}').to_string())
+                    .collect();
+                Ok(Rows::Csv {
+                    records: reader.into_records(),
+                    headers,
+                })
+            }
+            "jsonl" | "ndjson" | "json" => {
+                let file = std::fs::File::open(path).map_err(io)?;
+                Ok(Rows::Lines(
+                    std::io::BufReader::new(file).lines().enumerate(),
+                ))
+            }
+            _ => Err(ImportError::Format {
+                path: path.to_path_buf(),
+                line: 1,
+                reason: "import reads `.csv` or `.jsonl` (one JSON object per line) files"
+                    .to_string(),
+            }),
+        }
+    }
+
+    fn headers(&self) -> Option<&[String]> {
+        match self {
+            Rows::Csv { headers, .. } => Some(headers),
+            Rows::Lines(_) => None,
+        }
+    }
+
+    /// The next row; a line that is not JSON becomes a row whose only cell
+    /// (under the key `\0`) says why, so it is rejected with its line.
+    fn next(&mut self, path: &Path) -> Option<Result<Row, ImportError>> {
+        match self {
+            Rows::Csv { records, headers } => {
+                let record = match records.next()? {
+                    Ok(record) => record,
+                    Err(error) => {
+                        return Some(Err(ImportError::Format {
+                            path: path.to_path_buf(),
+                            line: error.position().map_or(0, |position| {
+                                usize::try_from(position.line()).unwrap_or(0)
+                            }),
+                            reason: format!("not valid CSV: {error}"),
+                        }))
+                    }
+                };
                 let line = record
                     .position()
                     .map_or(0, |position| usize::try_from(position.line()).unwrap_or(0));
@@ -132,47 +178,35 @@ fn read_rows(path: &Path) -> Result<Vec<Row>, ImportError> {
                         (header.clone(), value)
                     })
                     .collect();
-                rows.push(Row { line, cells });
+                Some(Ok(Row { line, cells }))
             }
-            Ok(rows)
-        }
-        "jsonl" | "ndjson" | "json" => {
-            let file = std::fs::File::open(path).map_err(io)?;
-            let mut rows = Vec::new();
-            for (index, line) in std::io::BufReader::new(file).lines().enumerate() {
-                let line_number = index + 1;
-                let text = line.map_err(io)?;
+            Rows::Lines(lines) => loop {
+                let (index, line) = lines.next()?;
+                let text = match line {
+                    Ok(text) => text,
+                    Err(error) => {
+                        return Some(Err(ImportError::Io {
+                            path: path.to_path_buf(),
+                            error,
+                        }))
+                    }
+                };
                 if text.trim().is_empty() {
                     continue;
                 }
-                match serde_json::from_str::<Json>(&text) {
-                    Ok(Json::Object(cells)) => rows.push(Row {
-                        line: line_number,
-                        cells,
-                    }),
-                    Ok(_) => rows.push(Row {
-                        line: line_number,
-                        cells: Map::from_iter([(
-                            "\u{0}".to_string(),
-                            Json::String("not an object".into()),
-                        )]),
-                    }),
-                    Err(error) => rows.push(Row {
-                        line: line_number,
-                        cells: Map::from_iter([(
-                            "\u{0}".to_string(),
-                            Json::String(format!("not JSON: {error}")),
-                        )]),
-                    }),
-                }
-            }
-            Ok(rows)
+                let problem =
+                    |reason: String| Map::from_iter([("\u{0}".to_string(), Json::String(reason))]);
+                let cells = match serde_json::from_str::<Json>(&text) {
+                    Ok(Json::Object(cells)) => cells,
+                    Ok(_) => problem("not an object".to_string()),
+                    Err(error) => problem(format!("not JSON: {error}")),
+                };
+                return Some(Ok(Row {
+                    line: index + 1,
+                    cells,
+                }));
+            },
         }
-        _ => Err(ImportError::Format {
-            path: path.to_path_buf(),
-            line: 1,
-            reason: "import reads `.csv` or `.jsonl` (one JSON object per line) files".to_string(),
-        }),
     }
 }
 
@@ -487,24 +521,14 @@ pub fn import(
     path: &Path,
     at: DateTime<Utc>,
 ) -> Result<ImportReport, ImportError> {
-    let rows = read_rows(path)?;
+    let mut rows = Rows::open(path)?;
     if kind == ImportKind::Contacts {
-        if let Some(first) = rows.first() {
+        if let Some(headers) = rows.headers() {
             // A misspelt column would reject every row: say it once.
-            let unknown: Vec<&String> = first
-                .cells
-                .keys()
-                .filter(|name| {
-                    *name != "id"
-                        && !name.starts_with('\u{0}')
-                        && contact_spec(settings, name).is_none()
-                })
-                .collect();
-            let is_csv = path
-                .extension()
-                .is_some_and(|extension| extension.eq_ignore_ascii_case("csv"));
-            if is_csv && !unknown.is_empty() {
-                let name = unknown[0];
+            let unknown = headers
+                .iter()
+                .find(|name| *name != "id" && contact_spec(settings, name).is_none());
+            if let Some(name) = unknown {
                 let names: Vec<&str> = settings.field_names().chain(["stage", "tags"]).collect();
                 let hint = did_you_mean(name, names.iter().copied())
                     .unwrap_or_else(|| "add it under `contact:` in journeyc.yaml".to_string());
@@ -517,9 +541,21 @@ pub fn import(
         }
     }
     let mut report = ImportReport::default();
-    store.import(&mut |sink| {
+    let mut failure: Option<ImportError> = None;
+    let result = store.import(&mut |sink| {
         report = ImportReport::default();
-        for row in &rows {
+        while let Some(row) = rows.next(path) {
+            let row = match row {
+                Ok(row) => row,
+                Err(error) => {
+                    // Abandon the transaction: a file that stops being
+                    // readable midway imports nothing.
+                    failure = Some(error);
+                    return Err(StoreError::Database(
+                        "the file could not be read to the end".to_string(),
+                    ));
+                }
+            };
             if let Some(Json::String(problem)) = row.cells.get("\u{0}") {
                 report.rejected.push(Rejected {
                     line: row.line,
@@ -578,7 +614,11 @@ pub fn import(
             }
         }
         Ok(())
-    })?;
+    });
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    result?;
     Ok(report)
 }
 
