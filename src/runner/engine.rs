@@ -920,15 +920,19 @@ impl Engine<'_> {
                 return self.finish(work, enrolment, "completed", "completed".into(), clock);
             };
             let from = current.id.clone();
+            let leaving_start = matches!(current.kind, NodeKind::Start);
             enrolment.step.clone_from(&journey.graph[next].id);
             enrolment.due_at = None;
-            work.record(
-                enrolment,
-                Some(&from),
-                Some(&enrolment.step.clone()),
-                reason,
-                clock,
-            )?;
+            // Leaving the start says nothing the entry did not: not recorded.
+            if !leaving_start {
+                work.record(
+                    enrolment,
+                    Some(&from),
+                    Some(&enrolment.step.clone()),
+                    reason,
+                    clock,
+                )?;
+            }
             node = next;
             entering = true;
         }

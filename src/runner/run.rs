@@ -16,7 +16,7 @@ use crate::store::{self, sqlite::SqliteStore, Store};
 
 /// Contacts per transaction: a crash loses at most one batch's work, which
 /// the next run redoes exactly.
-const BATCH: usize = 500;
+const BATCH: usize = 1000;
 
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
