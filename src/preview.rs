@@ -98,6 +98,43 @@ fn read_vars(path: &Path) -> Result<(Fields, Fields), CommandError> {
     Ok((object, Map::new()))
 }
 
+/// A contact from the store, and its latest event of the kind this step
+/// reads as `event.` (if any).
+fn contact_from_store(
+    settings: &Settings,
+    id: &str,
+    event: Option<&str>,
+) -> Result<(Fields, Fields), CommandError> {
+    use crate::store::Store as _;
+    let store = crate::store::open(settings).map_err(|error| usage(error.to_string()))?;
+    let contact = store
+        .contact(id)
+        .map_err(|error| usage(error.to_string()))?
+        .ok_or_else(|| {
+            usage(format!(
+                "no contact `{id}` in the store; `journeyc import contacts` adds contacts"
+            ))
+        })?;
+    // journeyc's own bookkeeping (`__stage_changed_at` ...) is not a field.
+    let fields: Fields = contact
+        .fields
+        .into_iter()
+        .filter(|(name, _)| !name.starts_with("__"))
+        .collect();
+    let properties = match event {
+        Some(name) => store
+            .events_of(id)
+            .map_err(|error| usage(error.to_string()))?
+            .into_iter()
+            .rev()
+            .find(|candidate| candidate.name == name)
+            .map(|candidate| candidate.properties)
+            .unwrap_or_default(),
+        None => Fields::new(),
+    };
+    Ok((fields, properties))
+}
+
 /// The contact as templates see it: every schema field present, `null`
 /// where the vars leave it out; unknown keys are refused.
 fn contact_object(
@@ -415,13 +452,13 @@ pub fn preview(
         return Ok(Status::Problems);
     }
     let (contact, event) = match (&options.contact, &options.vars) {
-        (Some(_), _) => {
+        (Some(id), _) => contact_from_store(settings, id, message_use.event.as_deref())?,
+        (None, Some(path)) => read_vars(path)?,
+        (None, None) => {
             return Err(usage(
-                "`--contact` reads the contact store, and this project has none yet; pass the contact's fields with `--vars FILE`",
+                "say whom to preview for: `--vars FILE` (or `--contact ID`)",
             ))
         }
-        (None, Some(path)) => read_vars(path)?,
-        (None, None) => return Err(usage("say whom to preview for: `--vars FILE` (or `--contact ID`)")),
     };
     let contact = contact_object(settings, contact)?;
     let now = options

@@ -229,23 +229,85 @@ fn bad_requests_explain_themselves() {
     let eml_for_sms = preview("zh_70", "eml", ZHANG);
     assert_eq!(eml_for_sms.status.code(), Some(2));
 
-    let store = Command::new(env!("CARGO_BIN_EXE_journeyc"))
+    let missing = Command::new(env!("CARGO_BIN_EXE_journeyc"))
         .args([
             "preview",
             "launch",
             "announce",
             "--contact",
-            "c-42",
+            "nobody",
             "--project",
         ])
         .arg(project())
         .output()
         .expect("journeyc runs");
-    assert_eq!(store.status.code(), Some(2));
+    assert_eq!(missing.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&store.stderr).contains("use `--vars FILE`")
-            || String::from_utf8_lossy(&store.stderr).contains("--vars FILE")
+        String::from_utf8_lossy(&missing.stderr).contains("no contact `nobody` in the store"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
     );
+}
+
+/// `--contact` renders a contact from the store, with its latest event of
+/// the kind the step reads.
+#[test]
+fn preview_a_contact_from_the_store() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for entry in [
+        "journeyc.yaml",
+        "journeys/launch.journey",
+        "templates/launch/announce.email",
+        "templates/launch/receipt.email",
+        "templates/launch/hook.webhook",
+    ] {
+        let target = dir.path().join(entry);
+        std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(project().join(entry), target).expect("copy");
+    }
+    let edge = dir.path().join("templates/edge");
+    std::fs::create_dir_all(&edge).expect("mkdir");
+    for entry in std::fs::read_dir(project().join("templates/edge")).expect("edge") {
+        let path = entry.expect("entry").path();
+        std::fs::copy(&path, edge.join(path.file_name().expect("name"))).expect("copy");
+    }
+    std::fs::write(
+        dir.path().join("contacts.csv"),
+        "id,first_name,email,company\nc-7,李雷,li@example.com,远东酒店\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("events.jsonl"),
+        "{\"id\": \"o-1\", \"contact_id\": \"c-7\", \"name\": \"order_placed\", \"at\": \"2026-11-01T10:00:00Z\", \"properties\": {\"amount\": 999, \"category\": \"滤芯\"}}\n",
+    )
+    .expect("write");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_journeyc"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("JOURNEYC_UNSUBSCRIBE_SECRET", SECRET)
+            .output()
+            .expect("runs")
+    };
+    assert_eq!(
+        run(&["import", "contacts", "contacts.csv"]).status.code(),
+        Some(0)
+    );
+    assert_eq!(
+        run(&["import", "events", "events.jsonl"]).status.code(),
+        Some(0)
+    );
+    let output = run(&[
+        "preview",
+        "launch",
+        "call",
+        "--contact",
+        "c-7",
+        "--format",
+        "json",
+    ]);
+    let value: serde_json::Value = serde_json::from_str(&stdout(&output)).expect("JSON");
+    assert_eq!(value["text"], "给 李雷 回电：买了 滤芯");
 }
 
 /// The whole email, with the two things that change per run (the Date
