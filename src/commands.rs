@@ -221,19 +221,12 @@ pub fn graph(
             "no journey named `{journey}`; {hint}"
         )));
     };
-    let errors: Vec<_> = checked
-        .diagnostics_for(None)
-        .into_iter()
-        .filter(|diagnostic| diagnostic.is_error() && diagnostic.span.file == compiled.span.file)
-        .collect();
-    if !errors.is_empty() {
-        for diagnostic in errors {
-            writeln!(err, "{}", render::human(&checked.sources, diagnostic))?;
-        }
-        writeln!(
-            err,
-            "failed: fix the errors above before drawing `{journey}`"
-        )?;
+    let closing = format!("failed: fix the errors above before drawing `{journey}`");
+    if checked.report_errors(
+        err,
+        &|diagnostic| diagnostic.span.file == compiled.span.file,
+        &closing,
+    )? {
         return Ok(Status::Problems);
     }
     let text = match format {

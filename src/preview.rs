@@ -106,6 +106,14 @@ fn contact_from_store(
     event: Option<&str>,
 ) -> Result<(Fields, Fields), CommandError> {
     use crate::store::Store as _;
+    // Reading a contact must not create an empty store.
+    let location = crate::store::location(settings);
+    if !location.exists() {
+        return Err(usage(format!(
+            "there is no store at `{}` yet; `journeyc import contacts FILE` creates it",
+            location.display()
+        )));
+    }
     let store = crate::store::open(settings).map_err(|error| usage(error.to_string()))?;
     let contact = store
         .contact(id)
@@ -436,19 +444,14 @@ pub fn preview(
         .iter()
         .find(|journey| journey.name == options.journey)
         .map(|journey| journey.span.file);
-    let blocking: Vec<_> = checked
-        .diagnostics_for(None)
-        .into_iter()
-        .filter(|diagnostic| diagnostic.is_error())
-        .filter(|diagnostic| {
-            Some(diagnostic.span.file) == journey_file || diagnostic.code.as_str().starts_with("E2")
-        })
-        .collect();
-    if !blocking.is_empty() {
-        for diagnostic in blocking {
-            writeln!(err, "{}", render::human(&checked.sources, diagnostic))?;
-        }
-        writeln!(err, "failed: fix the errors above before previewing")?;
+    let blocking = |diagnostic: &crate::diagnostic::Diagnostic| {
+        Some(diagnostic.span.file) == journey_file || diagnostic.code.as_str().starts_with("E2")
+    };
+    if checked.report_errors(
+        err,
+        &blocking,
+        "failed: fix the errors above before previewing",
+    )? {
         return Ok(Status::Problems);
     }
     let (contact, event) = match (&options.contact, &options.vars) {

@@ -103,6 +103,30 @@ impl Checked {
     }
 }
 
+impl Checked {
+    /// Prints the errors `wanted` selects, then `closing`; returns whether
+    /// there were any (the command then stops).
+    pub fn report_errors(
+        &self,
+        err: &mut dyn std::io::Write,
+        wanted: &dyn Fn(&Diagnostic) -> bool,
+        closing: &str,
+    ) -> std::io::Result<bool> {
+        let errors: Vec<&Diagnostic> = self
+            .diagnostics_for(None)
+            .into_iter()
+            .filter(|diagnostic| diagnostic.is_error() && wanted(diagnostic))
+            .collect();
+        for diagnostic in &errors {
+            writeln!(err, "{}", crate::render::human(&self.sources, diagnostic))?;
+        }
+        if !errors.is_empty() {
+            writeln!(err, "{closing}")?;
+        }
+        Ok(!errors.is_empty())
+    }
+}
+
 /// The nearest `journeyc.yaml` in `start` or above it.
 pub fn find_settings(start: &Path) -> Option<PathBuf> {
     let start = if start.is_file() {

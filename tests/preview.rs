@@ -243,9 +243,13 @@ fn bad_requests_explain_themselves() {
         .expect("journeyc runs");
     assert_eq!(missing.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&missing.stderr).contains("no contact `nobody` in the store"),
+        String::from_utf8_lossy(&missing.stderr).contains("there is no store at"),
         "{}",
         String::from_utf8_lossy(&missing.stderr)
+    );
+    assert!(
+        !project().join("journeyc.db").exists(),
+        "preview created a store"
     );
 }
 
@@ -296,6 +300,13 @@ fn preview_a_contact_from_the_store() {
     assert_eq!(
         run(&["import", "events", "events.jsonl"]).status.code(),
         Some(0)
+    );
+    let nobody = run(&["preview", "launch", "call", "--contact", "nobody"]);
+    assert_eq!(nobody.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&nobody.stderr).contains("no contact `nobody` in the store"),
+        "{}",
+        String::from_utf8_lossy(&nobody.stderr)
     );
     let output = run(&[
         "preview",

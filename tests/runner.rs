@@ -59,6 +59,27 @@ const EVENTS: &str = "{\"id\": \"e-1\", \"contact_id\": \"c-1\", \"name\": \"ema
 {\"id\": \"e-3\", \"contact_id\": \"c-3\", \"name\": \"unsubscribed\", \"at\": \"2026-03-04T05:00:00Z\"}\n\
 {\"id\": \"e-4\", \"contact_id\": \"c-4\", \"name\": \"wechat_reply\", \"at\": \"2026-03-05T06:00:00Z\", \"properties\": {\"text\": \"请问价格多少？\"}}\n";
 
+/// Runs the night `now`, then runs it again and asserts the second run
+/// changed nothing: the same `now` twice is a no-op.
+fn night_twice(dir: &Path, now: &str) {
+    ok(&journeyc(dir, &["run", "--now", now]));
+    let again: serde_json::Value = serde_json::from_str(&ok(&journeyc(
+        dir,
+        &["run", "--now", now, "--format", "json"],
+    )))
+    .expect("JSON summary");
+    let counts = &again["counts"];
+    assert_eq!(
+        (
+            counts["transitions"].as_u64(),
+            counts["queued"].as_u64(),
+            counts["enrolled"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0)),
+        "running {now} twice changed something: {again}"
+    );
+}
+
 /// Imports the population and runs every night at 02:00 Shanghai (18:00
 /// UTC) from 1 to 24 March 2026, running each night twice.
 fn scenario(dir: &Path) {
@@ -77,22 +98,7 @@ fn scenario(dir: &Path) {
     ok(&journeyc(dir, &["import", "events", "events.jsonl"]));
     for day in 1..=24 {
         let now = format!("2026-03-{day:02}T18:00:00Z");
-        ok(&journeyc(dir, &["run", "--now", &now]));
-        let again: serde_json::Value = serde_json::from_str(&ok(&journeyc(
-            dir,
-            &["run", "--now", &now, "--format", "json"],
-        )))
-        .expect("JSON summary");
-        let counts = &again["counts"];
-        assert_eq!(
-            (
-                counts["transitions"].as_u64(),
-                counts["queued"].as_u64(),
-                counts["enrolled"].as_u64()
-            ),
-            (Some(0), Some(0), Some(0)),
-            "running {now} twice changed something: {again}"
-        );
+        night_twice(dir, &now);
     }
 }
 
@@ -480,13 +486,7 @@ fn the_shipped_journeys_over_a_month() {
     ));
     for day in 1..=30 {
         let now = format!("2026-09-{day:02}T18:00:00Z");
-        ok(&journeyc(dir.path(), &["run", "--now", &now]));
-        let again: serde_json::Value = serde_json::from_str(&ok(&journeyc(
-            dir.path(),
-            &["run", "--now", &now, "--format", "json"],
-        )))
-        .expect("JSON");
-        assert_eq!(again["counts"]["transitions"], 0, "{now} twice: {again}");
+        night_twice(dir.path(), &now);
     }
     let mut story = ok(&journeyc(
         dir.path(),
@@ -556,13 +556,7 @@ fn the_starter_project_over_two_weeks() {
     ok(&journeyc(dir.path(), &["import", "events", "events.jsonl"]));
     for day in 2..=15 {
         let now = format!("2026-11-{day:02}T02:00:00Z");
-        ok(&journeyc(dir.path(), &["run", "--now", &now]));
-        let again: serde_json::Value = serde_json::from_str(&ok(&journeyc(
-            dir.path(),
-            &["run", "--now", &now, "--format", "json"],
-        )))
-        .expect("JSON");
-        assert_eq!(again["counts"]["transitions"], 0, "{now} twice: {again}");
+        night_twice(dir.path(), &now);
     }
     let mut story = ok(&journeyc(
         dir.path(),

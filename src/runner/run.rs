@@ -11,7 +11,6 @@ use super::eval::Program;
 use crate::commands::{project_settings, CommandError, Status};
 use crate::graph::CompiledJourney;
 use crate::project::{self, Checked};
-use crate::render;
 use crate::store::{self, sqlite::SqliteStore, Store};
 
 /// Contacts per transaction: a crash loses at most one batch's work, which
@@ -73,19 +72,11 @@ fn load(
 ) -> Result<Option<(Checked, SqliteStore)>, CommandError> {
     let settings_path = project_settings(project_path)?;
     let checked = project::load(&settings_path, &BTreeSet::new())?;
-    let errors: Vec<_> = checked
-        .diagnostics_for(None)
-        .into_iter()
-        .filter(|diagnostic| diagnostic.is_error())
-        .collect();
-    if !errors.is_empty() {
-        for diagnostic in errors {
-            writeln!(err, "{}", render::human(&checked.sources, diagnostic))?;
-        }
-        writeln!(
-            err,
-            "failed: `journeyc check` finds errors; nothing was run"
-        )?;
+    if checked.report_errors(
+        err,
+        &|_| true,
+        "failed: `journeyc check` finds errors; nothing was run",
+    )? {
         return Ok(None);
     }
     let settings = checked
