@@ -216,22 +216,14 @@ pub fn render_message(
         }
         _ => None,
     };
-    let context = json!({
-        "contact": contact,
-        "event": event,
-        "journey": {"name": message_use.journey, "title": message_use.title.clone().unwrap_or_default()},
-        "step": {"id": step_id},
-        "now": now,
-    });
-    let context = minijinja::Value::from(minijinja::value::Serde(&context));
-    // journeyc made the link (URL-safe characters only): HTML gets it as is,
-    // not with `/` escaped.
-    let context = match &unsubscribe_url {
-        Some(url) => {
-            minijinja::context! { unsubscribe_url => minijinja::Value::from_safe_string(url.clone()), ..context }
-        }
-        None => context,
-    };
+    let context = crate::templates::context(
+        message_use,
+        step_id,
+        contact,
+        event,
+        now,
+        unsubscribe_url.as_deref(),
+    );
     let failed = |part: &str, error: &minijinja::Error| {
         usage(format!(
             "cannot render the {part} of `{}`: {error:#}",

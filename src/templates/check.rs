@@ -180,10 +180,11 @@ impl Checker<'_> {
         for part in &template.parts {
             self.variables_in(template.file, part, message_use);
         }
+        let sample = sample_context(self.settings, message_use);
         if template.channel == Channel::Sms {
-            self.sms_length(template, message_use);
+            self.sms_length(template, &sample);
         }
-        self.sample_render(template, message_use);
+        self.sample_render(template, &sample);
     }
 
     /// The variables a part reads; `None` when it did not compile.
@@ -320,7 +321,7 @@ impl Checker<'_> {
         }
     }
 
-    fn sms_length(&mut self, template: &Template, message_use: &MessageUse) {
+    fn sms_length(&mut self, template: &Template, context: &Value) {
         let Some(body) = template.part("body") else {
             return;
         };
@@ -330,8 +331,8 @@ impl Checker<'_> {
             .sms
             .as_ref()
             .map_or(1, |sms| sms.segment_limit) as usize;
-        let context = sample_context(self.settings, message_use);
-        let Ok(text) = self.set.render_part(body, &context) else {
+
+        let Ok(text) = self.set.render_part(body, context) else {
             return;
         };
         let length = sms::measure(text.trim());
@@ -359,10 +360,9 @@ impl Checker<'_> {
 
     /// Renders every part with sample values: a filter used on the wrong
     /// kind of value fails here rather than on the night of sending.
-    fn sample_render(&mut self, template: &Template, message_use: &MessageUse) {
-        let context = sample_context(self.settings, message_use);
+    fn sample_render(&mut self, template: &Template, context: &Value) {
         for part in &template.parts {
-            if let Err(error) = self.set.render_part(part, &context) {
+            if let Err(error) = self.set.render_part(part, context) {
                 let relevant = matches!(
                     error.kind(),
                     ErrorKind::InvalidOperation
@@ -568,15 +568,14 @@ pub fn sample_context(settings: &Settings, message_use: &MessageUse) -> Value {
         .iter()
         .map(|(name, spec)| (name.clone(), sample(name, spec)))
         .collect();
-    let context = serde_json::json!({
-        "contact": contact,
-        "event": event,
-        "journey": { "name": message_use.journey, "title": message_use.title.clone().unwrap_or_default() },
-        "step": { "id": "step" },
-        "unsubscribe_url": "https://example.com/unsubscribe?t=Yy0wMDAxMjMuZW1haWwuMTc2NDAwMDAwMA.5c7a0e3f9b1d2a4c6e8f0a1b3c5d7e9f",
-        "now": "2026-09-25T10:00:00+08:00",
-    });
-    Value::from(minijinja::value::Serde(&context))
+    super::context(
+        message_use,
+        "step",
+        &contact,
+        &event,
+        "2026-09-25T10:00:00+08:00",
+        Some("https://example.com/unsubscribe?token=Yy0wMDAxMjM.ZW1haWw.XHqZ5c7a0e3f9b1d2a4c6e8f0a1b3c5d7e9fAbCdEfG"),
+    )
 }
 
 #[cfg(test)]

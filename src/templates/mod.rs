@@ -125,6 +125,34 @@ impl TemplateSet {
     }
 }
 
+/// What a template sees when it renders a step: `contact`, `event`,
+/// `journey`, `step`, `now` and, when there is one, `unsubscribe_url`.
+/// The link is journeyc's own (URL-safe characters only), so HTML gets it
+/// unescaped.
+pub fn context(
+    message_use: &crate::analyzer::MessageUse,
+    step_id: &str,
+    contact: &impl serde::Serialize,
+    event: &impl serde::Serialize,
+    now: &str,
+    unsubscribe_url: Option<&str>,
+) -> Value {
+    let base = serde_json::json!({
+        "contact": contact,
+        "event": event,
+        "journey": {"name": message_use.journey, "title": message_use.title.clone().unwrap_or_default()},
+        "step": {"id": step_id},
+        "now": now,
+    });
+    let base = Value::from(minijinja::value::Serde(&base));
+    match unsubscribe_url {
+        Some(url) => {
+            minijinja::context! { unsubscribe_url => Value::from_safe_string(url.to_string()), ..base }
+        }
+        None => base,
+    }
+}
+
 /// The environment every template renders in: strict about undefined
 /// names, HTML-escaping only the `html` parts, with journeyc's filters.
 pub fn environment(settings: &Settings) -> Environment<'static> {
