@@ -1,29 +1,13 @@
 //! The command line as a user meets it: full output and exit codes.
 
+mod common;
+
+use common::{journeyc as run_in, root, snapshot_settings, text};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn journeyc(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_journeyc"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("journeyc runs")
-}
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8(bytes.to_vec()).expect("output is UTF-8")
-}
-
-fn snapshot_settings() -> insta::Settings {
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path(concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots"));
-    settings.set_prepend_module_to_snapshot(false);
-    settings
+    run_in(dir, args)
 }
 
 #[test]

@@ -7,6 +7,9 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+mod common;
+
+use common::snapshot_settings;
 use journeyc::diagnostic::Code;
 use journeyc::{graph, project, render};
 
@@ -90,13 +93,6 @@ fn check_fixture(
         snapshot,
         expected.into_iter().map(|(code, _, _)| code).collect(),
     )
-}
-
-fn snapshot_settings() -> insta::Settings {
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path(concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots"));
-    settings.set_prepend_module_to_snapshot(false);
-    settings
 }
 
 #[test]

@@ -2,7 +2,11 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+mod common;
+
+use common::{journeyc, text};
 
 use journeyc::settings::Settings;
 use journeyc::span::SourceMap;
@@ -15,14 +19,6 @@ fn project() -> tempfile::TempDir {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/import/journeyc.yaml");
     std::fs::copy(settings, dir.path().join("journeyc.yaml")).expect("copy settings");
     dir
-}
-
-fn journeyc(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_journeyc"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("journeyc runs")
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -39,10 +35,6 @@ fn open_store(dir: &Path) -> store::sqlite::SqliteStore {
     let mut settings = settings;
     settings.root = dir.to_path_buf();
     store::open(&settings).expect("store opens")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[test]

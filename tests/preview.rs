@@ -5,6 +5,10 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+mod common;
+
+use common::snapshot_settings;
+
 const SECRET: &str = "a-preview-test-secret-0123456789";
 
 fn project() -> &'static Path {
@@ -204,10 +208,7 @@ fn tasks_and_webhooks_render_too() {
 
 #[test]
 fn text_preview_snapshot() {
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path(concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots"));
-    settings.set_prepend_module_to_snapshot(false);
-    settings.bind(|| {
+    snapshot_settings().bind(|| {
         insta::assert_snapshot!(
             "preview_email_text",
             stdout(&preview("announce", "text", ZHANG))
@@ -344,10 +345,7 @@ fn eml_snapshot() {
         })
         .collect::<Vec<_>>()
         .join("\n");
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path(concat!(env!("CARGO_MANIFEST_DIR"), "/snapshots"));
-    settings.set_prepend_module_to_snapshot(false);
-    settings.bind(|| insta::assert_snapshot!("preview_email_eml", normalised));
+    snapshot_settings().bind(|| insta::assert_snapshot!("preview_email_eml", normalised));
 }
 
 /// `receipt` follows `announce` at once under a cap of one email a week:
