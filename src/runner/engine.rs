@@ -682,35 +682,32 @@ impl Engine<'_> {
             .get("rescued")
             .and_then(Json::as_bool)
             .unwrap_or(false);
-        if !rescued {
-            for (signal, target) in &journey.rules.rescues {
-                if let Some(at) =
+        // A rescue moves the contact to its target, which it then enters.
+        let mut entering = false;
+        let rescue =
+            journey
+                .rules
+                .rescues
+                .iter()
+                .filter(|_| !rescued)
+                .find_map(|(signal, target)| {
                     self.fired(person, signal, entered, entered, trigger_event.as_ref())
-                {
-                    enrolment.data.insert("rescued".into(), Json::Bool(true));
-                    let from = journey.graph[node].id.clone();
-                    node = *target;
-                    clock = at.max(entered);
-                    work.record(
-                        enrolment,
-                        Some(&from),
-                        Some(&journey.graph[node].id),
-                        format!("rescue: {}", crate::format::signal(signal)),
-                        clock,
-                    )?;
-                    enrolment.data.remove("wait_started");
-                    return self.walk(
-                        work,
-                        person,
-                        journey,
-                        enrolment,
-                        node,
-                        clock,
-                        trigger_event.as_ref(),
-                        true,
-                    );
-                }
-            }
+                        .map(|at| (signal, *target, at))
+                });
+        if let Some((signal, target, at)) = rescue {
+            enrolment.data.insert("rescued".into(), Json::Bool(true));
+            enrolment.data.remove("wait_started");
+            let from = journey.graph[node].id.clone();
+            node = target;
+            clock = at.max(entered);
+            entering = true;
+            work.record(
+                enrolment,
+                Some(&from),
+                Some(&journey.graph[node].id),
+                format!("rescue: {}", crate::format::signal(signal)),
+                clock,
+            )?;
         }
         self.walk(
             work,
@@ -720,7 +717,7 @@ impl Engine<'_> {
             node,
             clock,
             trigger_event.as_ref(),
-            false,
+            entering,
         )
     }
 
