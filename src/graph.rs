@@ -105,13 +105,34 @@ pub struct CompiledJourney {
     pub rules: Rules,
     pub graph: DiGraph<Node, Edge>,
     pub start: NodeIndex,
+    /// Node by stable ID: the runner looks one up for every enrolment.
+    ids: std::collections::HashMap<String, NodeIndex>,
 }
 
 impl CompiledJourney {
-    pub fn node(&self, id: &str) -> Option<NodeIndex> {
-        self.graph
+    pub fn new(
+        name: String,
+        span: Span,
+        rules: Rules,
+        graph: DiGraph<Node, Edge>,
+        start: NodeIndex,
+    ) -> Self {
+        let ids = graph
             .node_indices()
-            .find(|&index| self.graph[index].id == id)
+            .map(|index| (graph[index].id.clone(), index))
+            .collect();
+        CompiledJourney {
+            name,
+            span,
+            rules,
+            graph,
+            start,
+            ids,
+        }
+    }
+
+    pub fn node(&self, id: &str) -> Option<NodeIndex> {
+        self.ids.get(id).copied()
     }
 
     /// The nodes in the order they were created (source order, repetitions

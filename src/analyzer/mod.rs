@@ -412,13 +412,13 @@ impl JourneyAnalyzer<'_, '_> {
                 );
             }
         }
-        let compiled = CompiledJourney {
-            name: journey.name.node.clone(),
-            span: journey.span,
+        let compiled = CompiledJourney::new(
+            journey.name.node.clone(),
+            journey.span,
             rules,
-            graph: lowered.graph,
-            start: lowered.start,
-        };
+            lowered.graph,
+            lowered.start,
+        );
         let acyclic = checks::cycles(&compiled, self.diagnostics);
         if acyclic && !broken_jumps {
             checks::unreachable(&compiled, self.diagnostics);
