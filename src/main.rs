@@ -9,6 +9,12 @@ use journeyc::import::ImportKind;
 use journeyc::preview::{self, PreviewFormat, PreviewOptions};
 use journeyc::runner::run::{self, RunOptions};
 
+// The nightly run allocates and frees many small values per contact
+// (fields, events, steps); mimalloc spends less time on them than glibc's
+// allocator (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "journeyc",

@@ -113,6 +113,11 @@ impl Person {
         }
     }
 
+    fn has_tag(&self, tag: &str) -> bool {
+        matches!(self.contact.fields.get("tags"), Some(Json::Array(items))
+            if items.iter().any(|item| item.as_str() == Some(tag)))
+    }
+
     fn stamp(&mut self, key: &str, name: &str, at: DateTime<Utc>) {
         let map = self
             .contact
@@ -159,19 +164,6 @@ fn first_event<'e>(
                 )
             })
         })
-}
-
-/// Whether an expression reads `event.` (its value depends on the trigger).
-fn reads_event(expr: &ast::Expr) -> bool {
-    match &expr.kind {
-        ast::ExprKind::Path(parts) => parts.first().is_some_and(|part| part.node == "event"),
-        ast::ExprKind::Group(inner) | ast::ExprKind::Not(inner) => reads_event(inner),
-        ast::ExprKind::Binary { left, right, .. } => reads_event(left) || reads_event(right),
-        ast::ExprKind::List(items) => items.iter().any(reads_event),
-        ast::ExprKind::Call { args, .. } => args.iter().any(reads_event),
-        ast::ExprKind::Count { filter, .. } => filter.as_deref().is_some_and(reads_event),
-        _ => false,
-    }
 }
 
 /// Stable A/B bucket in 0..10000 for (contact, journey, test): FNV-1a, so
@@ -337,13 +329,10 @@ impl Engine<'_> {
         journey: &CompiledJourney,
         handed_at: Option<DateTime<Utc>>,
     ) -> Option<(DateTime<Utc>, String, Option<String>)> {
-        // An audience that does not read the triggering event is checked
-        // first: it is cheaper than most triggers (a score, a count).
-        if let Some(audience) = &journey.rules.audience {
-            if !reads_event(audience) && !eval::holds(audience, self.context(person, None, None)) {
-                return None;
-            }
-        }
+        // The audience is checked last, once a trigger fired: most contacts
+        // match no trigger of most journeys on a given night, and looking
+        // at a stage, a tag or the latest events costs less than evaluating
+        // an audience (a score, a count).
         let previous: Vec<&Enrolment> = enrolments
             .iter()
             .filter(|enrolment| enrolment.journey == journey.name)
@@ -414,7 +403,7 @@ impl Engine<'_> {
                     }
                 }
                 Trigger::Tag(tag) => {
-                    if person.tags().contains(&tag.node) {
+                    if person.has_tag(&tag.node) {
                         if let Some(at) = person
                             .stamped("__tagged_at", &tag.node)
                             .filter(|at| fresh(*at))
@@ -571,7 +560,7 @@ impl Engine<'_> {
                         .min(self.now)
                 })
             }
-            Signal::Tag(tag) => person.tags().contains(&tag.node).then(|| {
+            Signal::Tag(tag) => person.has_tag(&tag.node).then(|| {
                 person
                     .stamped("__tagged_at", &tag.node)
                     .unwrap_or(self.now)
