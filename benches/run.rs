@@ -584,7 +584,7 @@ fn contact(
             ("email_opened", 50),
             ("page_viewed", 25),
             ("email_clicked", 8),
-            ("email_bounced", 6),
+            ("bounced", 6),
             ("unsubscribed", 3),
             ("order_placed", 3),
             ("demo_requested", 2),

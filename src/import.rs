@@ -12,8 +12,8 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone as _, Utc};
 use serde_json::{Map, Value as Json};
 
 use crate::diagnostic::did_you_mean;
-use crate::settings::{FieldSpec, FieldType, Settings};
-use crate::store::{Contact, Event, Store, StoreError};
+use crate::settings::{FieldSpec, FieldType, Settings, SUPPRESSION_EVENTS};
+use crate::store::{normalize_address, Contact, Event, Store, StoreError, Suppression};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImportKind {
@@ -36,6 +36,9 @@ pub struct ImportReport {
     pub updated: usize,
     /// Events whose id was already stored (a re-import adds nothing).
     pub duplicates: usize,
+    /// Addresses the unsubscribe, bounce and complaint events put on the
+    /// suppression list.
+    pub suppressed: usize,
     pub rejected: Vec<Rejected>,
 }
 
@@ -451,10 +454,21 @@ fn event_row(settings: &Settings, cells: &Map<String, Json>) -> Result<Event, St
     };
     let id =
         text("id").ok_or("`id` is required (it keeps a re-import from adding the event twice)")?;
-    let contact_id = text("contact_id").ok_or("`contact_id` is required")?;
     let name = text("name")
         .or_else(|| text("event"))
         .ok_or("`name` is required")?;
+    // A provider's unsubscribe, bounce or complaint names an address; the
+    // contact is optional for those.
+    let contact_id = match text("contact_id") {
+        Some(id) => id,
+        None if SUPPRESSION_EVENTS.contains(&name.as_str()) && text("address").is_some() => {
+            String::new()
+        }
+        None if SUPPRESSION_EVENTS.contains(&name.as_str()) => {
+            return Err(format!("`{name}` needs `contact_id` or `address`"))
+        }
+        None => return Err("`contact_id` is required".to_string()),
+    };
     let at = text("at").ok_or("`at` is required")?;
     let at = datetime(&at, settings)
         .ok_or_else(|| format!("`at`: `{at}` is not a time such as 2026-09-25T10:00:00+08:00"))?;
@@ -509,6 +523,40 @@ fn event_row(settings: &Settings, cells: &Map<String, Json>) -> Result<Event, St
         at: at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         properties,
     })
+}
+
+/// What an unsubscribe, bounce or complaint puts on the suppression list:
+/// the address given, else the contact's own on that channel. A soft bounce
+/// puts nothing there.
+fn suppression(event: &Event, contact: Option<&Contact>) -> Result<Option<Suppression>, String> {
+    if !SUPPRESSION_EVENTS.contains(&event.name.as_str()) {
+        return Ok(None);
+    }
+    let property = |name: &str| event.properties.get(name).and_then(Json::as_str);
+    if event.name == "bounced" && property("type") == Some("soft") {
+        return Ok(None);
+    }
+    let channel = property("channel").unwrap_or("email");
+    let field = if channel == "sms" { "phone" } else { "email" };
+    let address = property("address")
+        .or_else(|| contact.and_then(|contact| contact.fields.get(field)?.as_str()))
+        .filter(|address| !address.trim().is_empty())
+        .ok_or_else(|| {
+            format!(
+                "`{}` needs an `address`: contact `{}` has no {field}",
+                event.name, event.contact_id
+            )
+        })?;
+    let reason = match property("reason") {
+        Some(reason) if !reason.trim().is_empty() => format!("{}: {}", event.name, reason.trim()),
+        _ => event.name.clone(),
+    };
+    Ok(Some(Suppression {
+        address: normalize_address(channel, address),
+        channel: channel.to_string(),
+        reason,
+        at: event.at.clone(),
+    }))
 }
 
 /// Imports a file into the store.
@@ -592,17 +640,42 @@ pub fn import(
                 }
                 ImportKind::Events => match event_row(settings, &row.cells) {
                     Ok(event) => {
-                        if sink.contact(&event.contact_id)?.is_none() {
-                            report.rejected.push(Rejected {
-                                line: row.line,
-                                reason: format!(
-                                    "no contact `{}`; import contacts first",
-                                    event.contact_id
-                                ),
-                            });
-                        } else if sink.put_event(&event)? {
-                            report.created += 1;
+                        let contact = if event.contact_id.is_empty() {
+                            None
                         } else {
+                            let contact = sink.contact(&event.contact_id)?;
+                            if contact.is_none() {
+                                report.rejected.push(Rejected {
+                                    line: row.line,
+                                    reason: format!(
+                                        "no contact `{}`; import contacts first",
+                                        event.contact_id
+                                    ),
+                                });
+                                continue;
+                            }
+                            contact
+                        };
+                        let suppression = match suppression(&event, contact.as_ref()) {
+                            Ok(suppression) => suppression,
+                            Err(reason) => {
+                                report.rejected.push(Rejected {
+                                    line: row.line,
+                                    reason,
+                                });
+                                continue;
+                            }
+                        };
+                        let newly_suppressed = match &suppression {
+                            Some(suppression) => sink.suppress(suppression)?,
+                            None => false,
+                        };
+                        if newly_suppressed {
+                            report.suppressed += 1;
+                        }
+                        if contact.is_some() && sink.put_event(&event)? {
+                            report.created += 1;
+                        } else if contact.is_some() || !newly_suppressed {
                             report.duplicates += 1;
                         }
                     }
@@ -669,6 +742,7 @@ pub fn command(
             "created": report.created,
             "updated": report.updated,
             "duplicates": report.duplicates,
+            "suppressed": report.suppressed,
             "rejected": report.rejected,
         });
         writeln!(out, "{value}")?;
@@ -687,6 +761,14 @@ pub fn command(
             parts.push(format!("{} updated", report.updated));
         } else if report.duplicates > 0 {
             parts.push(format!("{} already imported", report.duplicates));
+        }
+        if report.suppressed > 0 {
+            let noun = if report.suppressed == 1 {
+                "address"
+            } else {
+                "addresses"
+            };
+            parts.push(format!("{} {noun} suppressed", report.suppressed));
         }
         let rejected = if report.rejected.is_empty() {
             String::new()

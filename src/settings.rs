@@ -27,6 +27,37 @@ pub const BUILTIN_FIELDS: &[(&str, FieldType, bool)] = &[
     ("created_at", FieldType::DateTime, false),
 ];
 
+/// Events every project has: what email and SMS providers export about an
+/// address. Importing one puts the address on the suppression list (a soft
+/// bounce excepted); journeys can exit on them like on any event.
+pub const SUPPRESSION_EVENTS: &[&str] = &["unsubscribed", "bounced", "complained"];
+
+/// The properties of the suppression events, besides any a project adds.
+fn suppression_properties(event: &str) -> Vec<(&'static str, FieldSpec)> {
+    let spec = |field_type: FieldType| FieldSpec {
+        field_type,
+        optional: true,
+    };
+    let mut properties = vec![
+        // email (the default) or sms
+        (
+            "channel",
+            spec(FieldType::Enum(vec!["email".into(), "sms".into()])),
+        ),
+        // the address or phone number; the contact's own when left out
+        ("address", spec(FieldType::String)),
+        ("reason", spec(FieldType::String)),
+    ];
+    if event == "bounced" {
+        // hard (the default) suppresses; soft is recorded only
+        properties.push((
+            "type",
+            spec(FieldType::Enum(vec!["hard".into(), "soft".into()])),
+        ));
+    }
+    properties
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
@@ -474,6 +505,7 @@ impl Settings {
         })?;
         settings.file = file;
         settings.validate(sources)?;
+        settings.add_suppression_events(sources)?;
         Ok(settings)
     }
 
@@ -515,6 +547,34 @@ impl Settings {
                     "segment_limit",
                     "`segment_limit` must be at least 1".to_string(),
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds the suppression events to the catalog, merging their built-in
+    /// properties into a project's own declaration of them.
+    fn add_suppression_events(&mut self, sources: &SourceMap) -> Result<(), Diagnostic> {
+        for event in SUPPRESSION_EVENTS {
+            let declared = self
+                .events
+                .entry((*event).to_string())
+                .or_insert(None)
+                .get_or_insert_with(BTreeMap::new);
+            for (name, spec) in suppression_properties(event) {
+                if declared.insert(name.to_string(), spec).is_some() {
+                    let source = sources.get(self.file);
+                    let start = find_key(&source.text, event).unwrap_or(0);
+                    return Err(Diagnostic::new(
+                        Code::Settings,
+                        Span::new(self.file, start, start + event.len()),
+                        format!("`{name}` is a built-in property of the event `{event}`"),
+                    )
+                    .label("in journeyc.yaml")
+                    .help(format!(
+                        "remove `{name}` from `{event}`; every `{event}` event has channel, address and reason"
+                    )));
+                }
             }
         }
         Ok(())

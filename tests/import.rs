@@ -185,3 +185,112 @@ fn a_killed_import_leaves_nothing_half_written() {
         );
     }
 }
+
+/// The suppression list, as stored.
+fn suppressions(dir: &Path) -> Vec<String> {
+    let connection = rusqlite::Connection::open(dir.join("journeyc.db")).expect("open");
+    let mut statement = connection
+        .prepare("SELECT address, channel, reason, at FROM suppressions ORDER BY channel, address")
+        .expect("prepare");
+    statement
+        .query_map([], |row| {
+            Ok(format!(
+                "{} {} {} {}",
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?
+            ))
+        })
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+#[test]
+fn provider_unsubscribes_bounces_and_complaints_fill_the_suppression_list() {
+    let dir = project();
+    write(
+        dir.path(),
+        "contacts.csv",
+        "id,first_name,email,phone,plan\n\
+         c-1,Ada,ada@example.com,+44 7700 900123,pro\n\
+         c-2,Bo,bo@example.com,,free\n",
+    );
+    let output = journeyc(dir.path(), &["import", "contacts", "contacts.csv"]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stdout));
+    // What an email and an SMS provider export: some rows name an address
+    // only, some a contact; one cannot tell where to go.
+    write(
+        dir.path(),
+        "provider.jsonl",
+        concat!(
+            r#"{"id": "p-1", "name": "bounced", "at": "2026-05-01T10:00:00Z", "address": " Carol@Example.COM ", "reason": "550 5.1.1 user unknown"}"#,
+            "\n",
+            r#"{"id": "p-2", "name": "unsubscribed", "at": "2026-05-01T11:00:00Z", "contact_id": "c-1", "channel": "sms"}"#,
+            "\n",
+            r#"{"id": "p-3", "name": "bounced", "at": "2026-05-01T12:00:00Z", "contact_id": "c-2", "type": "soft", "reason": "mailbox full"}"#,
+            "\n",
+            r#"{"id": "p-4", "name": "complained", "at": "2026-05-01T13:00:00Z", "contact_id": "c-2"}"#,
+            "\n",
+            r#"{"id": "p-5", "name": "unsubscribed", "at": "2026-05-01T14:00:00Z", "contact_id": "c-2", "channel": "sms"}"#,
+            "\n",
+            r#"{"id": "p-6", "name": "unsubscribed", "at": "2026-05-01T15:00:00Z"}"#,
+            "\n",
+            r#"{"id": "p-7", "name": "bounced", "at": "2026-05-01T16:00:00Z", "address": "x@example.com", "type": "permanent"}"#,
+            "\n",
+        ),
+    );
+    let output = journeyc(
+        dir.path(),
+        &["import", "events", "provider.jsonl", "--format", "json"],
+    );
+    assert_eq!(output.status.code(), Some(1), "rejected rows make it 1");
+    let report: serde_json::Value = serde_json::from_str(&text(&output.stdout)).expect("JSON");
+    assert_eq!(
+        report,
+        serde_json::json!({
+            "file": "provider.jsonl",
+            "kind": "events",
+            // p-2, p-3 and p-4 are the contacts' events; p-1 is an address only
+            "created": 3,
+            "updated": 0,
+            "duplicates": 0,
+            // p-1, p-2 and p-4; the soft bounce is recorded only
+            "suppressed": 3,
+            "rejected": [
+                {"line": 5, "reason": "`unsubscribed` needs an `address`: contact `c-2` has no phone"},
+                {"line": 6, "reason": "`unsubscribed` needs `contact_id` or `address`"},
+                {"line": 7, "reason": "`type`: `permanent` is not allowed; one of hard, soft"},
+            ],
+        })
+    );
+    assert_eq!(
+        suppressions(dir.path()),
+        [
+            "bo@example.com email complained 2026-05-01T13:00:00Z",
+            "carol@example.com email bounced: 550 5.1.1 user unknown 2026-05-01T10:00:00Z",
+            "+447700900123 sms unsubscribed 2026-05-01T11:00:00Z",
+        ]
+    );
+
+    // A re-import adds nothing: not the events, not the addresses.
+    let output = journeyc(
+        dir.path(),
+        &["import", "events", "provider.jsonl", "--format", "json"],
+    );
+    let report: serde_json::Value = serde_json::from_str(&text(&output.stdout)).expect("JSON");
+    assert_eq!(
+        (
+            &report["created"],
+            &report["suppressed"],
+            &report["duplicates"]
+        ),
+        (
+            &serde_json::json!(0),
+            &serde_json::json!(0),
+            &serde_json::json!(4)
+        )
+    );
+    assert_eq!(suppressions(dir.path()).len(), 3);
+}

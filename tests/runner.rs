@@ -600,3 +600,91 @@ fn a_first_run_greets_nobody_for_past_holidays() {
         "{why}"
     );
 }
+
+#[test]
+fn suppressed_addresses_get_no_marketing_message_on_that_channel() {
+    let dir = project();
+    std::fs::write(dir.path().join("contacts.csv"), CONTACTS).expect("write");
+    ok(&journeyc(
+        dir.path(),
+        &[
+            "import",
+            "contacts",
+            "contacts.csv",
+            "--now",
+            "2026-02-28T12:00:00Z",
+        ],
+    ));
+    // 王芳's address bounced hard (written as the provider wrote it); Ada
+    // unsubscribed from email; 张伟's mailbox was full once (soft).
+    std::fs::write(
+        dir.path().join("provider.jsonl"),
+        concat!(
+            r#"{"id": "p-1", "name": "bounced", "at": "2026-02-28T13:00:00Z", "address": "WANG@example.com"}"#,
+            "\n",
+            r#"{"id": "p-2", "name": "unsubscribed", "at": "2026-02-28T13:00:00Z", "address": "ada@example.com"}"#,
+            "\n",
+            r#"{"id": "p-3", "name": "bounced", "at": "2026-02-28T13:00:00Z", "contact_id": "c-4", "type": "soft"}"#,
+            "\n",
+        ),
+    )
+    .expect("write");
+    ok(&journeyc(
+        dir.path(),
+        &["import", "events", "provider.jsonl"],
+    ));
+    for day in 1..=9 {
+        night_twice(dir.path(), &format!("2026-03-{day:02}T18:00:00Z"));
+    }
+    let rows = |contact: &str| -> Vec<(String, String, String)> {
+        let why: serde_json::Value = serde_json::from_str(&ok(&journeyc(
+            dir.path(),
+            &["why", contact, "--format", "json"],
+        )))
+        .expect("JSON");
+        why["outbox"]
+            .as_array()
+            .expect("outbox")
+            .iter()
+            .map(|row| {
+                let field = |name: &str| row[name].as_str().unwrap_or("").to_string();
+                (field("channel"), field("template"), field("status"))
+            })
+            .collect()
+    };
+    let wang = rows("c-1");
+    assert_eq!(
+        wang.iter()
+            .filter(|(_, _, status)| status == "suppressed")
+            .count(),
+        3,
+        "王芳's three nurture emails: {wang:?}"
+    );
+    for (channel, template, status) in &wang {
+        let expected = if channel == "email" {
+            "suppressed"
+        } else {
+            "pending"
+        };
+        assert_eq!(status, expected, "王芳's {channel} {template}");
+    }
+    assert!(
+        wang.iter().any(|(channel, _, _)| channel == "sms"),
+        "the SMS nudge still goes to 王芳's phone: {wang:?}"
+    );
+    // Ada's morning emails are transactional: an unsubscribe does not stop
+    // them.
+    let ada = rows("c-5");
+    assert!(!ada.is_empty());
+    assert!(
+        ada.iter().all(|(_, _, status)| status == "pending"),
+        "{ada:?}"
+    );
+    // A soft bounce suppresses nothing.
+    let zhang = rows("c-4");
+    assert!(!zhang.is_empty());
+    assert!(
+        zhang.iter().all(|(_, _, status)| status == "pending"),
+        "{zhang:?}"
+    );
+}

@@ -1179,7 +1179,11 @@ impl Engine<'_> {
                 .and_then(|field| person.contact.fields.get(field))
                 .and_then(Json::as_str)
             {
-                if status == "pending" && work.batch.suppressed(address, channel.as_str())? {
+                if status == "pending"
+                    && work
+                        .batch
+                        .suppressed(address, channel.as_str(), &text(self.now))?
+                {
                     status = "suppressed";
                     notes.push(format!("suppressed: {address} is on the suppression list"));
                 }

@@ -70,6 +70,39 @@ pub trait ImportSink {
     fn put_contact(&mut self, contact: &Contact) -> Result<bool, StoreError>;
     /// Inserts an event; returns `false` when its id is already stored.
     fn put_event(&mut self, event: &Event) -> Result<bool, StoreError>;
+    /// Puts an address (normalized, see [`normalize_address`]) on the
+    /// suppression list of a channel; returns `false` when it is already
+    /// there.
+    fn suppress(&mut self, suppression: &Suppression) -> Result<bool, StoreError>;
+}
+
+/// An address no marketing message goes to on one channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Suppression {
+    pub address: String,
+    pub channel: String,
+    /// `unsubscribed`, `bounced`, `complained`, with the provider's reason
+    /// after a colon when there is one.
+    pub reason: String,
+    /// RFC 3339 in UTC.
+    pub at: String,
+}
+
+/// The form an address is compared in: email addresses trimmed and in
+/// lower case; phone numbers as their digits with a leading `+` kept, so
+/// `+86 138-0013-8000` and `+8613800138000` are one number.
+pub fn normalize_address(channel: &str, address: &str) -> String {
+    let address = address.trim();
+    if channel == "sms" {
+        let digits: String = address.chars().filter(char::is_ascii_digit).collect();
+        if address.starts_with('+') {
+            format!("+{digits}")
+        } else {
+            digits
+        }
+    } else {
+        address.to_lowercase()
+    }
 }
 
 /// A contact's place in one journey.
@@ -147,7 +180,9 @@ pub trait RunBatch {
         from: &str,
         to: &str,
     ) -> Result<Vec<String>, StoreError>;
-    fn suppressed(&mut self, address: &str, channel: &str) -> Result<bool, StoreError>;
+    /// Whether the address was on the channel's suppression list at `at`
+    /// (RFC 3339): a simulated night does not see a later unsubscribe.
+    fn suppressed(&mut self, address: &str, channel: &str, at: &str) -> Result<bool, StoreError>;
     fn save_contact(&mut self, contact: &Contact) -> Result<(), StoreError>;
 }
 

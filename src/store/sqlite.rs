@@ -8,7 +8,7 @@ use serde_json::{Map, Value as Json};
 
 use super::{
     Contact, Enrolment, Event, ImportSink, JourneyStatus, OutboxRow, RunBatch, Store, StoreError,
-    Transition,
+    Suppression, Transition,
 };
 
 /// Each entry moves the schema one version up; never edit a shipped one.
@@ -216,6 +216,30 @@ impl ImportSink for Sink<'_> {
             .map_err(database)?;
         Ok(inserted == 1)
     }
+
+    fn suppress(&mut self, suppression: &Suppression) -> Result<bool, StoreError> {
+        insert_suppression(&self.transaction, suppression)
+    }
+}
+
+fn insert_suppression(
+    connection: &Connection,
+    suppression: &Suppression,
+) -> Result<bool, StoreError> {
+    let inserted = connection
+        .prepare_cached(
+            "INSERT INTO suppressions (address, channel, reason, at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+        )
+        .and_then(|mut statement| {
+            statement.execute(params![
+                suppression.address,
+                suppression.channel,
+                suppression.reason,
+                suppression.at
+            ])
+        })
+        .map_err(database)?;
+    Ok(inserted == 1)
 }
 
 fn read_events(connection: &Connection, contact_id: &str) -> Result<Vec<Event>, StoreError> {
@@ -379,10 +403,18 @@ impl RunBatch for Batch<'_> {
         rows.collect::<Result<_, _>>().map_err(database)
     }
 
-    fn suppressed(&mut self, address: &str, channel: &str) -> Result<bool, StoreError> {
+    fn suppressed(&mut self, address: &str, channel: &str, at: &str) -> Result<bool, StoreError> {
         self.transaction
-            .prepare_cached("SELECT 1 FROM suppressions WHERE address = ?1 AND channel = ?2")
-            .and_then(|mut statement| statement.exists(params![address.to_lowercase(), channel]))
+            .prepare_cached(
+                "SELECT 1 FROM suppressions WHERE address = ?1 AND channel = ?2 AND at <= ?3",
+            )
+            .and_then(|mut statement| {
+                statement.exists(params![
+                    super::normalize_address(channel, address),
+                    channel,
+                    at
+                ])
+            })
             .map_err(database)
     }
 
