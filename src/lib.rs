@@ -6,6 +6,7 @@
 pub mod analyzer;
 pub mod ast;
 pub mod commands;
+pub mod deliver;
 pub mod diagnostic;
 pub mod format;
 pub mod graph;

@@ -101,6 +101,36 @@ enum Command {
         #[arg(long, value_enum, default_value = "human")]
         format: Report,
     },
+    /// Send what the outbox holds that is due: email, SMS, operator tasks,
+    /// webhooks.
+    Deliver {
+        /// Send what is due at this instant (RFC 3339); default: now.
+        #[arg(long)]
+        now: Option<String>,
+        /// Only this channel (email, sms, task, webhook); repeatable.
+        #[arg(long = "channel")]
+        channels: Vec<String>,
+        #[arg(long)]
+        project: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Report,
+    },
+    /// Operator tasks: who should do what for whom, and when.
+    Tasks {
+        /// Default: now.
+        #[arg(long)]
+        now: Option<String>,
+        /// How many days back to list (and one day ahead).
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// Only this assignee's tasks.
+        #[arg(long)]
+        assignee: Option<String>,
+        #[arg(long)]
+        project: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Report,
+    },
     /// Per journey: enrolled, waiting per step, due, converted, exited;
     /// and the outbox.
     Status {
@@ -254,6 +284,34 @@ fn main() -> ExitCode {
             };
             run::run(&options, project.as_deref(), &mut out, &mut err)
         }
+        Command::Deliver {
+            now,
+            channels,
+            project,
+            format,
+        } => {
+            let options = journeyc::deliver::DeliverOptions {
+                now,
+                channels,
+                json: matches!(format, Report::Json),
+            };
+            journeyc::deliver::deliver(&options, project.as_deref(), &mut out, &mut err)
+        }
+        Command::Tasks {
+            now,
+            days,
+            assignee,
+            project,
+            format,
+        } => journeyc::deliver::tasks(
+            project.as_deref(),
+            now.as_deref(),
+            days,
+            assignee.as_deref(),
+            matches!(format, Report::Json),
+            &mut out,
+            &mut err,
+        ),
         Command::Status {
             now,
             project,

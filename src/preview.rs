@@ -145,7 +145,7 @@ fn contact_from_store(
 
 /// The contact as templates see it: every schema field present, `null`
 /// where the vars leave it out; unknown keys are refused.
-fn contact_object(
+pub(crate) fn contact_object(
     settings: &Settings,
     mut given: Map<String, Json>,
 ) -> Result<Map<String, Json>, CommandError> {
@@ -360,7 +360,7 @@ fn headers(formatted: &str) -> Vec<(String, String)> {
     headers
 }
 
-fn find_step<'c>(
+pub(crate) fn find_step<'c>(
     checked: &'c Checked,
     journey: &str,
     step: &str,

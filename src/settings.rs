@@ -106,12 +106,61 @@ pub struct Settings {
     /// dates for moving feasts (Mid-Autumn, Dragon Boat).
     #[serde(default)]
     pub holidays: BTreeMap<String, HolidayDates>,
+    /// Retries and leases of `journeyc deliver`.
+    #[serde(default)]
+    pub delivery: Delivery,
 
     /// The folder holding this file.
     #[serde(skip)]
     pub root: PathBuf,
     #[serde(skip)]
     pub file: FileId,
+}
+
+/// How `journeyc deliver` retries and how long a claim holds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Delivery {
+    /// Attempts per message before a temporary failure becomes final.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// The wait before the first retry; it doubles with each attempt (with
+    /// up to 25 % jitter), up to `max_backoff`.
+    #[serde(default = "default_backoff")]
+    pub backoff: Seconds,
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff: Seconds,
+    /// A message claimed this long ago by a `deliver` that never finished
+    /// (it crashed) is claimed again and re-sent.
+    #[serde(default = "default_lease")]
+    pub lease: Seconds,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Delivery {
+            attempts: default_attempts(),
+            backoff: default_backoff(),
+            max_backoff: default_max_backoff(),
+            lease: default_lease(),
+        }
+    }
+}
+
+fn default_attempts() -> u32 {
+    5
+}
+
+fn default_backoff() -> Seconds {
+    Seconds(60.0)
+}
+
+fn default_max_backoff() -> Seconds {
+    Seconds(3600.0)
+}
+
+fn default_lease() -> Seconds {
+    Seconds(900.0)
 }
 
 fn default_timezone() -> TimeZone {
@@ -164,6 +213,100 @@ pub struct EmailChannel {
     /// first of `name`, `full_name`, `first_name` in the schema).
     #[serde(default)]
     pub name_field: Option<String>,
+    /// Where `journeyc deliver` hands the mail: an SMTP server or a folder.
+    #[serde(default)]
+    pub transport: Option<EmailTransport>,
+}
+
+/// `smtp://host:port` (plain; `?tls=required` for STARTTLS, `?tls=opportunistic`
+/// to use it when offered), `smtps://host:port` (TLS from the start), or
+/// `file:FOLDER` (one .eml per message, named by its key, for dry runs and
+/// local development). Credentials come from the environment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailTransport {
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The environment variable holding the URL, instead of `url`.
+    #[serde(default)]
+    pub url_env: Option<String>,
+    #[serde(default)]
+    pub username_env: Option<String>,
+    #[serde(default)]
+    pub password_env: Option<String>,
+    #[serde(flatten)]
+    pub sending: Sending,
+}
+
+/// How fast and how wide a channel sends.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Sending {
+    /// Connections (and sending threads) used at once.
+    #[serde(default = "default_connections")]
+    pub connections: usize,
+    /// At most this many messages per second on the channel.
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// How long one attempt may take before it counts as a temporary failure.
+    #[serde(default = "default_timeout")]
+    pub timeout: Seconds,
+}
+
+impl Default for Sending {
+    fn default() -> Self {
+        Sending {
+            connections: default_connections(),
+            rate: None,
+            timeout: default_timeout(),
+        }
+    }
+}
+
+fn default_connections() -> usize {
+    4
+}
+
+fn default_timeout() -> Seconds {
+    Seconds(30.0)
+}
+
+/// A span of time in seconds, written `500ms`, `30s`, `5m` or `1h`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Seconds(pub f64);
+
+impl Seconds {
+    pub fn duration(self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.0.max(0.0))
+    }
+}
+
+impl std::str::FromStr for Seconds {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: f64 = number
+            .parse()
+            .map_err(|_| format!("`{text}` is not a duration such as 30s, 5m or 1h"))?;
+        let factor = match unit {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(format!("`{text}` is not a duration such as 30s, 5m or 1h")),
+        };
+        Ok(Seconds(number * factor))
+    }
+}
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -175,6 +318,46 @@ pub struct SmsChannel {
     /// The most parts one SMS may be split into.
     #[serde(default = "default_segment_limit")]
     pub segment_limit: u32,
+    /// Where `journeyc deliver` sends SMS.
+    #[serde(default)]
+    pub transport: Option<SmsTransport>,
+}
+
+/// An SMS provider: Twilio's API (or one that speaks it), any HTTP API
+/// that takes a JSON body (a template), or a folder for dry runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsTransport {
+    pub kind: SmsTransportKind,
+    /// `twilio`: the API's base URL (default `https://api.twilio.com`);
+    /// `webhook`: the URL posted to; `file`: the folder written to.
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub url_env: Option<String>,
+    /// `twilio`: the variables holding the account SID and auth token.
+    #[serde(default)]
+    pub account_sid_env: Option<String>,
+    #[serde(default)]
+    pub auth_token_env: Option<String>,
+    /// `webhook`: the JSON body, a template over `to`, `from`, `body`,
+    /// `key` and `contact`.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// `webhook`: headers, each value read from the named variable
+    /// (`Authorization: SMS_API_AUTH`).
+    #[serde(default)]
+    pub headers_env: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub sending: Sending,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SmsTransportKind {
+    Twilio,
+    Webhook,
+    File,
 }
 
 fn default_segment_limit() -> u32 {
@@ -187,6 +370,13 @@ pub struct TaskChannel {
     /// Who gets a task when the contact has no owner.
     #[serde(default)]
     pub fallback_assignee: Option<String>,
+    /// `journeyc deliver` mails each task to its assignee (an address),
+    /// through the email channel's transport.
+    #[serde(default)]
+    pub email: bool,
+    /// ... and/or posts it to this entry of `webhooks:` (a team chat robot).
+    #[serde(default)]
+    pub webhook: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -194,6 +384,15 @@ pub struct TaskChannel {
 pub struct WebhookSettings {
     /// The environment variable holding the URL (it often embeds a token).
     pub url_env: String,
+    /// For tasks posted here: the JSON body, a template over `text`,
+    /// `assignee`, `due`, `key`, `journey`, `step` and `contact` (default:
+    /// those as one JSON object).
+    #[serde(default)]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub headers_env: BTreeMap<String, String>,
+    #[serde(flatten, default)]
+    pub sending: Sending,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -656,8 +855,10 @@ fn explain_unknown_key(message: &str) -> (String, String) {
         .unwrap_or_default();
     let help =
         crate::diagnostic::did_you_mean(name, expected.iter().copied()).unwrap_or_else(|| {
-            if expected.is_empty() {
+            if rest.contains("there are no fields") {
                 "this key takes no settings".to_string()
+            } else if expected.is_empty() {
+                "see the settings reference in GRAMMAR.md".to_string()
             } else {
                 format!("the keys here are {}", expected.join(", "))
             }

@@ -66,7 +66,7 @@ pub fn version(journey: &CompiledJourney) -> String {
     format!("{hash:016x}")
 }
 
-fn load(
+pub(crate) fn load(
     project_path: Option<&Path>,
     err: &mut dyn Write,
 ) -> Result<Option<(Checked, SqliteStore)>, CommandError> {

@@ -244,6 +244,78 @@ pub trait Store {
     fn record_run(&mut self, now: &str, started_at: &str, summary: &str) -> Result<(), StoreError>;
 }
 
+/// An outbox row a `deliver` claimed: it is `sending`, and no other
+/// `deliver` takes it until it is settled or its claim goes stale.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claimed {
+    pub id: i64,
+    pub row: OutboxRow,
+    /// Attempts so far, this one included.
+    pub attempts: u32,
+    /// The id of the event that enrolled the contact, if one did.
+    pub trigger_event: Option<String>,
+}
+
+/// How an attempt ended, as the outbox records it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settle {
+    /// Accepted by the server or provider, with its id for the message.
+    Sent { provider_id: Option<String> },
+    /// A temporary failure: tried again from `at` (RFC 3339).
+    Retry { at: String, error: String },
+    /// A permanent failure, or the last attempt failed; a hard bounce also
+    /// suppresses the address.
+    Failed {
+        error: String,
+        suppression: Option<Suppression>,
+    },
+    /// Not sent: the address was suppressed after the row was planned.
+    Suppressed { error: String },
+    /// Not sent: it was due before `expires_at` and is now too late.
+    Expired,
+}
+
+/// What delivery recorded about an outbox row.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Delivered {
+    pub attempts: u32,
+    pub sent_at: Option<String>,
+    pub provider_id: Option<String>,
+    pub error: Option<String>,
+}
+
+/// The outbox as `journeyc deliver` and `journeyc tasks` use it.
+pub trait Outbox {
+    /// Claims, in one write transaction, up to `limit` rows of `channels`
+    /// that are due at `now` (`pending` with `attempt_at <= now`) or whose
+    /// claim was made before `stale_before` by a `deliver` that never
+    /// settled it.
+    fn claim(
+        &mut self,
+        claimer: &str,
+        now: &str,
+        stale_before: &str,
+        channels: &[&str],
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError>;
+    /// Records outcomes of rows `claimer` holds, in one transaction.
+    /// Returns how many were still held (a stale claim may have been taken
+    /// over meanwhile).
+    fn settle(
+        &mut self,
+        claimer: &str,
+        now: &str,
+        outcomes: &[(i64, Settle)],
+    ) -> Result<usize, StoreError>;
+    /// Whether the address was on the channel's suppression list at `at`.
+    fn is_suppressed(&self, address: &str, channel: &str, at: &str) -> Result<bool, StoreError>;
+    /// Pending rows per channel due at `now`.
+    fn due_by_channel(&self, now: &str) -> Result<Vec<(String, u64)>, StoreError>;
+    /// Task rows with `from <= send_at <= to`, in order.
+    fn tasks(&self, from: &str, to: &str) -> Result<Vec<(OutboxRow, Delivered)>, StoreError>;
+    fn delivered(&self, key: &str) -> Result<Option<Delivered>, StoreError>;
+}
+
 /// Where the project's store lives: `store:` in the settings (a path, or
 /// `sqlite:PATH`), default `journeyc.db` beside `journeyc.yaml`.
 pub fn location(settings: &Settings) -> PathBuf {

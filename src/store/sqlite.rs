@@ -7,8 +7,8 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde_json::{Map, Value as Json};
 
 use super::{
-    Contact, Enrolment, Event, ImportSink, JourneyStatus, OutboxRow, RunBatch, Store, StoreError,
-    Suppression, Transition,
+    Claimed, Contact, Delivered, Enrolment, Event, ImportSink, JourneyStatus, Outbox, OutboxRow,
+    RunBatch, Settle, Store, StoreError, Suppression, Transition,
 };
 
 /// Each entry moves the schema one version up; never edit a shipped one.
@@ -93,6 +93,19 @@ const MIGRATIONS: &[&str] = &[
     // 2: the cap check reads a contact's sends on a channel; without this
     // index every message scanned the whole outbox.
     "CREATE INDEX outbox_by_contact ON outbox (contact_id, channel, send_at);",
+    // 3: delivery. A row is claimed (`sending`, by whom, when) before it is
+    // sent and settled after; `attempt_at` is when it is next tried (its
+    // `send_at` until a temporary failure pushes it back).
+    "ALTER TABLE outbox ADD COLUMN attempt_at TEXT;
+     UPDATE outbox SET attempt_at = send_at;
+     ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE outbox ADD COLUMN claimed_by TEXT;
+     ALTER TABLE outbox ADD COLUMN claimed_at TEXT;
+     ALTER TABLE outbox ADD COLUMN sent_at TEXT;
+     ALTER TABLE outbox ADD COLUMN provider_id TEXT;
+     ALTER TABLE outbox ADD COLUMN error TEXT;
+     DROP INDEX outbox_due;
+     CREATE INDEX outbox_ready ON outbox (status, attempt_at);",
 ];
 
 /// WAL with `synchronous = NORMAL`: a crash loses no committed
@@ -360,8 +373,8 @@ impl RunBatch for Batch<'_> {
         let inserted = self
             .transaction
             .prepare_cached(
-                "INSERT INTO outbox (key, enrolment_id, contact_id, journey, step, channel, template, kind, send_at, expires_at, status, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT (key) DO NOTHING",
+                "INSERT INTO outbox (key, enrolment_id, contact_id, journey, step, channel, template, kind, send_at, expires_at, status, created_at, attempt_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?9) ON CONFLICT (key) DO NOTHING",
             )
             .and_then(|mut statement| {
                 statement.execute(params![
@@ -394,7 +407,7 @@ impl RunBatch for Batch<'_> {
             .transaction
             .prepare_cached(
                 "SELECT send_at FROM outbox WHERE contact_id = ?1 AND channel = ?2 AND kind = 'marketing'
-                 AND status IN ('pending', 'sent') AND send_at >= ?3 AND send_at < ?4 ORDER BY send_at",
+                 AND status IN ('pending', 'sending', 'sent') AND send_at >= ?3 AND send_at < ?4 ORDER BY send_at",
             )
             .map_err(database)?;
         let rows = statement
@@ -683,6 +696,242 @@ impl Store for SqliteStore {
             })
             .map_err(database)?;
         rows.collect::<Result<_, _>>().map_err(database)
+    }
+}
+
+const OUTBOX_COLUMNS: &str = "o.key, o.enrolment_id, o.contact_id, o.journey, o.step, o.channel, o.template, o.kind, o.send_at, o.expires_at, o.status";
+
+fn outbox_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
+    Ok(OutboxRow {
+        key: row.get(0)?,
+        enrolment_id: row.get(1)?,
+        contact_id: row.get(2)?,
+        journey: row.get(3)?,
+        step: row.get(4)?,
+        channel: row.get(5)?,
+        template: row.get(6)?,
+        kind: row.get(7)?,
+        send_at: row.get(8)?,
+        expires_at: row.get(9)?,
+        status: row.get(10)?,
+    })
+}
+
+fn delivered_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Delivered> {
+    Ok(Delivered {
+        attempts: row.get(first)?,
+        sent_at: row.get(first + 1)?,
+        provider_id: row.get(first + 2)?,
+        error: row.get(first + 3)?,
+    })
+}
+
+impl Outbox for SqliteStore {
+    fn claim(
+        &mut self,
+        claimer: &str,
+        now: &str,
+        stale_before: &str,
+        channels: &[&str],
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        if channels.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        // IMMEDIATE takes the write lock first: two `deliver`s claiming at
+        // once are serialized, so no row is claimed twice.
+        let transaction = self
+            .connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(database)?;
+        let placeholders = vec!["?"; channels.len()].join(", ");
+        let select = format!(
+            "SELECT id FROM (
+               SELECT id, attempt_at AS at FROM outbox
+                 WHERE status = 'pending' AND attempt_at <= ? AND channel IN ({placeholders})
+               UNION ALL
+               SELECT id, claimed_at AS at FROM outbox
+                 WHERE status = 'sending' AND claimed_at <= ? AND channel IN ({placeholders})
+             ) ORDER BY at, id LIMIT ?"
+        );
+        let mut values: Vec<rusqlite::types::Value> = Vec::new();
+        values.push(now.to_string().into());
+        values.extend(channels.iter().map(|channel| (*channel).to_string().into()));
+        values.push(stale_before.to_string().into());
+        values.extend(channels.iter().map(|channel| (*channel).to_string().into()));
+        values.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
+        let ids: Vec<i64> = {
+            let mut statement = transaction.prepare_cached(&select).map_err(database)?;
+            let rows = statement
+                .query_map(rusqlite::params_from_iter(values), |row| row.get(0))
+                .map_err(database)?;
+            rows.collect::<Result<_, _>>().map_err(database)?
+        };
+        let mut claimed = Vec::with_capacity(ids.len());
+        {
+            let mut update = transaction
+                .prepare_cached(
+                    "UPDATE outbox SET status = 'sending', claimed_by = ?2, claimed_at = ?3, attempts = attempts + 1 WHERE id = ?1",
+                )
+                .map_err(database)?;
+            let mut read = transaction
+                .prepare_cached(&format!(
+                    "SELECT {OUTBOX_COLUMNS}, o.attempts, e.data FROM outbox o
+                     LEFT JOIN enrolments e ON e.id = o.enrolment_id WHERE o.id = ?1"
+                ))
+                .map_err(database)?;
+            for id in ids {
+                update
+                    .execute(params![id, claimer, now])
+                    .map_err(database)?;
+                let (row, attempts, data) = read
+                    .query_row(params![id], |row| {
+                        Ok((
+                            outbox_row(row)?,
+                            row.get::<_, u32>(11)?,
+                            row.get::<_, Option<String>>(12)?,
+                        ))
+                    })
+                    .map_err(database)?;
+                let trigger_event = data
+                    .and_then(|data| serde_json::from_str::<Json>(&data).ok())
+                    .and_then(|data| data.get("event")?.as_str().map(str::to_string));
+                claimed.push(Claimed {
+                    id,
+                    row,
+                    attempts,
+                    trigger_event,
+                });
+            }
+        }
+        transaction.commit().map_err(database)?;
+        Ok(claimed)
+    }
+
+    fn settle(
+        &mut self,
+        claimer: &str,
+        now: &str,
+        outcomes: &[(i64, Settle)],
+    ) -> Result<usize, StoreError> {
+        let transaction = self
+            .connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(database)?;
+        let mut held = 0;
+        for (id, outcome) in outcomes {
+            let (status, attempt_at, sent_at, provider_id, error) = match outcome {
+                Settle::Sent { provider_id } => {
+                    ("sent", None, Some(now), provider_id.as_deref(), None)
+                }
+                Settle::Retry { at, error } => (
+                    "pending",
+                    Some(at.as_str()),
+                    None,
+                    None,
+                    Some(error.as_str()),
+                ),
+                Settle::Failed { error, .. } => ("failed", None, None, None, Some(error.as_str())),
+                Settle::Suppressed { error } => {
+                    ("suppressed", None, None, None, Some(error.as_str()))
+                }
+                Settle::Expired => ("expired", None, None, None, None),
+            };
+            let changed = transaction
+                .prepare_cached(
+                    "UPDATE outbox SET status = ?3, attempt_at = COALESCE(?4, attempt_at), sent_at = ?5,
+                       provider_id = ?6, error = ?7, claimed_by = NULL
+                     WHERE id = ?1 AND claimed_by = ?2 AND status = 'sending'",
+                )
+                .and_then(|mut statement| {
+                    statement.execute(params![
+                        id,
+                        claimer,
+                        status,
+                        attempt_at,
+                        sent_at,
+                        provider_id,
+                        error
+                    ])
+                })
+                .map_err(database)?;
+            if changed == 0 {
+                continue;
+            }
+            held += 1;
+            if let Settle::Failed {
+                suppression: Some(suppression),
+                ..
+            } = outcome
+            {
+                insert_suppression(&transaction, suppression)?;
+            }
+        }
+        transaction.commit().map_err(database)?;
+        Ok(held)
+    }
+
+    fn is_suppressed(&self, address: &str, channel: &str, at: &str) -> Result<bool, StoreError> {
+        self.connection
+            .prepare_cached(
+                "SELECT 1 FROM suppressions WHERE address = ?1 AND channel = ?2 AND at <= ?3",
+            )
+            .and_then(|mut statement| {
+                statement.exists(params![
+                    super::normalize_address(channel, address),
+                    channel,
+                    at
+                ])
+            })
+            .map_err(database)
+    }
+
+    fn due_by_channel(&self, now: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare_cached(
+                "SELECT channel, COUNT(*) FROM outbox WHERE status = 'pending' AND attempt_at <= ?1
+                 GROUP BY channel ORDER BY channel",
+            )
+            .map_err(database)?;
+        let rows = statement
+            .query_map(params![now], |row| {
+                Ok((
+                    row.get(0)?,
+                    u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
+                ))
+            })
+            .map_err(database)?;
+        rows.collect::<Result<_, _>>().map_err(database)
+    }
+
+    fn tasks(&self, from: &str, to: &str) -> Result<Vec<(OutboxRow, Delivered)>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare_cached(&format!(
+                "SELECT {OUTBOX_COLUMNS}, o.attempts, o.sent_at, o.provider_id, o.error FROM outbox o
+                 WHERE o.channel = 'task' AND o.send_at >= ?1 AND o.send_at <= ?2 ORDER BY o.send_at, o.id"
+            ))
+            .map_err(database)?;
+        let rows = statement
+            .query_map(params![from, to], |row| {
+                Ok((outbox_row(row)?, delivered_at(row, 11)?))
+            })
+            .map_err(database)?;
+        rows.collect::<Result<_, _>>().map_err(database)
+    }
+
+    fn delivered(&self, key: &str) -> Result<Option<Delivered>, StoreError> {
+        self.connection
+            .prepare_cached(
+                "SELECT attempts, sent_at, provider_id, error FROM outbox WHERE key = ?1",
+            )
+            .and_then(|mut statement| {
+                statement
+                    .query_row(params![key], |row| delivered_at(row, 0))
+                    .optional()
+            })
+            .map_err(database)
     }
 }
 

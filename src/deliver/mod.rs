@@ -1,0 +1,870 @@
+//! `journeyc deliver`: sends what the outbox holds that is due.
+//!
+//! Each row is claimed before it is sent (status `sending`, by this
+//! process, at `now`, in one write transaction, so two `deliver`s never
+//! take the same row) and settled after (`sent` with the provider's id,
+//! `pending` again with a later `attempt_at`, or `failed`). A crash between
+//! the two leaves the row `sending`; once its claim is older than
+//! `delivery.lease` the next `deliver` claims and sends it again: only
+//! messages in flight at a crash can go out twice, and the Message-ID (or
+//! the `Idempotency-Key` header) carries the row's key so that the
+//! receiving side can tell.
+
+pub mod channels;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Map, Value as Json};
+
+use crate::analyzer::MessageUse;
+use crate::commands::{CommandError, Status};
+use crate::preview::{self, Rendered};
+use crate::project::Checked;
+use crate::settings::Settings;
+use crate::store::{normalize_address, Claimed, Outbox, Settle, Store, Suppression};
+use crate::templates::MessageKind;
+
+use channels::{Attempt, EmailSender, Endpoint, Pace, Sms, SmsSender};
+
+/// The channels an outbox row can be on.
+const CHANNELS: [&str; 4] = ["email", "sms", "task", "webhook"];
+
+#[derive(Debug, Clone, Default)]
+pub struct DeliverOptions {
+    /// RFC 3339; default: the clock.
+    pub now: Option<String>,
+    /// Only these channels (default: all that are set up).
+    pub channels: Vec<String>,
+    pub json: bool,
+}
+
+fn usage(message: impl Into<String>) -> CommandError {
+    CommandError::Usage(message.into())
+}
+
+fn text(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Counts for the closing summary, per channel.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Counts {
+    pub sent: u64,
+    pub retried: u64,
+    pub failed: u64,
+    pub suppressed: u64,
+    pub expired: u64,
+}
+
+/// A row ready to render and send.
+struct Job<'c> {
+    claimed: Claimed,
+    message_use: &'c MessageUse,
+    step_id: String,
+    contact: Map<String, Json>,
+    event: Map<String, Json>,
+}
+
+/// What the project set up for sending.
+struct Senders {
+    email: Option<(EmailSender, Pace, usize)>,
+    sms: Option<(SmsSender, Pace, usize)>,
+    /// Tasks go by email, to a webhook, or both.
+    task_email: bool,
+    task_webhook: Option<String>,
+    endpoints: BTreeMap<String, Endpoint>,
+}
+
+impl Senders {
+    /// Builds the senders for the channels that have due rows; a channel
+    /// with due rows and no way to send them is an error.
+    fn new(settings: &Settings, wanted: &[&str]) -> Result<Senders, String> {
+        let mut senders = Senders {
+            email: None,
+            sms: None,
+            task_email: false,
+            task_webhook: None,
+            endpoints: BTreeMap::new(),
+        };
+        let email_transport = settings
+            .channels
+            .email
+            .as_ref()
+            .and_then(|email| email.transport.as_ref());
+        let task = settings.channels.task.as_ref();
+        let needs_email = wanted.contains(&"email")
+            || (wanted.contains(&"task") && task.is_some_and(|t| t.email));
+        if needs_email {
+            let transport = email_transport.ok_or(
+                "email is due but `channels.email.transport` is not set in journeyc.yaml (an smtp:// URL, or file:FOLDER)",
+            )?;
+            senders.email = Some((
+                EmailSender::new(transport, &settings.root)?,
+                Pace::new(&transport.sending),
+                transport.sending.connections.max(1),
+            ));
+        }
+        if wanted.contains(&"sms") {
+            let transport = settings
+                .channels
+                .sms
+                .as_ref()
+                .and_then(|sms| sms.transport.as_ref())
+                .ok_or("SMS is due but `channels.sms.transport` is not set in journeyc.yaml (kind twilio, webhook or file)")?;
+            senders.sms = Some((
+                SmsSender::new(transport, &settings.root)?,
+                Pace::new(&transport.sending),
+                transport.sending.connections.max(1),
+            ));
+        }
+        if wanted.contains(&"task") {
+            senders.task_email = task.is_some_and(|task| task.email);
+            senders.task_webhook = task.and_then(|task| task.webhook.clone());
+        }
+        let mut endpoint_names: Vec<String> = Vec::new();
+        if wanted.contains(&"webhook") {
+            endpoint_names.extend(settings.webhooks.keys().cloned());
+        }
+        endpoint_names.extend(senders.task_webhook.clone());
+        for name in endpoint_names {
+            let endpoint_settings = settings.webhooks.get(&name).ok_or_else(|| {
+                format!("channels.task.webhook: there is no `{name}` under `webhooks:`")
+            })?;
+            senders
+                .endpoints
+                .insert(name.clone(), Endpoint::new(&name, endpoint_settings)?);
+        }
+        Ok(senders)
+    }
+
+    /// Channels that can be claimed: tasks only when they go somewhere
+    /// (otherwise `journeyc tasks` is where people read them).
+    fn channels(&self, wanted: &[&str]) -> Vec<&'static str> {
+        CHANNELS
+            .into_iter()
+            .filter(|channel| wanted.contains(channel))
+            .filter(|channel| match *channel {
+                "email" => self.email.is_some(),
+                "sms" => self.sms.is_some(),
+                "task" => self.task_email || self.task_webhook.is_some(),
+                _ => true,
+            })
+            .collect()
+    }
+}
+
+/// The retry policy: exponential backoff from `delivery.backoff`, doubled
+/// per attempt up to `delivery.max_backoff`, plus up to 25 % jitter taken
+/// from a hash of the key and attempt (so the same inputs retry at the
+/// same time, and many failures do not retry in one burst).
+fn retry_at(
+    settings: &Settings,
+    now: DateTime<Utc>,
+    key: &str,
+    attempts: u32,
+    wish: Option<Duration>,
+) -> DateTime<Utc> {
+    let delivery = &settings.delivery;
+    let exponent = attempts.saturating_sub(1).min(30);
+    let base =
+        (delivery.backoff.0 * f64::from(1_u32 << exponent.min(20))).min(delivery.max_backoff.0);
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in key.bytes().chain(attempts.to_le_bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    #[allow(clippy::cast_precision_loss)]
+    let jitter = (hash % 10_000) as f64 / 10_000.0 * 0.25;
+    let wait = (base * (1.0 + jitter)).max(wish.map_or(0.0, |wish| wish.as_secs_f64()));
+    #[allow(clippy::cast_possible_wrap)]
+    let millis = (wait * 1000.0).round() as i64;
+    now + chrono::Duration::milliseconds(millis)
+}
+
+/// Turns an attempt into what the outbox records.
+fn settle(
+    settings: &Settings,
+    now: DateTime<Utc>,
+    claimed: &Claimed,
+    address: Option<&str>,
+    attempt: Attempt,
+) -> Settle {
+    match attempt {
+        Attempt::Accepted { provider_id } => Settle::Sent { provider_id },
+        Attempt::Temporary { error, retry_after } => {
+            if claimed.attempts >= settings.delivery.attempts {
+                Settle::Failed {
+                    error: format!("gave up after {} attempts: {error}", claimed.attempts),
+                    suppression: None,
+                }
+            } else {
+                Settle::Retry {
+                    at: text(retry_at(
+                        settings,
+                        now,
+                        &claimed.row.key,
+                        claimed.attempts,
+                        retry_after,
+                    )),
+                    error,
+                }
+            }
+        }
+        Attempt::Permanent { error, bounce } => {
+            let suppression = bounce.zip(address).map(|(reason, address)| Suppression {
+                address: normalize_address(&claimed.row.channel, address),
+                channel: claimed.row.channel.clone(),
+                reason: format!("{reason}: {}", error.chars().take(200).collect::<String>()),
+                at: text(now),
+            });
+            Settle::Failed { error, suppression }
+        }
+    }
+}
+
+/// The field a channel's address is in.
+fn address_field(channel: &str) -> Option<&'static str> {
+    match channel {
+        "email" => Some("email"),
+        "sms" => Some("phone"),
+        _ => None,
+    }
+}
+
+/// Looks a claimed row up in the project and the store; settles at once
+/// what will not be sent.
+fn prepare<'c>(
+    checked: &'c Checked,
+    settings: &Settings,
+    store: &dyn Store,
+    outbox: &dyn Outbox,
+    claimed: Claimed,
+    now: &str,
+) -> Result<Result<Job<'c>, Settle>, CommandError> {
+    let row = &claimed.row;
+    let failed = |error: String| {
+        Ok(Err(Settle::Failed {
+            error,
+            suppression: None,
+        }))
+    };
+    if row
+        .expires_at
+        .as_deref()
+        .is_some_and(|expires| expires < now)
+    {
+        return Ok(Err(Settle::Expired));
+    }
+    let Some(contact) = store
+        .contact(&row.contact_id)
+        .map_err(|error| usage(error.to_string()))?
+    else {
+        return failed(format!(
+            "contact `{}` is no longer in the store",
+            row.contact_id
+        ));
+    };
+    let base_step = row.step.split('#').next().unwrap_or(&row.step);
+    let Ok((message_use, step_id)) = preview::find_step(checked, &row.journey, base_step) else {
+        return failed(format!(
+            "journey `{}` has no message step `{}` any more",
+            row.journey, row.step
+        ));
+    };
+    if row.kind == "marketing" {
+        if let Some(address) = address_field(&row.channel)
+            .and_then(|field| contact.fields.get(field))
+            .and_then(Json::as_str)
+        {
+            if outbox
+                .is_suppressed(address, &row.channel, now)
+                .map_err(|error| usage(error.to_string()))?
+            {
+                return Ok(Err(Settle::Suppressed {
+                    error: format!("{address} is on the suppression list"),
+                }));
+            }
+        }
+    }
+    let event = match &message_use.event {
+        Some(name) => {
+            let events = store
+                .events_of(&row.contact_id)
+                .map_err(|error| usage(error.to_string()))?;
+            // The event that enrolled the contact, if it is the kind this
+            // step reads; else the latest of that kind before the send.
+            events
+                .iter()
+                .find(|event| {
+                    Some(&event.id) == claimed.trigger_event.as_ref() && event.name == *name
+                })
+                .or_else(|| {
+                    events
+                        .iter()
+                        .rev()
+                        .find(|event| event.name == *name && event.at <= row.send_at)
+                })
+                .map(|event| event.properties.clone())
+                .unwrap_or_default()
+        }
+        None => Map::new(),
+    };
+    let fields: Map<String, Json> = contact
+        .fields
+        .into_iter()
+        .filter(|(name, _)| !name.starts_with("__"))
+        .collect();
+    let contact = match preview::contact_object(settings, fields) {
+        Ok(contact) => contact,
+        Err(error) => return failed(error.to_string()),
+    };
+    Ok(Ok(Job {
+        claimed,
+        message_use,
+        step_id,
+        contact,
+        event,
+    }))
+}
+
+/// Renders and sends one job; returns the outcome and the address used.
+fn send(
+    job: &Job<'_>,
+    checked: &Checked,
+    senders: &Senders,
+    now: &str,
+) -> (Attempt, Option<String>) {
+    let (Some(settings), Some(set)) = (&checked.settings, &checked.templates) else {
+        return (Attempt::permanent("the project has errors"), None);
+    };
+    let rendered = match preview::render_message(
+        settings,
+        set,
+        job.message_use,
+        &job.step_id,
+        &job.contact,
+        &job.event,
+        now,
+    ) {
+        Ok(rendered) => rendered,
+        Err(error) => return (Attempt::permanent(error.to_string()), None),
+    };
+    let key = job.claimed.row.key.as_str();
+    match rendered {
+        Rendered::Email(mut email) => {
+            email.idempotency_key = key.to_string();
+            let address = email.to_address.clone();
+            (send_email(senders, &email), Some(address))
+        }
+        Rendered::Sms { body, .. } => {
+            let Some((sender, pace, _)) = &senders.sms else {
+                return (Attempt::permanent("SMS is not set up"), None);
+            };
+            let Some(to) = job
+                .contact
+                .get("phone")
+                .and_then(Json::as_str)
+                .filter(|to| !to.is_empty())
+            else {
+                return (Attempt::permanent("the contact has no `phone`"), None);
+            };
+            let from = settings
+                .channels
+                .sms
+                .as_ref()
+                .and_then(|sms| sms.from.clone())
+                .unwrap_or_default();
+            pace.wait();
+            let attempt = sender.send(&Sms {
+                key,
+                to,
+                from: &from,
+                body: &body,
+                contact: &job.contact,
+            });
+            (attempt, Some(to.to_string()))
+        }
+        Rendered::Task {
+            assignee,
+            text,
+            due,
+        } => (
+            send_task(job, settings, senders, &assignee, &text, due.as_deref()),
+            None,
+        ),
+        Rendered::Webhook { endpoint, body } => {
+            let Some(target) = senders.endpoints.get(&endpoint) else {
+                return (
+                    Attempt::permanent(format!("no webhook `{endpoint}` under `webhooks:`")),
+                    None,
+                );
+            };
+            target.pace.wait();
+            (
+                channels::post_json(&target.agent, &target.url, &target.headers, key, &body),
+                None,
+            )
+        }
+    }
+}
+
+fn send_email(senders: &Senders, email: &crate::message::Email) -> Attempt {
+    let Some((sender, pace, _)) = &senders.email else {
+        return Attempt::Permanent {
+            error: "email is not set up".into(),
+            bounce: None,
+        };
+    };
+    let message = match crate::message::build(email) {
+        Ok(message) => message,
+        Err(error) => {
+            return Attempt::Permanent {
+                error: error.to_string(),
+                bounce: None,
+            }
+        }
+    };
+    pace.wait();
+    sender.send(&message, &email.idempotency_key)
+}
+
+/// A task goes to its assignee by email, and/or to the team's webhook.
+fn send_task(
+    job: &Job<'_>,
+    settings: &Settings,
+    senders: &Senders,
+    assignee: &str,
+    task_text: &str,
+    due: Option<&str>,
+) -> Attempt {
+    let row = &job.claimed.row;
+    let contact_line = ["first_name", "name", "email", "phone"]
+        .iter()
+        .filter_map(|field| job.contact.get(*field).and_then(Json::as_str))
+        .filter(|value| !value.is_empty())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let due_text = due.map_or_else(String::new, |due| format!(" (due within {due})"));
+    if senders.task_email {
+        let Some(email_settings) = settings.channels.email.as_ref() else {
+            return Attempt::permanent("tasks go by email, but `channels.email` is not set");
+        };
+        if !assignee.contains('@') {
+            return Attempt::permanent(format!(
+                "the task's assignee `{assignee}` is not an email address"
+            ));
+        }
+        let first_line = task_text.lines().next().unwrap_or_default();
+        let subject: String = first_line.chars().take(80).collect();
+        let body = format!(
+            "{task_text}\n\nContact: {} ({contact_line})\nJourney: {}, step {}\nWhen: {}{due_text}\n",
+            row.contact_id, row.journey, row.step, row.send_at
+        );
+        let email = crate::message::Email {
+            kind: MessageKind::Transactional,
+            from: email_settings.from.clone(),
+            reply_to: email_settings.reply_to.clone(),
+            to_name: None,
+            to_address: assignee.to_string(),
+            subject,
+            preheader: None,
+            text: body,
+            html: None,
+            unsubscribe_url: None,
+            idempotency_key: row.key.clone(),
+        };
+        let attempt = send_email(senders, &email);
+        if !matches!(attempt, Attempt::Accepted { .. }) {
+            return attempt;
+        }
+        if senders.task_webhook.is_none() {
+            return attempt;
+        }
+    }
+    let Some(name) = &senders.task_webhook else {
+        return Attempt::permanent("tasks are not set up to go anywhere");
+    };
+    let Some(endpoint) = senders.endpoints.get(name) else {
+        return Attempt::permanent(format!("no webhook `{name}` under `webhooks:`"));
+    };
+    let values = json!({
+        "key": row.key, "text": task_text, "assignee": assignee, "due": due,
+        "journey": row.journey, "step": row.step, "at": row.send_at,
+        "contact": job.contact,
+    });
+    let body = match &endpoint.body {
+        Some(template) => match channels::render_json(
+            template,
+            minijinja::Value::from(minijinja::value::Serde(&values)),
+        ) {
+            Ok(body) => body,
+            Err(error) => return Attempt::permanent(error),
+        },
+        None => values.to_string(),
+    };
+    endpoint.pace.wait();
+    channels::post_json(
+        &endpoint.agent,
+        &endpoint.url,
+        &endpoint.headers,
+        &row.key,
+        &body,
+    )
+}
+
+/// `journeyc deliver`.
+pub fn deliver(
+    options: &DeliverOptions,
+    project_path: Option<&Path>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Status, CommandError> {
+    let now = match &options.now {
+        Some(now) => crate::runner::eval::parse_instant(now).ok_or_else(|| {
+            usage(format!(
+                "`--now {now}` is not an RFC 3339 time such as 2026-11-23T09:00:00+08:00"
+            ))
+        })?,
+        None => Utc::now(),
+    };
+    let now_text = text(now);
+    for channel in &options.channels {
+        if !CHANNELS.contains(&channel.as_str()) {
+            return Err(usage(format!(
+                "`--channel {channel}`: the channels are email, sms, task and webhook"
+            )));
+        }
+    }
+    let Some((checked, mut store)) = crate::runner::run::load(project_path, err)? else {
+        return Ok(Status::Problems);
+    };
+    let settings = checked
+        .settings
+        .as_ref()
+        .ok_or_else(|| usage("the settings are invalid"))?;
+    let due = store
+        .due_by_channel(&now_text)
+        .map_err(|error| usage(error.to_string()))?;
+    let wanted: Vec<&str> = CHANNELS
+        .into_iter()
+        .filter(|channel| {
+            options.channels.is_empty() || options.channels.iter().any(|c| c == channel)
+        })
+        .filter(|channel| due.iter().any(|(due, count)| due == channel && *count > 0))
+        .collect();
+    let senders = Senders::new(settings, &wanted).map_err(usage)?;
+    let channels = senders.channels(&wanted);
+    let claimer = format!(
+        "{}-{}",
+        std::process::id(),
+        Utc::now().timestamp_nanos_opt().unwrap_or(0)
+    );
+    let stale_before =
+        text(now - chrono::Duration::milliseconds((settings.delivery.lease.0 * 1000.0) as i64));
+    let threads: BTreeMap<&str, usize> = channels
+        .iter()
+        .map(|channel| {
+            let count = match *channel {
+                "email" => senders.email.as_ref().map_or(1, |(_, _, n)| *n),
+                "sms" => senders.sms.as_ref().map_or(1, |(_, _, n)| *n),
+                _ => 2,
+            };
+            (*channel, count)
+        })
+        .collect();
+    let capacity = (threads.values().sum::<usize>() * 8).clamp(16, 2000);
+    let mut counts: BTreeMap<String, Counts> = BTreeMap::new();
+    let mut problems: Vec<String> = Vec::new();
+    let started = Instant::now();
+
+    std::thread::scope(|scope| -> Result<(), CommandError> {
+        let (results_tx, results_rx) = mpsc::channel::<(Claimed, Attempt, Option<String>)>();
+        let mut queues: BTreeMap<&str, mpsc::Sender<Job<'_>>> = BTreeMap::new();
+        for (channel, count) in &threads {
+            let (jobs_tx, jobs_rx) = mpsc::channel::<Job<'_>>();
+            let jobs_rx = Arc::new(Mutex::new(jobs_rx));
+            for _ in 0..*count {
+                let jobs_rx = Arc::clone(&jobs_rx);
+                let results_tx = results_tx.clone();
+                let senders = &senders;
+                let checked = &checked;
+                let now_text = &now_text;
+                scope.spawn(move || loop {
+                    let job = {
+                        let receiver = jobs_rx
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        receiver.recv()
+                    };
+                    let Ok(job) = job else { break };
+                    let (attempt, address) = send(&job, checked, senders, now_text);
+                    if results_tx.send((job.claimed, attempt, address)).is_err() {
+                        break;
+                    }
+                });
+            }
+            queues.insert(channel, jobs_tx);
+        }
+        drop(results_tx);
+
+        let mut in_flight = 0usize;
+        let mut exhausted = channels.is_empty();
+        let mut outcomes: Vec<(i64, Settle, String)> = Vec::new();
+        let mut last_settle = Instant::now();
+        loop {
+            if !exhausted && in_flight < capacity / 2 {
+                let limit = capacity - in_flight;
+                let claimed = store
+                    .claim(&claimer, &now_text, &stale_before, &channels, limit)
+                    .map_err(|error| usage(error.to_string()))?;
+                if claimed.len() < limit {
+                    exhausted = true;
+                }
+                for claimed in claimed {
+                    let channel = claimed.row.channel.clone();
+                    let id = claimed.id;
+                    match prepare(&checked, settings, &store, &store, claimed, &now_text)? {
+                        Ok(job) => {
+                            let queue = queues
+                                .get(channel.as_str())
+                                .ok_or_else(|| usage("no sender for a claimed channel"))?;
+                            queue
+                                .send(job)
+                                .map_err(|_| usage("the sending threads stopped"))?;
+                            in_flight += 1;
+                        }
+                        Err(outcome) => outcomes.push((id, outcome, channel)),
+                    }
+                }
+            }
+            if in_flight == 0 && exhausted {
+                break;
+            }
+            if in_flight > 0 {
+                if let Ok(result) = results_rx.recv_timeout(Duration::from_millis(50)) {
+                    let mut next = Some(result);
+                    while let Some((claimed, attempt, address)) =
+                        next.take().or_else(|| results_rx.try_recv().ok())
+                    {
+                        in_flight -= 1;
+                        let outcome = settle(settings, now, &claimed, address.as_deref(), attempt);
+                        outcomes.push((claimed.id, outcome, claimed.row.channel.clone()));
+                    }
+                }
+            }
+            if outcomes.len() >= 200
+                || (!outcomes.is_empty() && last_settle.elapsed() > Duration::from_millis(200))
+            {
+                record(
+                    &mut store,
+                    &claimer,
+                    &now_text,
+                    &mut outcomes,
+                    &mut counts,
+                    &mut problems,
+                )?;
+                last_settle = Instant::now();
+            }
+        }
+        drop(queues);
+        record(
+            &mut store,
+            &claimer,
+            &now_text,
+            &mut outcomes,
+            &mut counts,
+            &mut problems,
+        )?;
+        Ok(())
+    })?;
+
+    let elapsed = started.elapsed().as_secs_f64();
+    let failed: u64 = counts.values().map(|counts| counts.failed).sum();
+    if options.json {
+        let summary = json!({
+            "now": now_text,
+            "channels": counts,
+            "failures": problems,
+            "seconds": (elapsed * 1000.0).round() / 1000.0,
+        });
+        writeln!(out, "{summary}")?;
+    } else {
+        for problem in &problems {
+            writeln!(out, "failed: {problem}")?;
+        }
+        if counts.is_empty() {
+            writeln!(out, "nothing due at {now_text}")?;
+        }
+        for (channel, counts) in &counts {
+            writeln!(
+                out,
+                "{channel}: {} sent, {} to retry, {} failed, {} suppressed, {} expired",
+                counts.sent, counts.retried, counts.failed, counts.suppressed, counts.expired
+            )?;
+        }
+    }
+    Ok(if failed > 0 {
+        Status::Problems
+    } else {
+        Status::Success
+    })
+}
+
+/// Settles the outcomes gathered so far and counts them.
+fn record(
+    store: &mut crate::store::sqlite::SqliteStore,
+    claimer: &str,
+    now: &str,
+    outcomes: &mut Vec<(i64, Settle, String)>,
+    counts: &mut BTreeMap<String, Counts>,
+    problems: &mut Vec<String>,
+) -> Result<(), CommandError> {
+    if outcomes.is_empty() {
+        return Ok(());
+    }
+    let batch: Vec<(i64, Settle)> = outcomes
+        .iter()
+        .map(|(id, outcome, _)| (*id, outcome.clone()))
+        .collect();
+    store
+        .settle(claimer, now, &batch)
+        .map_err(|error| usage(error.to_string()))?;
+    for (id, outcome, channel) in outcomes.drain(..) {
+        let counts = counts.entry(channel.clone()).or_default();
+        match outcome {
+            Settle::Sent { .. } => counts.sent += 1,
+            Settle::Retry { .. } => counts.retried += 1,
+            Settle::Failed { error, .. } => {
+                counts.failed += 1;
+                problems.push(format!("{channel} #{id}: {error}"));
+            }
+            Settle::Suppressed { .. } => counts.suppressed += 1,
+            Settle::Expired => counts.expired += 1,
+        }
+    }
+    Ok(())
+}
+
+/// `journeyc tasks`: the operator tasks due from `days` days before `now`
+/// to a day after it, whom they are for, and whether they went out.
+pub fn tasks(
+    project_path: Option<&Path>,
+    now: Option<&str>,
+    days: u32,
+    assignee: Option<&str>,
+    json_output: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Status, CommandError> {
+    let now = match now {
+        Some(now) => crate::runner::eval::parse_instant(now)
+            .ok_or_else(|| usage(format!("`--now {now}` is not an RFC 3339 time")))?,
+        None => Utc::now(),
+    };
+    let Some((checked, store)) = crate::runner::run::load(project_path, err)? else {
+        return Ok(Status::Problems);
+    };
+    let settings = checked
+        .settings
+        .as_ref()
+        .ok_or_else(|| usage("the settings are invalid"))?;
+    let from = text(now - chrono::Duration::days(i64::from(days)));
+    let to = text(now + chrono::Duration::days(1));
+    let rows = store
+        .tasks(&from, &to)
+        .map_err(|error| usage(error.to_string()))?;
+    let mut listed = Vec::new();
+    for (row, delivered) in rows {
+        let status = row.status.clone();
+        let claimed = Claimed {
+            id: 0,
+            row,
+            attempts: delivered.attempts,
+            trigger_event: None,
+        };
+        let (task_assignee, task_text, due) = match prepare(
+            &checked,
+            settings,
+            &store,
+            &store,
+            claimed.clone(),
+            &text(now),
+        )? {
+            Ok(job) => {
+                let (Some(settings), Some(set)) = (&checked.settings, &checked.templates) else {
+                    continue;
+                };
+                match preview::render_message(
+                    settings,
+                    set,
+                    job.message_use,
+                    &job.step_id,
+                    &job.contact,
+                    &job.event,
+                    &text(now),
+                ) {
+                    Ok(Rendered::Task {
+                        assignee,
+                        text,
+                        due,
+                    }) => (assignee, text, due),
+                    Ok(_) => continue,
+                    Err(error) => (String::new(), format!("(cannot render: {error})"), None),
+                }
+            }
+            Err(_) => (
+                String::new(),
+                "(its step or contact is gone)".to_string(),
+                None,
+            ),
+        };
+        if assignee.is_some_and(|wanted| wanted != task_assignee) {
+            continue;
+        }
+        listed.push(json!({
+            "at": claimed.row.send_at,
+            "assignee": task_assignee,
+            "contact": claimed.row.contact_id,
+            "journey": claimed.row.journey,
+            "step": claimed.row.step,
+            "text": task_text,
+            "due": due,
+            "status": status,
+            "sent_at": delivered.sent_at,
+            "error": delivered.error,
+        }));
+    }
+    if json_output {
+        for task in &listed {
+            writeln!(out, "{task}")?;
+        }
+        return Ok(Status::Success);
+    }
+    if listed.is_empty() {
+        writeln!(out, "no tasks from {from} to {to}")?;
+    }
+    for task in &listed {
+        let field = |name: &str| task[name].as_str().unwrap_or("").to_string();
+        let due = task["due"]
+            .as_str()
+            .map_or_else(String::new, |due| format!(", due within {due}"));
+        writeln!(
+            out,
+            "{}  {}  {} ({} {}){due}  [{}]\n    {}",
+            field("at"),
+            field("assignee"),
+            field("contact"),
+            field("journey"),
+            field("step"),
+            field("status"),
+            field("text").replace('\n', "\n    ")
+        )?;
+    }
+    Ok(Status::Success)
+}
