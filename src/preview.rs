@@ -124,11 +124,12 @@ fn contact_from_store(
             ))
         })?;
     // journeyc's own bookkeeping (`__stage_changed_at` ...) is not a field.
-    let fields: Fields = contact
+    let mut fields: Fields = contact
         .fields
         .into_iter()
         .filter(|(name, _)| !name.starts_with("__"))
         .collect();
+    fields.insert("id".into(), Json::String(contact.id));
     let properties = match event {
         Some(name) => store
             .events_of(id)

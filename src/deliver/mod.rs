@@ -193,6 +193,7 @@ fn settle(
     now: DateTime<Utc>,
     claimed: &Claimed,
     address: Option<&str>,
+    progress: Option<String>,
     attempt: Attempt,
 ) -> Settle {
     match attempt {
@@ -213,6 +214,7 @@ fn settle(
                         retry_after,
                     )),
                     error,
+                    progress,
                 }
             }
         }
@@ -315,11 +317,12 @@ fn prepare<'c>(
         }
         None => Map::new(),
     };
-    let fields: Map<String, Json> = contact
+    let mut fields: Map<String, Json> = contact
         .fields
         .into_iter()
         .filter(|(name, _)| !name.starts_with("__"))
         .collect();
+    fields.insert("id".into(), Json::String(contact.id));
     let contact = match preview::contact_object(settings, fields) {
         Ok(contact) => contact,
         Err(error) => return failed(error.to_string()),
@@ -333,8 +336,57 @@ fn prepare<'c>(
     }))
 }
 
-/// Renders and sends one job; returns the outcome and the address used.
-fn send(
+/// How one job ended: the attempt, the address it went to, and what of
+/// it was handed over even though the attempt as a whole failed.
+struct Sent {
+    attempt: Attempt,
+    address: Option<String>,
+    progress: Option<String>,
+}
+
+impl From<(Attempt, Option<String>)> for Sent {
+    fn from((attempt, address): (Attempt, Option<String>)) -> Sent {
+        Sent {
+            attempt,
+            address,
+            progress: None,
+        }
+    }
+}
+
+/// Renders and sends one job.
+fn send(job: &Job<'_>, checked: &Checked, senders: &Senders, now: &str) -> Sent {
+    let (Some(settings), Some(set)) = (&checked.settings, &checked.templates) else {
+        return (Attempt::permanent("the project has errors"), None).into();
+    };
+    if job.claimed.row.channel != "task" {
+        return send_message(job, checked, senders, now).into();
+    }
+    match preview::render_message(
+        settings,
+        set,
+        job.message_use,
+        &job.step_id,
+        &job.contact,
+        &job.event,
+        now,
+    ) {
+        Ok(Rendered::Task {
+            assignee,
+            text,
+            due,
+        }) => send_task(job, settings, senders, &assignee, &text, due.as_deref()),
+        Ok(_) => (
+            Attempt::permanent("a task step rendered as another kind"),
+            None,
+        )
+            .into(),
+        Err(error) => (Attempt::permanent(error.to_string()), None).into(),
+    }
+}
+
+/// Renders and sends an email, SMS or webhook step.
+fn send_message(
     job: &Job<'_>,
     checked: &Checked,
     senders: &Senders,
@@ -390,14 +442,7 @@ fn send(
             });
             (attempt, Some(to.to_string()))
         }
-        Rendered::Task {
-            assignee,
-            text,
-            due,
-        } => (
-            send_task(job, settings, senders, &assignee, &text, due.as_deref()),
-            None,
-        ),
+        Rendered::Task { .. } => (Attempt::permanent("a task on another channel"), None),
         Rendered::Webhook { endpoint, body } => {
             let Some(target) = senders.endpoints.get(&endpoint) else {
                 return (
@@ -435,7 +480,42 @@ fn send_email(senders: &Senders, email: &crate::message::Email) -> Attempt {
 }
 
 /// A task goes to its assignee by email, and/or to the team's webhook.
+/// When the mail went out but the webhook failed, the retry only posts.
 fn send_task(
+    job: &Job<'_>,
+    settings: &Settings,
+    senders: &Senders,
+    assignee: &str,
+    task_text: &str,
+    due: Option<&str>,
+) -> Sent {
+    let mailed = job
+        .claimed
+        .progress
+        .as_deref()
+        .is_some_and(|progress| progress.starts_with("mailed:"));
+    let mut progress = job.claimed.progress.clone().filter(|_| mailed);
+    if senders.task_email && !mailed {
+        let attempt = mail_task(job, settings, senders, assignee, task_text, due);
+        let Attempt::Accepted { provider_id } = &attempt else {
+            return (attempt, None).into();
+        };
+        if senders.task_webhook.is_none() {
+            return (attempt, None).into();
+        }
+        progress = Some(format!(
+            "mailed:{}",
+            provider_id.clone().unwrap_or_default()
+        ));
+    }
+    Sent {
+        attempt: post_task(job, senders, assignee, task_text, due),
+        address: None,
+        progress,
+    }
+}
+
+fn mail_task(
     job: &Job<'_>,
     settings: &Settings,
     senders: &Senders,
@@ -451,7 +531,7 @@ fn send_task(
         .collect::<Vec<_>>()
         .join(", ");
     let due_text = due.map_or_else(String::new, |due| format!(" (due within {due})"));
-    if senders.task_email {
+    {
         let Some(email_settings) = settings.channels.email.as_ref() else {
             return Attempt::permanent("tasks go by email, but `channels.email` is not set");
         };
@@ -479,14 +559,18 @@ fn send_task(
             unsubscribe_url: None,
             idempotency_key: row.key.clone(),
         };
-        let attempt = send_email(senders, &email);
-        if !matches!(attempt, Attempt::Accepted { .. }) {
-            return attempt;
-        }
-        if senders.task_webhook.is_none() {
-            return attempt;
-        }
+        send_email(senders, &email)
     }
+}
+
+fn post_task(
+    job: &Job<'_>,
+    senders: &Senders,
+    assignee: &str,
+    task_text: &str,
+    due: Option<&str>,
+) -> Attempt {
+    let row = &job.claimed.row;
     let Some(name) = &senders.task_webhook else {
         return Attempt::permanent("tasks are not set up to go anywhere");
     };
@@ -548,8 +632,11 @@ pub fn deliver(
         .settings
         .as_ref()
         .ok_or_else(|| usage("the settings are invalid"))?;
+    #[allow(clippy::cast_possible_truncation)]
+    let lease = chrono::Duration::milliseconds((settings.delivery.lease.0 * 1000.0) as i64);
+    let stale_before = text(now - lease);
     let due = store
-        .due_by_channel(&now_text)
+        .due_by_channel(&now_text, &stale_before)
         .map_err(|error| usage(error.to_string()))?;
     let wanted: Vec<&str> = CHANNELS
         .into_iter()
@@ -565,8 +652,6 @@ pub fn deliver(
         std::process::id(),
         Utc::now().timestamp_nanos_opt().unwrap_or(0)
     );
-    let stale_before =
-        text(now - chrono::Duration::milliseconds((settings.delivery.lease.0 * 1000.0) as i64));
     let threads: BTreeMap<&str, usize> = channels
         .iter()
         .map(|channel| {
@@ -584,7 +669,7 @@ pub fn deliver(
     let started = Instant::now();
 
     std::thread::scope(|scope| -> Result<(), CommandError> {
-        let (results_tx, results_rx) = mpsc::channel::<(Claimed, Attempt, Option<String>)>();
+        let (results_tx, results_rx) = mpsc::channel::<(Claimed, Sent)>();
         let mut queues: BTreeMap<&str, mpsc::Sender<Job<'_>>> = BTreeMap::new();
         for (channel, count) in &threads {
             let (jobs_tx, jobs_rx) = mpsc::channel::<Job<'_>>();
@@ -603,8 +688,8 @@ pub fn deliver(
                         receiver.recv()
                     };
                     let Ok(job) = job else { break };
-                    let (attempt, address) = send(&job, checked, senders, now_text);
-                    if results_tx.send((job.claimed, attempt, address)).is_err() {
+                    let sent = send(&job, checked, senders, now_text);
+                    if results_tx.send((job.claimed, sent)).is_err() {
                         break;
                     }
                 });
@@ -649,11 +734,18 @@ pub fn deliver(
             if in_flight > 0 {
                 if let Ok(result) = results_rx.recv_timeout(Duration::from_millis(50)) {
                     let mut next = Some(result);
-                    while let Some((claimed, attempt, address)) =
+                    while let Some((claimed, sent)) =
                         next.take().or_else(|| results_rx.try_recv().ok())
                     {
                         in_flight -= 1;
-                        let outcome = settle(settings, now, &claimed, address.as_deref(), attempt);
+                        let outcome = settle(
+                            settings,
+                            now,
+                            &claimed,
+                            sent.address.as_deref(),
+                            sent.progress,
+                            sent.attempt,
+                        );
                         outcomes.push((claimed.id, outcome, claimed.row.channel.clone()));
                     }
                 }
@@ -787,6 +879,7 @@ pub fn tasks(
             row,
             attempts: delivered.attempts,
             trigger_event: None,
+            progress: None,
         };
         let (task_assignee, task_text, due) = match prepare(
             &checked,

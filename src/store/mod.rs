@@ -254,6 +254,9 @@ pub struct Claimed {
     pub attempts: u32,
     /// The id of the event that enrolled the contact, if one did.
     pub trigger_event: Option<String>,
+    /// What an earlier attempt already handed over (a task mailed before
+    /// its webhook failed), so that a retry does not repeat it.
+    pub progress: Option<String>,
 }
 
 /// How an attempt ended, as the outbox records it.
@@ -261,8 +264,13 @@ pub struct Claimed {
 pub enum Settle {
     /// Accepted by the server or provider, with its id for the message.
     Sent { provider_id: Option<String> },
-    /// A temporary failure: tried again from `at` (RFC 3339).
-    Retry { at: String, error: String },
+    /// A temporary failure: tried again from `at` (RFC 3339); `progress`
+    /// is what of the message was already handed over.
+    Retry {
+        at: String,
+        error: String,
+        progress: Option<String>,
+    },
     /// A permanent failure, or the last attempt failed; a hard bounce also
     /// suppresses the address.
     Failed {
@@ -309,8 +317,13 @@ pub trait Outbox {
     ) -> Result<usize, StoreError>;
     /// Whether the address was on the channel's suppression list at `at`.
     fn is_suppressed(&self, address: &str, channel: &str, at: &str) -> Result<bool, StoreError>;
-    /// Pending rows per channel due at `now`.
-    fn due_by_channel(&self, now: &str) -> Result<Vec<(String, u64)>, StoreError>;
+    /// Rows per channel that `claim` would take: due at `now`, or claimed
+    /// before `stale_before` and never settled.
+    fn due_by_channel(
+        &self,
+        now: &str,
+        stale_before: &str,
+    ) -> Result<Vec<(String, u64)>, StoreError>;
     /// Task rows with `from <= send_at <= to`, in order.
     fn tasks(&self, from: &str, to: &str) -> Result<Vec<(OutboxRow, Delivered)>, StoreError>;
     fn delivered(&self, key: &str) -> Result<Option<Delivered>, StoreError>;

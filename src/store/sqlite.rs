@@ -776,7 +776,7 @@ impl Outbox for SqliteStore {
                 .map_err(database)?;
             let mut read = transaction
                 .prepare_cached(&format!(
-                    "SELECT {OUTBOX_COLUMNS}, o.attempts, e.data FROM outbox o
+                    "SELECT {OUTBOX_COLUMNS}, o.attempts, e.data, o.provider_id FROM outbox o
                      LEFT JOIN enrolments e ON e.id = o.enrolment_id WHERE o.id = ?1"
                 ))
                 .map_err(database)?;
@@ -784,12 +784,13 @@ impl Outbox for SqliteStore {
                 update
                     .execute(params![id, claimer, now])
                     .map_err(database)?;
-                let (row, attempts, data) = read
+                let (row, attempts, data, progress) = read
                     .query_row(params![id], |row| {
                         Ok((
                             outbox_row(row)?,
                             row.get::<_, u32>(11)?,
                             row.get::<_, Option<String>>(12)?,
+                            row.get::<_, Option<String>>(13)?,
                         ))
                     })
                     .map_err(database)?;
@@ -801,6 +802,7 @@ impl Outbox for SqliteStore {
                     row,
                     attempts,
                     trigger_event,
+                    progress,
                 });
             }
         }
@@ -824,11 +826,15 @@ impl Outbox for SqliteStore {
                 Settle::Sent { provider_id } => {
                     ("sent", None, Some(now), provider_id.as_deref(), None)
                 }
-                Settle::Retry { at, error } => (
+                Settle::Retry {
+                    at,
+                    error,
+                    progress,
+                } => (
                     "pending",
                     Some(at.as_str()),
                     None,
-                    None,
+                    progress.as_deref(),
                     Some(error.as_str()),
                 ),
                 Settle::Failed { error, .. } => ("failed", None, None, None, Some(error.as_str())),
@@ -886,16 +892,21 @@ impl Outbox for SqliteStore {
             .map_err(database)
     }
 
-    fn due_by_channel(&self, now: &str) -> Result<Vec<(String, u64)>, StoreError> {
+    fn due_by_channel(
+        &self,
+        now: &str,
+        stale_before: &str,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
         let mut statement = self
             .connection
             .prepare_cached(
-                "SELECT channel, COUNT(*) FROM outbox WHERE status = 'pending' AND attempt_at <= ?1
+                "SELECT channel, COUNT(*) FROM outbox
+                 WHERE (status = 'pending' AND attempt_at <= ?1) OR (status = 'sending' AND claimed_at <= ?2)
                  GROUP BY channel ORDER BY channel",
             )
             .map_err(database)?;
         let rows = statement
-            .query_map(params![now], |row| {
+            .query_map(params![now, stale_before], |row| {
                 Ok((
                     row.get(0)?,
                     u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),

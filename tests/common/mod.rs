@@ -1,6 +1,8 @@
 //! Helpers the integration tests share. Each test binary uses a subset.
 #![allow(dead_code)]
 
+pub mod servers;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

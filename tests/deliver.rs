@@ -1,0 +1,597 @@
+//! `journeyc deliver` against a real SMTP server (aiosmtpd) and an HTTP
+//! stub of the SMS provider on loopback, both started by the tests.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+mod common;
+
+use common::copy_dir;
+use common::servers::{HttpStub, SmtpServer};
+
+const SECRET: &str = "a-long-random-unsubscribe-secret";
+
+/// A fresh copy of the delivery fixture project.
+fn project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/deliver"),
+        dir.path(),
+    );
+    dir
+}
+
+/// The servers one test delivers to, and the environment that points the
+/// project at them.
+struct Servers {
+    smtp: SmtpServer,
+    http: HttpStub,
+}
+
+impl Servers {
+    fn start() -> Servers {
+        Servers {
+            smtp: SmtpServer::start(),
+            http: HttpStub::start_with_auth("AC-test", "token-test"),
+        }
+    }
+
+    fn env(&self) -> Vec<(&'static str, String)> {
+        let base = self.http.base_url();
+        vec![
+            ("JOURNEYC_TEST_SMTP_URL", self.smtp.url()),
+            ("JOURNEYC_TEST_SMS_URL", base.clone()),
+            ("JOURNEYC_TEST_SMS_SID", "AC-test".into()),
+            ("JOURNEYC_TEST_SMS_TOKEN", "token-test".into()),
+            ("JOURNEYC_TEST_CRM_URL", format!("{base}/crm")),
+            ("JOURNEYC_TEST_TEAM_URL", format!("{base}/team")),
+            ("JOURNEYC_UNSUBSCRIBE_SECRET", SECRET.into()),
+        ]
+    }
+}
+
+fn command(dir: &Path, servers: &Servers, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_journeyc"));
+    command.args(args).current_dir(dir).envs(servers.env());
+    command
+}
+
+fn run(dir: &Path, servers: &Servers, args: &[&str]) -> Output {
+    command(dir, servers, args).output().expect("journeyc runs")
+}
+
+fn ok(output: &Output) -> String {
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).expect("UTF-8")
+}
+
+/// `deliver --format json` at `now`; returns the summary.
+fn deliver(dir: &Path, servers: &Servers, now: &str, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["deliver", "--now", now, "--format", "json"];
+    args.extend(extra);
+    let output = run(dir, servers, &args);
+    assert!(
+        matches!(output.status.code(), Some(0 | 1)),
+        "deliver at {now}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON summary")
+}
+
+fn import_contacts(dir: &Path, servers: &Servers, csv: &str) {
+    std::fs::write(dir.join("contacts.csv"), csv).expect("write");
+    ok(&run(
+        dir,
+        servers,
+        &[
+            "import",
+            "contacts",
+            "contacts.csv",
+            "--now",
+            "2026-03-01T00:00:00Z",
+        ],
+    ));
+}
+
+/// One outbox row as stored, with what delivery recorded.
+#[derive(Debug, Clone)]
+struct Row {
+    key: String,
+    contact: String,
+    channel: String,
+    template: String,
+    status: String,
+    attempts: u32,
+    provider_id: Option<String>,
+}
+
+fn outbox(dir: &Path) -> Vec<Row> {
+    let connection = rusqlite::Connection::open(dir.join("journeyc.db")).expect("open");
+    let mut statement = connection
+        .prepare("SELECT key, contact_id, channel, template, status, attempts, provider_id FROM outbox ORDER BY id")
+        .expect("prepare");
+    statement
+        .query_map([], |row| {
+            Ok(Row {
+                key: row.get(0)?,
+                contact: row.get(1)?,
+                channel: row.get(2)?,
+                template: row.get(3)?,
+                status: row.get(4)?,
+                attempts: row.get(5)?,
+                provider_id: row.get(6)?,
+            })
+        })
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+fn suppressions(dir: &Path) -> Vec<(String, String)> {
+    let connection = rusqlite::Connection::open(dir.join("journeyc.db")).expect("open");
+    let mut statement = connection
+        .prepare("SELECT address, channel FROM suppressions ORDER BY address")
+        .expect("prepare");
+    statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+/// The Message-ID journeyc derives from an outbox key.
+fn message_id(key: &str, domain: &str) -> String {
+    let left: String = key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-._".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("{left}@{domain}")
+}
+
+/// How many times the SMTP server accepted each Message-ID.
+fn received_ids(smtp: &SmtpServer) -> BTreeMap<String, usize> {
+    let mut ids = BTreeMap::new();
+    for received in smtp.received() {
+        let id = received
+            .message()
+            .message_id()
+            .expect("every message has a Message-ID")
+            .to_string();
+        *ids.entry(id).or_insert(0) += 1;
+    }
+    ids
+}
+
+const CONTACTS: &str = "id,first_name,stage,email,phone,owner\n\
+c-1,王芳,lead,wang@example.com,+8613800000001,li@qingyuan.example\n\
+c-2,赵强,lead,bounce.zhao@example.com,+8613800000002,\n\
+c-3,孙丽,lead,tempfail2.sun@example.com,+8613800000003,li@qingyuan.example\n\
+c-4,周杰,lead,drop1.zhou@example.com,+8613800000004,\n\
+c-5,吴敏,lead,wu@example.com,+8613800000005,li@qingyuan.example\n";
+
+#[test]
+fn nights_and_deliveries_send_exactly_the_plan_with_faults() {
+    let dir = project();
+    let dir = dir.path();
+    let servers = Servers::start();
+    import_contacts(dir, &servers, CONTACTS);
+    ok(&run(
+        dir,
+        &servers,
+        &["run", "--now", "2026-03-01T02:00:00Z"],
+    ));
+
+    // The SMS provider limits and stumbles on the first three requests; the
+    // number of 吴敏 is not a valid one; the CRM is slow once.
+    servers.http.queue_faults(&["429", "500", "drop"]);
+    servers.http.match_faults("8613800000005", &["400"]);
+    servers.http.match_faults("\"contact\": \"c-1\"", &["slow"]);
+
+    // Day 1: deliveries every few minutes, then more after the backoff.
+    let first = deliver(dir, &servers, "2026-03-01T02:05:00Z", &[]);
+    assert!(
+        first["channels"]["email"]["retried"].as_u64() >= Some(2),
+        "{first}"
+    );
+    for now in [
+        "2026-03-01T02:20:00Z",
+        "2026-03-01T02:50:00Z",
+        "2026-03-01T04:00:00Z",
+    ] {
+        deliver(dir, &servers, now, &[]);
+    }
+    // Night 2 plans the follow-ups (none to the bounced address); they go
+    // out the next morning.
+    ok(&run(
+        dir,
+        &servers,
+        &["run", "--now", "2026-03-02T02:00:00Z"],
+    ));
+    deliver(dir, &servers, "2026-03-02T02:05:00Z", &[]);
+    // Nothing is left to do, and a late delivery sends nothing again.
+    let late = deliver(dir, &servers, "2026-03-05T00:00:00Z", &[]);
+    assert_eq!(late["channels"], serde_json::json!({}), "{late}");
+
+    let rows = outbox(dir);
+    let status_of = |contact: &str, template: &str| -> (String, u32) {
+        let row = rows
+            .iter()
+            .find(|row| row.contact == contact && row.template == template)
+            .unwrap_or_else(|| panic!("no {template} for {contact}: {rows:#?}"));
+        (row.status.clone(), row.attempts)
+    };
+    // What became of each fault.
+    assert_eq!(
+        status_of("c-2", "launch/hello"),
+        ("failed".into(), 1),
+        "hard bounce"
+    );
+    assert_eq!(
+        status_of("c-2", "launch/follow_up").0,
+        "suppressed",
+        "no marketing email goes to a bounced address"
+    );
+    assert_eq!(
+        status_of("c-3", "launch/hello"),
+        ("sent".into(), 3),
+        "451 twice, then 250"
+    );
+    assert_eq!(
+        status_of("c-4", "launch/hello"),
+        ("sent".into(), 2),
+        "a dropped connection is retried"
+    );
+    assert_eq!(
+        status_of("c-5", "launch/code"),
+        ("failed".into(), 1),
+        "HTTP 400"
+    );
+    assert_eq!(
+        suppressions(dir),
+        [
+            ("+8613800000005".to_string(), "sms".to_string()),
+            ("bounce.zhao@example.com".to_string(), "email".to_string()),
+        ]
+    );
+    for row in &rows {
+        let expected = match (
+            row.contact.as_str(),
+            row.channel.as_str(),
+            row.template.as_str(),
+        ) {
+            ("c-2", "email", "launch/hello") | ("c-5", "sms", _) => "failed",
+            ("c-2", "email", "launch/follow_up") => "suppressed",
+            _ => "sent",
+        };
+        assert_eq!(row.status, expected, "{row:?}");
+        if row.status == "sent" {
+            assert!(
+                row.provider_id.is_some(),
+                "the provider's id is kept: {row:?}"
+            );
+        }
+    }
+
+    // Email: the SMTP server got each sent email and task mail exactly
+    // once, under the Message-ID that carries its key, and nothing else.
+    let sent_mail: BTreeMap<String, usize> = rows
+        .iter()
+        .filter(|row| row.status == "sent" && matches!(row.channel.as_str(), "email" | "task"))
+        .map(|row| (message_id(&row.key, "qingyuan.example"), 1))
+        .collect();
+    assert_eq!(received_ids(&servers.smtp), sent_mail);
+    let task_mails: Vec<_> = servers
+        .smtp
+        .received()
+        .into_iter()
+        .filter(|received| {
+            received
+                .rcpt_tos
+                .iter()
+                .any(|to| to.contains("qingyuan.example"))
+        })
+        .collect();
+    let mut task_recipients: Vec<String> = task_mails
+        .iter()
+        .flat_map(|mail| mail.rcpt_tos.clone())
+        .collect();
+    task_recipients.sort();
+    assert_eq!(
+        task_recipients,
+        [
+            "li@qingyuan.example",
+            "li@qingyuan.example",
+            "li@qingyuan.example",
+            "ops@qingyuan.example",
+            "ops@qingyuan.example",
+        ],
+        "tasks go to the owner, else the fallback assignee"
+    );
+
+    // A marketing email as the server got it: MIME, Chinese headers,
+    // one-click unsubscribe.
+    let wang = servers
+        .smtp
+        .received()
+        .into_iter()
+        .find(|received| {
+            received.rcpt_tos == ["wang@example.com"]
+                && received.data.contains("List-Unsubscribe-Post")
+        })
+        .expect("王芳's launch email");
+    let message = wang.message();
+    let subject = message.subject().expect("subject").to_string();
+    assert!(
+        subject == "王芳，新品净水器上市" || subject == "王芳，试用名额还有一些",
+        "{subject}"
+    );
+    assert_eq!(wang.mail_from, "news@qingyuan.example");
+    assert!(message
+        .header_raw("List-Unsubscribe")
+        .is_some_and(|value| value.contains("https://qingyuan.example/unsubscribe")));
+    assert!(message
+        .body_text(0)
+        .is_some_and(|text| text.contains("王芳，您好")));
+
+    // HTTP: every sent SMS, webhook and task post was accepted exactly
+    // once, with the row's key as its Idempotency-Key; the faults before
+    // were retried.
+    let requests = servers.http.requests();
+    let accepted = |path: &dyn Fn(&str) -> bool, success: &str| -> BTreeMap<String, usize> {
+        requests
+            .iter()
+            .filter(|request| request["path"].as_str().is_some_and(path))
+            .filter(|request| request["outcome"] == success)
+            .fold(BTreeMap::new(), |mut keys, request| {
+                let key = request["headers"]["idempotency-key"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string();
+                *keys.entry(key).or_insert(0) += 1;
+                keys
+            })
+    };
+    let sent_on = |channel: &str| -> BTreeMap<String, usize> {
+        rows.iter()
+            .filter(|row| row.channel == channel && row.status == "sent")
+            .map(|row| (row.key.clone(), 1))
+            .collect()
+    };
+    assert_eq!(
+        accepted(&|path| path.ends_with("/Messages.json"), "201"),
+        sent_on("sms")
+    );
+    assert_eq!(accepted(&|path| path == "/crm", "200"), sent_on("webhook"));
+    assert_eq!(accepted(&|path| path == "/team", "200"), sent_on("task"));
+    assert_eq!(sent_on("sms").len(), 4);
+    assert_eq!(sent_on("webhook").len(), 5);
+    assert_eq!(sent_on("task").len(), 5);
+    let mut faults: Vec<&str> = requests
+        .iter()
+        .map(|request| request["outcome"].as_str().unwrap_or(""))
+        .filter(|outcome| !matches!(*outcome, "200" | "201"))
+        .collect();
+    faults.sort_unstable();
+    assert_eq!(
+        faults,
+        ["400", "429", "500", "drop", "slow"],
+        "every fault happened once"
+    );
+    let body = requests
+        .iter()
+        .find(|request| {
+            request["outcome"] == "201"
+                && request["body"]
+                    .as_str()
+                    .is_some_and(|body| body.contains("8613800000001"))
+        })
+        .and_then(|request| request["body"].as_str())
+        .expect("王芳's SMS");
+    assert!(body.contains("From=%2B8610690000"), "{body}");
+    assert!(
+        body.contains("QYC-1"),
+        "the code is made from the contact's id: {body}"
+    );
+
+    // The team robot got the task in its own JSON.
+    let posts = |path: &str| -> Vec<&serde_json::Value> {
+        requests
+            .iter()
+            .filter(|request| request["path"] == path && request["outcome"] == "200")
+            .collect()
+    };
+    let team: serde_json::Value =
+        serde_json::from_str(posts("/team")[0]["body"].as_str().expect("body")).expect("JSON body");
+    assert_eq!(team["msgtype"], "text");
+    assert!(
+        team["text"]["content"]
+            .as_str()
+            .is_some_and(|content| content.contains("打电话")),
+        "{team}"
+    );
+    assert!(requests
+        .iter()
+        .any(|request| request["path"] == "/crm" && request["outcome"] == "slow"));
+}
+
+/// Many emails to one contact each, for the crash and concurrency tests.
+fn crowd(count: usize) -> String {
+    let mut csv = String::from("id,first_name,stage,email,phone,owner\n");
+    for index in 0..count {
+        writeln!(
+            csv,
+            "p-{index:04},客户{index},lead,person{index}@example.com,,"
+        )
+        .expect("write");
+    }
+    csv
+}
+
+fn with_rate(dir: &Path, rate: u32) {
+    let path: PathBuf = dir.join("journeyc.yaml");
+    let text = std::fs::read_to_string(&path).expect("read");
+    let text = text.replace("connections: 4,", &format!("connections: 4, rate: {rate},"));
+    std::fs::write(&path, text).expect("write");
+}
+
+#[test]
+fn a_killed_deliver_resends_only_what_was_in_flight() {
+    let dir = project();
+    let dir = dir.path();
+    with_rate(dir, 60);
+    let servers = Servers::start();
+    import_contacts(dir, &servers, &crowd(300));
+    ok(&run(
+        dir,
+        &servers,
+        &["run", "--now", "2026-03-01T02:00:00Z"],
+    ));
+
+    let mut child = command(
+        dir,
+        &servers,
+        &[
+            "deliver",
+            "--now",
+            "2026-03-01T02:05:00Z",
+            "--channel",
+            "email",
+        ],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .expect("deliver starts");
+    servers.smtp.wait_for(60, Duration::from_secs(30));
+    child.kill().expect("kill");
+    child.wait().expect("reaped");
+
+    let after_kill = outbox(dir);
+    let in_flight: BTreeSet<String> = after_kill
+        .iter()
+        .filter(|row| row.status == "sending")
+        .map(|row| message_id(&row.key, "qingyuan.example"))
+        .collect();
+    let sent_before: BTreeSet<String> = after_kill
+        .iter()
+        .filter(|row| row.status == "sent")
+        .map(|row| message_id(&row.key, "qingyuan.example"))
+        .collect();
+    assert!(!sent_before.is_empty() && after_kill.iter().any(|row| row.status == "pending"));
+
+    // Right away, a new deliver leaves the claimed rows alone (their claim
+    // is fresh) and sends the rest.
+    deliver(
+        dir,
+        &servers,
+        "2026-03-01T02:06:00Z",
+        &["--channel", "email"],
+    );
+    // After the lease, the rows the killed process held are sent again.
+    deliver(
+        dir,
+        &servers,
+        "2026-03-01T02:30:00Z",
+        &["--channel", "email"],
+    );
+
+    let rows = outbox(dir);
+    assert!(
+        rows.iter()
+            .filter(|row| row.channel == "email")
+            .all(|row| row.status == "sent"),
+        "every email went out: {:?}",
+        rows.iter()
+            .filter(|row| row.channel == "email" && row.status != "sent")
+            .collect::<Vec<_>>()
+    );
+    let received = received_ids(&servers.smtp);
+    let expected: BTreeSet<String> = rows
+        .iter()
+        .filter(|row| row.channel == "email")
+        .map(|row| message_id(&row.key, "qingyuan.example"))
+        .collect();
+    assert_eq!(received.keys().cloned().collect::<BTreeSet<_>>(), expected);
+    for (id, count) in &received {
+        assert!(
+            *count == 1 || (*count == 2 && in_flight.contains(id)),
+            "{id} arrived {count} times; only messages in flight at the kill may arrive twice"
+        );
+        if sent_before.contains(id) {
+            assert_eq!(*count, 1, "{id} was marked sent before the kill");
+        }
+    }
+}
+
+#[test]
+fn two_concurrent_delivers_never_share_a_row() {
+    let dir = project();
+    let dir = dir.path();
+    let servers = Servers::start();
+    import_contacts(dir, &servers, &crowd(400));
+    ok(&run(
+        dir,
+        &servers,
+        &["run", "--now", "2026-03-01T02:00:00Z"],
+    ));
+
+    let spawn = || {
+        command(
+            dir,
+            &servers,
+            &[
+                "deliver",
+                "--now",
+                "2026-03-01T02:05:00Z",
+                "--channel",
+                "email",
+                "--format",
+                "json",
+            ],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("deliver starts")
+    };
+    let (first, second) = (spawn(), spawn());
+    let sent: Vec<u64> = [first, second]
+        .into_iter()
+        .map(|child| {
+            let output = child.wait_with_output().expect("finished");
+            let summary: serde_json::Value = serde_json::from_str(&ok(&output)).expect("JSON");
+            summary["channels"]["email"]["sent"].as_u64().unwrap_or(0)
+        })
+        .collect();
+    assert_eq!(sent.iter().sum::<u64>(), 400, "{sent:?}");
+    assert!(
+        sent.iter().all(|sent| *sent > 0),
+        "both worked at once: {sent:?}"
+    );
+    let received = received_ids(&servers.smtp);
+    assert_eq!(received.len(), 400);
+    assert!(
+        received.values().all(|count| *count == 1),
+        "a row was sent twice"
+    );
+    assert!(outbox(dir)
+        .iter()
+        .filter(|row| row.channel == "email")
+        .all(|row| row.status == "sent"));
+}
