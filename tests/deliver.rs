@@ -595,3 +595,303 @@ fn two_concurrent_delivers_never_share_a_row() {
         .filter(|row| row.channel == "email")
         .all(|row| row.status == "sent"));
 }
+
+/// Replaces a line of the copied settings.
+fn edit_settings(dir: &Path, from: &str, to: &str) {
+    let path = dir.join("journeyc.yaml");
+    let text = std::fs::read_to_string(&path).expect("read");
+    assert!(text.contains(from), "the settings have no {from:?}");
+    std::fs::write(&path, text.replacen(from, to, 1)).expect("write");
+}
+
+#[test]
+fn file_transports_write_what_is_due_and_tasks_are_listed() {
+    let dir = project();
+    let dir = dir.path();
+    edit_settings(
+        dir,
+        "transport: { url_env: JOURNEYC_TEST_SMTP_URL, connections: 4, timeout: 5s }",
+        "transport: { url: \"file:out/mail\" }",
+    );
+    edit_settings(
+        dir,
+        "kind: twilio\n      url_env: JOURNEYC_TEST_SMS_URL",
+        "kind: file\n      url: out/sms",
+    );
+    edit_settings(
+        dir,
+        "  task: { fallback_assignee: \"ops@qingyuan.example\", email: true, webhook: team }",
+        "  task: { fallback_assignee: \"ops@qingyuan.example\" }",
+    );
+    let servers = Servers::start();
+    import_contacts(
+        dir,
+        &servers,
+        "id,first_name,stage,email,phone,owner\nc-1,王芳,lead,wang@example.com,+8613800000001,li@qingyuan.example\n",
+    );
+    ok(&run(
+        dir,
+        &servers,
+        &["run", "--now", "2026-03-01T02:00:00Z"],
+    ));
+    let summary = deliver(
+        dir,
+        &servers,
+        "2026-03-01T02:05:00Z",
+        &["--channel", "email", "--channel", "sms"],
+    );
+    assert_eq!(summary["channels"]["email"]["sent"], 1, "{summary}");
+    assert_eq!(summary["channels"]["sms"]["sent"], 1, "{summary}");
+
+    let mail = std::fs::read_to_string(dir.join("out/mail/1-email-1.eml"))
+        .expect("the .eml, named by its key");
+    let message = mail_parser::MessageParser::default()
+        .parse(mail.as_bytes())
+        .expect("MIME");
+    assert_eq!(message.subject(), Some("王芳，新品净水器上市"));
+    assert_eq!(message.message_id(), Some("1-email-1@qingyuan.example"));
+    let sms: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("out/sms/1-sms-1.json")).expect("the SMS file"),
+    )
+    .expect("JSON");
+    assert_eq!(sms["to"], "+8613800000001");
+    assert_eq!(sms["body"], "王芳，您的试用申请码是 QYC-1。");
+
+    // The task goes nowhere by itself: `journeyc tasks` is where it is read.
+    let tasks = ok(&run(
+        dir,
+        &servers,
+        &["tasks", "--now", "2026-03-01T03:00:00Z"],
+    ));
+    assert_eq!(
+        tasks,
+        "2026-03-01 08:00 CST  li@qingyuan.example  c-1 (launch task@1), due within 1d  [pending]\n    给 王芳 打电话：介绍新品试用\n"
+    );
+    let mine = ok(&run(
+        dir,
+        &servers,
+        &[
+            "tasks",
+            "--now",
+            "2026-03-01T03:00:00Z",
+            "--assignee",
+            "ops@qingyuan.example",
+        ],
+    ));
+    assert_eq!(
+        mine,
+        "no tasks from 2026-02-22T03:00:00Z to 2026-03-02T03:00:00Z\n"
+    );
+}
+
+#[test]
+fn a_json_webhook_carries_sms_to_other_providers() {
+    let dir = project();
+    let dir = dir.path();
+    edit_settings(
+        dir,
+        "      kind: twilio\n      url_env: JOURNEYC_TEST_SMS_URL\n",
+        "      kind: webhook\n      url_env: JOURNEYC_TEST_SMS_HOOK\n      \
+         body: '{\"phone\": {{ to | tojson }}, \"sign\": {{ from | tojson }}, \"text\": {{ body | tojson }}, \"outId\": {{ key | tojson }}}'\n      \
+         headers_env: { Authorization: JOURNEYC_TEST_SMS_AUTH }\n",
+    );
+    let servers = Servers::start();
+    import_contacts(
+        dir,
+        &servers,
+        "id,first_name,stage,email,phone,owner\nc-1,王芳,lead,wang@example.com,+8613800000001,\n",
+    );
+    ok(&run(
+        dir,
+        &servers,
+        &["run", "--now", "2026-03-01T02:00:00Z"],
+    ));
+    servers.http.queue_faults(&["500"]);
+    let mut env_command = command(
+        dir,
+        &servers,
+        &[
+            "deliver",
+            "--now",
+            "2026-03-01T02:05:00Z",
+            "--channel",
+            "sms",
+            "--format",
+            "json",
+        ],
+    );
+    env_command
+        .env(
+            "JOURNEYC_TEST_SMS_HOOK",
+            format!("{}/sms/send", servers.http.base_url()),
+        )
+        .env("JOURNEYC_TEST_SMS_AUTH", "Bearer sms-token");
+    let first: serde_json::Value =
+        serde_json::from_str(&ok(&env_command.output().expect("runs"))).expect("JSON");
+    assert_eq!(first["channels"]["sms"]["retried"], 1, "{first}");
+    // Before the backoff is over nothing is tried again; after it, it is.
+    let mut again = |now: &str| -> serde_json::Value {
+        let mut command = command(
+            dir,
+            &servers,
+            &[
+                "deliver",
+                "--now",
+                now,
+                "--channel",
+                "sms",
+                "--format",
+                "json",
+            ],
+        );
+        command
+            .env(
+                "JOURNEYC_TEST_SMS_HOOK",
+                format!("{}/sms/send", servers.http.base_url()),
+            )
+            .env("JOURNEYC_TEST_SMS_AUTH", "Bearer sms-token");
+        serde_json::from_str(&ok(&command.output().expect("runs"))).expect("JSON")
+    };
+    assert_eq!(
+        again("2026-03-01T02:10:00Z")["channels"],
+        serde_json::json!({})
+    );
+    assert_eq!(again("2026-03-01T02:20:00Z")["channels"]["sms"]["sent"], 1);
+
+    let requests = servers.http.requests();
+    assert_eq!(requests.len(), 2);
+    for request in &requests {
+        assert_eq!(request["path"], "/sms/send");
+        assert_eq!(request["headers"]["authorization"], "Bearer sms-token");
+        assert_eq!(request["headers"]["content-type"], "application/json");
+        assert_eq!(request["headers"]["idempotency-key"], "1/sms@1");
+        let body: serde_json::Value =
+            serde_json::from_str(request["body"].as_str().expect("body")).expect("a JSON body");
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "phone": "+8613800000001",
+                "sign": "+8610690000",
+                "text": "王芳，您的试用申请码是 QYC-1。",
+                "outId": "1/sms@1",
+            })
+        );
+    }
+    let sent = outbox(dir)
+        .into_iter()
+        .find(|row| row.channel == "sms")
+        .expect("the SMS row");
+    assert_eq!((sent.status.as_str(), sent.attempts), ("sent", 2));
+    assert_eq!(
+        sent.provider_id.as_deref(),
+        Some("wh-1"),
+        "the provider's id from its answer"
+    );
+}
+
+#[test]
+fn what_cannot_be_sent_is_said_before_anything_is_claimed() {
+    let dir = project();
+    let dir = dir.path();
+    let servers = Servers::start();
+    import_contacts(
+        dir,
+        &servers,
+        "id,first_name,stage,email,phone,owner\nc-1,王芳,lead,wang@example.com,+8613800000001,\n",
+    );
+    ok(&run(
+        dir,
+        &servers,
+        &["run", "--now", "2026-03-01T02:00:00Z"],
+    ));
+    // The SMTP URL's variable is not set.
+    let output = command(dir, &servers, &["deliver", "--now", "2026-03-01T02:05:00Z"])
+        .env_remove("JOURNEYC_TEST_SMTP_URL")
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "error: channels.email.transport: the environment variable `JOURNEYC_TEST_SMTP_URL` is not set\n"
+    );
+    // No transport at all for SMS.
+    edit_settings(
+        dir,
+        "      kind: twilio\n",
+        "      kind: twilio\n      bogus: 1\n",
+    );
+    let output = run(dir, &servers, &["deliver", "--now", "2026-03-01T02:05:00Z"]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a settings error is a check error"
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown setting `bogus`"));
+    let output = run(dir, &servers, &["deliver", "--channel", "fax"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr)
+        .contains("the channels are email, sms, task and webhook"));
+    assert!(
+        outbox(dir)
+            .iter()
+            .all(|row| row.status == "pending" && row.attempts == 0),
+        "nothing was claimed"
+    );
+}
+
+#[test]
+fn a_late_message_expires_and_temporary_failures_end() {
+    let dir = project();
+    let dir = dir.path();
+    std::fs::write(
+        dir.join("journeys/launch.journey"),
+        "journey launch {\n  entry on stage \"lead\"\n  sms \"launch/code\" expires after 1h\n  email \"launch/hello\"\n}\n",
+    )
+    .expect("write");
+    let servers = Servers::start();
+    import_contacts(
+        dir,
+        &servers,
+        "id,first_name,stage,email,phone,owner\nc-1,王芳,lead,tempfail9.wang@example.com,+8613800000001,\n",
+    );
+    ok(&run(
+        dir,
+        &servers,
+        &["run", "--now", "2026-03-01T02:00:00Z"],
+    ));
+    // Three hours late: the code is useless now and is not sent; the
+    // email keeps failing (451) and is given up after three attempts.
+    let mut failed = 0;
+    for now in [
+        "2026-03-01T05:00:00Z",
+        "2026-03-01T06:00:00Z",
+        "2026-03-01T08:00:00Z",
+        "2026-03-02T00:00:00Z",
+    ] {
+        let summary = deliver(dir, &servers, now, &[]);
+        failed += summary["channels"]["email"]["failed"].as_u64().unwrap_or(0);
+    }
+    assert_eq!(failed, 1);
+    let rows = outbox(dir);
+    let status = |channel: &str| {
+        rows.iter()
+            .find(|row| row.channel == channel)
+            .map(|row| (row.status.clone(), row.attempts))
+            .expect("row")
+    };
+    assert_eq!(status("sms"), ("expired".to_string(), 1));
+    assert_eq!(status("email"), ("failed".to_string(), 3));
+    assert!(
+        servers.http.requests().is_empty(),
+        "the expired SMS never left"
+    );
+    assert_eq!(
+        servers
+            .smtp
+            .rcpt_log()
+            .iter()
+            .filter(|(_, code)| *code == 451)
+            .count(),
+        3
+    );
+}

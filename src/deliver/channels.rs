@@ -124,7 +124,7 @@ fn env(name: &str) -> Result<String, String> {
 fn url_of(url: Option<&String>, url_env: Option<&String>, what: &str) -> Result<String, String> {
     match (url, url_env) {
         (Some(url), None) => Ok(url.clone()),
-        (None, Some(name)) => env(name),
+        (None, Some(name)) => env(name).map_err(|error| format!("{what}: {error}")),
         (Some(_), Some(_)) => Err(format!("{what}: give `url` or `url_env`, not both")),
         (None, None) => Err(format!("{what}: `url` (or `url_env`) is required")),
     }
@@ -155,7 +155,8 @@ impl EmailSender {
             SmtpTransport::from_url(&url).map_err(|error| format!("{what}: `{url}`: {error}"))?;
         match (&transport.username_env, &transport.password_env) {
             (Some(user), Some(password)) => {
-                builder = builder.credentials(Credentials::new(env(user)?, env(password)?));
+                let read = |name: &str| env(name).map_err(|error| format!("{what}: {error}"));
+                builder = builder.credentials(Credentials::new(read(user)?, read(password)?));
             }
             (None, None) => {}
             _ => {
@@ -318,14 +319,19 @@ impl SmsSender {
                     (None, None) => "https://api.twilio.com".to_string(),
                     (url, url_env) => url_of(url.as_ref(), url_env.as_ref(), what)?,
                 };
-                let sid = env(transport
-                    .account_sid_env
-                    .as_deref()
-                    .unwrap_or("TWILIO_ACCOUNT_SID"))?;
-                let token = env(transport
-                    .auth_token_env
-                    .as_deref()
-                    .unwrap_or("TWILIO_AUTH_TOKEN"))?;
+                let read = |name: &str| env(name).map_err(|error| format!("{what}: {error}"));
+                let sid = read(
+                    transport
+                        .account_sid_env
+                        .as_deref()
+                        .unwrap_or("TWILIO_ACCOUNT_SID"),
+                )?;
+                let token = read(
+                    transport
+                        .auth_token_env
+                        .as_deref()
+                        .unwrap_or("TWILIO_AUTH_TOKEN"),
+                )?;
                 let credentials =
                     base64::engine::general_purpose::STANDARD.encode(format!("{sid}:{token}"));
                 Ok(SmsSender::Twilio {

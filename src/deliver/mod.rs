@@ -947,10 +947,18 @@ pub fn tasks(
         let due = task["due"]
             .as_str()
             .map_or_else(String::new, |due| format!(", due within {due}"));
+        // People read the time in the project's timezone.
+        let at = crate::runner::eval::parse_instant(&field("at")).map_or_else(
+            || field("at"),
+            |at| {
+                at.with_timezone(&settings.timezone.0)
+                    .format("%Y-%m-%d %H:%M %Z")
+                    .to_string()
+            },
+        );
         writeln!(
             out,
-            "{}  {}  {} ({} {}){due}  [{}]\n    {}",
-            field("at"),
+            "{at}  {}  {} ({} {}){due}  [{}]\n    {}",
             field("assignee"),
             field("contact"),
             field("journey"),
