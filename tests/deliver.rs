@@ -730,7 +730,7 @@ fn a_json_webhook_carries_sms_to_other_providers() {
         serde_json::from_str(&ok(&env_command.output().expect("runs"))).expect("JSON");
     assert_eq!(first["channels"]["sms"]["retried"], 1, "{first}");
     // Before the backoff is over nothing is tried again; after it, it is.
-    let mut again = |now: &str| -> serde_json::Value {
+    let again = |now: &str| -> serde_json::Value {
         let mut command = command(
             dir,
             &servers,
