@@ -288,6 +288,18 @@ fn nights_and_deliveries_send_exactly_the_plan_with_faults() {
         }
     }
 
+    // `why` tells what became of each message.
+    let why = ok(&run(dir, &servers, &["why", "c-2"]));
+    assert!(
+        why.contains("launch  email@1  email launch/hello: failed: permanent error (550): 5.1.1 <bounce.zhao@example.com>: Recipient address rejected: User unknown"),
+        "{why}"
+    );
+    let why = ok(&run(dir, &servers, &["why", "c-3"]));
+    assert!(
+        why.contains("email launch/hello: sent after 3 attempts at 2026-03-01T02:50:00Z (Q"),
+        "{why}"
+    );
+
     // Email: the SMTP server got each sent email and task mail exactly
     // once, under the Message-ID that carries its key, and nothing else.
     let sent_mail: BTreeMap<String, usize> = rows

@@ -398,11 +398,15 @@ pub fn why(
             .iter()
             .map(|transition| serde_json::json!({"journey": transition.journey, "from": transition.from_step, "to": transition.to_step, "reason": transition.reason, "at": transition.at}))
             .collect();
-        let outbox: Vec<_> = outbox
+        let mut rows = Vec::new();
+        for row in outbox
             .iter()
             .filter(|row| journey.is_none_or(|journey| row.journey == journey))
-            .map(|row| serde_json::json!({"journey": row.journey, "step": row.step, "channel": row.channel, "template": row.template, "send_at": row.send_at, "status": row.status}))
-            .collect();
+        {
+            let delivered = delivered(&store, &row.key)?;
+            rows.push(serde_json::json!({"journey": row.journey, "step": row.step, "channel": row.channel, "template": row.template, "send_at": row.send_at, "status": row.status, "attempts": delivered.attempts, "sent_at": delivered.sent_at, "provider_id": delivered.provider_id, "error": delivered.error}));
+        }
+        let outbox = rows;
         writeln!(
             out,
             "{}",
@@ -430,5 +434,42 @@ pub fn why(
             transition.at, transition.journey, transition.reason
         )?;
     }
+    // What became of the messages once they were planned.
+    for row in outbox
+        .iter()
+        .filter(|row| journey.is_none_or(|journey| row.journey == journey))
+        .filter(|row| !matches!(row.status.as_str(), "pending" | "skipped" | "suppressed"))
+    {
+        let delivered = delivered(&store, &row.key)?;
+        let attempts = match delivered.attempts {
+            1 => String::new(),
+            count => format!(" after {count} attempts"),
+        };
+        let outcome = match row.status.as_str() {
+            "sent" => format!(
+                "sent{attempts} at {}{}",
+                delivered.sent_at.unwrap_or_default(),
+                delivered
+                    .provider_id
+                    .map_or_else(String::new, |id| format!(" ({id})"))
+            ),
+            "failed" => format!("failed{attempts}: {}", delivered.error.unwrap_or_default()),
+            "sending" => "being sent".to_string(),
+            other => other.to_string(),
+        };
+        writeln!(
+            out,
+            "{}  {}  {}  {} {}: {outcome}",
+            row.send_at, row.journey, row.step, row.channel, row.template
+        )?;
+    }
     Ok(Status::Success)
+}
+
+fn delivered(store: &SqliteStore, key: &str) -> Result<crate::store::Delivered, CommandError> {
+    use crate::store::Outbox as _;
+    Ok(store
+        .delivered(key)
+        .map_err(|error| usage(error.to_string()))?
+        .unwrap_or_default())
 }
