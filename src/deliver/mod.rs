@@ -969,3 +969,139 @@ pub fn tasks(
     }
     Ok(Status::Success)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        let mut sources = crate::span::SourceMap::new();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journeyc.yaml");
+        std::fs::write(
+            &path,
+            "delivery: { attempts: 4, backoff: 1m, max_backoff: 5m }\n",
+        )
+        .unwrap();
+        Settings::load(&path, &mut sources).unwrap().unwrap()
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_with_bounded_jitter() {
+        let settings = settings();
+        let now = crate::runner::eval::parse_instant("2026-03-01T00:00:00Z").unwrap();
+        let waits: Vec<f64> = (1..=5)
+            .map(|attempt| {
+                let at = retry_at(&settings, now, "7/email@1", attempt, None);
+                (at - now).as_seconds_f64()
+            })
+            .collect();
+        // 1m, 2m, 4m, then capped at 5m; each plus 0-25 % jitter.
+        for (wait, base) in waits.iter().zip([60.0, 120.0, 240.0, 300.0, 300.0]) {
+            assert!(*wait >= base && *wait < base * 1.25, "{waits:?}");
+        }
+        // The same key and attempt always wait the same; another key not.
+        assert_eq!(
+            retry_at(&settings, now, "7/email@1", 2, None),
+            retry_at(&settings, now, "7/email@1", 2, None)
+        );
+        assert_ne!(
+            retry_at(&settings, now, "7/email@1", 2, None),
+            retry_at(&settings, now, "8/email@1", 2, None)
+        );
+        // A provider's Retry-After longer than the backoff wins.
+        let asked = retry_at(
+            &settings,
+            now,
+            "7/email@1",
+            1,
+            Some(Duration::from_secs(900)),
+        );
+        assert_eq!((asked - now).num_seconds(), 900);
+    }
+
+    #[test]
+    fn the_last_temporary_failure_fails_and_a_bounce_suppresses() {
+        let settings = settings();
+        let now = crate::runner::eval::parse_instant("2026-03-01T00:00:00Z").unwrap();
+        let claimed = |attempts: u32| Claimed {
+            id: 1,
+            row: crate::store::OutboxRow {
+                key: "7/email@1".into(),
+                enrolment_id: 7,
+                contact_id: "c-1".into(),
+                journey: "launch".into(),
+                step: "email@1".into(),
+                channel: "email".into(),
+                template: "launch/hello".into(),
+                kind: "marketing".into(),
+                send_at: "2026-03-01T00:00:00Z".into(),
+                expires_at: None,
+                status: "sending".into(),
+            },
+            attempts,
+            trigger_event: None,
+            progress: None,
+        };
+        let temporary = || Attempt::Temporary {
+            error: "451 try later".into(),
+            retry_after: None,
+        };
+        assert!(matches!(
+            settle(&settings, now, &claimed(3), None, None, temporary()),
+            Settle::Retry { .. }
+        ));
+        assert_eq!(
+            settle(&settings, now, &claimed(4), None, None, temporary()),
+            Settle::Failed {
+                error: "gave up after 4 attempts: 451 try later".into(),
+                suppression: None
+            }
+        );
+        let bounced = settle(
+            &settings,
+            now,
+            &claimed(1),
+            Some(" Li@Example.com"),
+            None,
+            Attempt::Permanent {
+                error: "550 no such user".into(),
+                bounce: Some("bounced"),
+            },
+        );
+        let Settle::Failed {
+            suppression: Some(suppression),
+            ..
+        } = bounced
+        else {
+            panic!("{bounced:?}");
+        };
+        assert_eq!(
+            (
+                suppression.address.as_str(),
+                suppression.channel.as_str(),
+                suppression.reason.as_str()
+            ),
+            ("li@example.com", "email", "bounced: 550 no such user")
+        );
+    }
+
+    #[test]
+    fn the_pace_spaces_sends_at_the_rate() {
+        let pace = Pace::new(&crate::settings::Sending {
+            connections: 1,
+            rate: Some(200.0),
+            timeout: crate::settings::Seconds(1.0),
+        });
+        let started = Instant::now();
+        for _ in 0..11 {
+            pace.wait();
+        }
+        // Ten intervals of 5 ms at least (sleeping never ends early).
+        assert!(
+            started.elapsed() >= Duration::from_millis(50),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}
