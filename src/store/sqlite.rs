@@ -745,28 +745,46 @@ impl Outbox for SqliteStore {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(database)?;
         let placeholders = vec!["?"; channels.len()].join(", ");
-        let select = format!(
-            "SELECT id FROM (
-               SELECT id, attempt_at AS at FROM outbox
-                 WHERE status = 'pending' AND attempt_at <= ? AND channel IN ({placeholders})
-               UNION ALL
-               SELECT id, claimed_at AS at FROM outbox
-                 WHERE status = 'sending' AND claimed_at <= ? AND channel IN ({placeholders})
-             ) ORDER BY at, id LIMIT ?"
-        );
-        let mut values: Vec<rusqlite::types::Value> = Vec::new();
-        values.push(now.to_string().into());
-        values.extend(channels.iter().map(|channel| (*channel).to_string().into()));
-        values.push(stale_before.to_string().into());
-        values.extend(channels.iter().map(|channel| (*channel).to_string().into()));
-        values.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
-        let ids: Vec<i64> = {
-            let mut statement = transaction.prepare_cached(&select).map_err(database)?;
+        let channel_values = || {
+            channels
+                .iter()
+                .map(|channel| rusqlite::types::Value::from((*channel).to_string()))
+        };
+        let limit_value = i64::try_from(limit).unwrap_or(i64::MAX);
+        // Two reads, each walking the index (status, attempt_at) or
+        // (status, claimed_at) in order and stopping at the limit: a big
+        // outbox is never sorted whole. Stale claims first: they are the
+        // oldest work.
+        let mut ids: Vec<i64> = Vec::new();
+        for (query, cutoff) in [
+            (
+                format!(
+                    "SELECT id FROM outbox WHERE status = 'sending' AND claimed_at <= ? AND channel IN ({placeholders}) ORDER BY claimed_at LIMIT ?"
+                ),
+                stale_before,
+            ),
+            (
+                format!(
+                    "SELECT id FROM outbox WHERE status = 'pending' AND attempt_at <= ? AND channel IN ({placeholders}) ORDER BY attempt_at LIMIT ?"
+                ),
+                now,
+            ),
+        ] {
+            let remaining = limit_value - i64::try_from(ids.len()).unwrap_or(0);
+            if remaining <= 0 {
+                break;
+            }
+            let mut values: Vec<rusqlite::types::Value> = vec![cutoff.to_string().into()];
+            values.extend(channel_values());
+            values.push(remaining.into());
+            let mut statement = transaction.prepare_cached(&query).map_err(database)?;
             let rows = statement
                 .query_map(rusqlite::params_from_iter(values), |row| row.get(0))
                 .map_err(database)?;
-            rows.collect::<Result<_, _>>().map_err(database)?
-        };
+            for id in rows {
+                ids.push(id.map_err(database)?);
+            }
+        }
         let mut claimed = Vec::with_capacity(ids.len());
         {
             let mut update = transaction
