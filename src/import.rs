@@ -528,35 +528,34 @@ fn event_row(settings: &Settings, cells: &Map<String, Json>) -> Result<Event, St
 /// What an unsubscribe, bounce or complaint puts on the suppression list:
 /// the address given, else the contact's own on that channel. A soft bounce
 /// puts nothing there.
-fn suppression(event: &Event, contact: Option<&Contact>) -> Result<Option<Suppression>, String> {
+fn suppression(event: &Event, contact: Option<&Contact>) -> Option<Suppression> {
     if !SUPPRESSION_EVENTS.contains(&event.name.as_str()) {
-        return Ok(None);
+        return None;
     }
     let property = |name: &str| event.properties.get(name).and_then(Json::as_str);
     if event.name == "bounced" && property("type") == Some("soft") {
-        return Ok(None);
+        return None;
     }
     let channel = property("channel").unwrap_or("email");
     let field = if channel == "sms" { "phone" } else { "email" };
-    let address = property("address")
+    // A contact without an address on that channel has nothing to
+    // suppress; its event is still recorded (journeys exit on it).
+    let Some(address) = property("address")
         .or_else(|| contact.and_then(|contact| contact.fields.get(field)?.as_str()))
         .filter(|address| !address.trim().is_empty())
-        .ok_or_else(|| {
-            format!(
-                "`{}` needs an `address`: contact `{}` has no {field}",
-                event.name, event.contact_id
-            )
-        })?;
+    else {
+        return None;
+    };
     let reason = match property("reason") {
         Some(reason) if !reason.trim().is_empty() => format!("{}: {}", event.name, reason.trim()),
         _ => event.name.clone(),
     };
-    Ok(Some(Suppression {
+    Some(Suppression {
         address: normalize_address(channel, address),
         channel: channel.to_string(),
         reason,
         at: event.at.clone(),
-    }))
+    })
 }
 
 /// Imports a file into the store.
@@ -656,16 +655,7 @@ pub fn import(
                             }
                             contact
                         };
-                        let suppression = match suppression(&event, contact.as_ref()) {
-                            Ok(suppression) => suppression,
-                            Err(reason) => {
-                                report.rejected.push(Rejected {
-                                    line: row.line,
-                                    reason,
-                                });
-                                continue;
-                            }
-                        };
+                        let suppression = suppression(&event, contact.as_ref());
                         let newly_suppressed = match &suppression {
                             Some(suppression) => sink.suppress(suppression)?,
                             None => false,

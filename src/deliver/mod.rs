@@ -874,6 +874,11 @@ pub fn tasks(
     let mut listed = Vec::new();
     for (row, delivered) in rows {
         let status = row.status.clone();
+        // A listing shows expired tasks too (their status says so).
+        let row = crate::store::OutboxRow {
+            expires_at: None,
+            ..row
+        };
         let claimed = Claimed {
             id: 0,
             row,
