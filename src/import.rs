@@ -540,12 +540,9 @@ fn suppression(event: &Event, contact: Option<&Contact>) -> Option<Suppression> 
     let field = if channel == "sms" { "phone" } else { "email" };
     // A contact without an address on that channel has nothing to
     // suppress; its event is still recorded (journeys exit on it).
-    let Some(address) = property("address")
+    let address = property("address")
         .or_else(|| contact.and_then(|contact| contact.fields.get(field)?.as_str()))
-        .filter(|address| !address.trim().is_empty())
-    else {
-        return None;
-    };
+        .filter(|address| !address.trim().is_empty())?;
     let reason = match property("reason") {
         Some(reason) if !reason.trim().is_empty() => format!("{}: {}", event.name, reason.trim()),
         _ => event.name.clone(),
