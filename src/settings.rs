@@ -234,6 +234,10 @@ pub struct EmailTransport {
     pub username_env: Option<String>,
     #[serde(default)]
     pub password_env: Option<String>,
+    /// A PEM file of certificate authorities to trust besides the public
+    /// ones, for a relay with a company CA (relative to this file).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     #[serde(flatten)]
     pub sending: Sending,
 }

@@ -907,3 +907,114 @@ fn a_late_message_expires_and_temporary_failures_end() {
         3
     );
 }
+
+/// Email to a relay that speaks TLS, STARTTLS or from the first byte, with
+/// a certificate from a company CA the project names in `ca_file`.
+fn deliver_over_tls(mode: &str, url: impl Fn(u16) -> String) {
+    let dir = project();
+    let dir = dir.path();
+    let smtp = SmtpServer::start_tls(mode);
+    let servers = Servers {
+        smtp,
+        http: HttpStub::start(),
+    };
+    std::fs::copy(servers.smtp.ca_file(), dir.join("company-ca.pem")).expect("copy the CA");
+    edit_settings(
+        dir,
+        "transport: { url_env: JOURNEYC_TEST_SMTP_URL, connections: 4, timeout: 5s }",
+        "transport: { url_env: JOURNEYC_TEST_SMTP_URL, connections: 4, timeout: 5s, ca_file: company-ca.pem }",
+    );
+    import_contacts(
+        dir,
+        &servers,
+        "id,first_name,stage,email,phone,owner\nc-1,王芳,lead,wang@example.com,,\n",
+    );
+    ok(&run(
+        dir,
+        &servers,
+        &["run", "--now", "2026-03-01T02:00:00Z"],
+    ));
+    let output = command(
+        dir,
+        &servers,
+        &[
+            "deliver",
+            "--now",
+            "2026-03-01T02:05:00Z",
+            "--channel",
+            "email",
+            "--format",
+            "json",
+        ],
+    )
+    .env("JOURNEYC_TEST_SMTP_URL", url(servers.smtp.port))
+    .output()
+    .expect("runs");
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("{}", String::from_utf8_lossy(&output.stderr)));
+    assert_eq!(summary["channels"]["email"]["sent"], 1, "{mode}: {summary}");
+    let received = servers.smtp.wait_for(1, Duration::from_secs(10));
+    assert_eq!(received[0].rcpt_tos, ["wang@example.com"]);
+    assert_eq!(
+        received[0].message().subject(),
+        Some("王芳，新品净水器上市")
+    );
+}
+
+#[test]
+fn email_goes_over_starttls_and_smtps_with_a_company_ca() {
+    deliver_over_tls("starttls", |port| {
+        format!("smtp://127.0.0.1:{port}?tls=required")
+    });
+    deliver_over_tls("implicit", |port| format!("smtps://127.0.0.1:{port}"));
+}
+
+/// Without the company CA the relay's certificate is not trusted: the
+/// attempt fails (to be retried once the settings are fixed) and nothing
+/// goes out in clear.
+#[test]
+fn an_untrusted_certificate_sends_nothing() {
+    let dir = project();
+    let dir = dir.path();
+    let servers = Servers {
+        smtp: SmtpServer::start_tls("starttls"),
+        http: HttpStub::start(),
+    };
+    import_contacts(
+        dir,
+        &servers,
+        "id,first_name,stage,email,phone,owner\nc-1,王芳,lead,wang@example.com,,\n",
+    );
+    ok(&run(
+        dir,
+        &servers,
+        &["run", "--now", "2026-03-01T02:00:00Z"],
+    ));
+    let output = command(
+        dir,
+        &servers,
+        &[
+            "deliver",
+            "--now",
+            "2026-03-01T02:05:00Z",
+            "--channel",
+            "email",
+            "--format",
+            "json",
+        ],
+    )
+    .env(
+        "JOURNEYC_TEST_SMTP_URL",
+        format!("smtp://127.0.0.1:{}?tls=required", servers.smtp.port),
+    )
+    .output()
+    .expect("runs");
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(summary["channels"]["email"]["retried"], 1, "{summary}");
+    assert!(servers.smtp.received().is_empty());
+    let row = outbox(dir)
+        .into_iter()
+        .find(|row| row.channel == "email")
+        .expect("row");
+    assert_eq!(row.status, "pending");
+}

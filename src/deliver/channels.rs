@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::PoolConfig;
 use lettre::{SmtpTransport, Transport as _};
 use serde_json::Value as Json;
@@ -165,6 +166,9 @@ impl EmailSender {
                 ))
             }
         }
+        if let Some(ca_file) = &transport.ca_file {
+            builder = builder.tls(company_tls(&url, &root.join(ca_file), what)?);
+        }
         let connections = u32::try_from(transport.sending.connections.max(1)).unwrap_or(u32::MAX);
         Ok(EmailSender::Smtp(
             builder
@@ -187,6 +191,47 @@ impl EmailSender {
             },
         }
     }
+}
+
+/// TLS as the URL asks for it (`smtps://` from the start; `?tls=required`
+/// or `?tls=opportunistic` by STARTTLS), trusting the CAs of `ca_file` too.
+fn company_tls(url: &str, ca_file: &Path, what: &str) -> Result<Tls, String> {
+    let pem = std::fs::read(ca_file).map_err(|error| {
+        format!(
+            "{what}: cannot read `ca_file` `{}`: {error}",
+            ca_file.display()
+        )
+    })?;
+    let certificate = Certificate::from_pem(&pem).map_err(|error| {
+        format!(
+            "{what}: `{}` is not a PEM certificate: {error}",
+            ca_file.display()
+        )
+    })?;
+    let (scheme, rest) = url.split_once("://").unwrap_or(("smtp", url));
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    let host_port = authority.rsplit('@').next().unwrap_or(authority);
+    let host = if let Some(bracketed) = host_port.strip_prefix('[') {
+        bracketed.split(']').next().unwrap_or(bracketed)
+    } else {
+        host_port.split(':').next().unwrap_or(host_port)
+    };
+    let parameters = TlsParameters::builder(host.to_string())
+        .add_root_certificate(certificate)
+        .build_rustls()
+        .map_err(|error| format!("{what}: {error}"))?;
+    let query = rest.split_once('?').map_or("", |(_, query)| query);
+    Ok(if scheme == "smtps" {
+        Tls::Wrapper(parameters)
+    } else if query.contains("tls=required") {
+        Tls::Required(parameters)
+    } else if query.contains("tls=opportunistic") {
+        Tls::Opportunistic(parameters)
+    } else {
+        return Err(format!(
+            "{what}: `ca_file` is set but `{url}` uses no TLS; use smtps:// or add ?tls=required"
+        ));
+    })
 }
 
 /// The server's id for a message: what follows "queued as", else the

@@ -239,6 +239,14 @@ pub struct SmtpServer {
 
 impl SmtpServer {
     pub fn start() -> SmtpServer {
+        SmtpServer::start_tls("none")
+    }
+
+    /// A server speaking TLS: `"starttls"` (offered, and required before
+    /// MAIL) or `"implicit"` (from the first byte, as smtps://), with a
+    /// certificate for 127.0.0.1 from a CA made for this run (see
+    /// [`SmtpServer::ca_file`]).
+    pub fn start_tls(tls: &str) -> SmtpServer {
         let dir = tempfile::tempdir().expect("temporary folder");
         let path = dir
             .path()
@@ -248,10 +256,15 @@ impl SmtpServer {
         let (process, port) = Process::start(
             "SMTP server",
             &script("smtp_server.py"),
-            &["--port", "0", "--dir", &path],
+            &["--port", "0", "--dir", &path, "--tls", tls],
             dir.path(),
         );
         SmtpServer { port, process, dir }
+    }
+
+    /// The PEM of the CA that signed a TLS server's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
     }
 
     /// `smtp://127.0.0.1:PORT`

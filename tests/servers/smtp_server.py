@@ -114,9 +114,71 @@ class Handler:
         return f"250 2.0.0 Ok: queued as {queue_id}"
 
 
-async def serve(port, directory):
+def tls_context(directory):
+    """A certificate authority and a server certificate for 127.0.0.1 made
+    for this run; the CA goes to DIR/ca.pem for the client to trust."""
+    import datetime
+    import ipaddress
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    span = (now - datetime.timedelta(hours=1), now + datetime.timedelta(days=1))
+
+    def certificate(subject, issuer, key, signing_key, ca):
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(span[0])
+            .not_valid_after(span[1])
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if ca:
+            builder = builder.add_extension(
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+            )
+        else:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+                ),
+                critical=False,
+            ).add_extension(
+                x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+            )
+        return builder.sign(signing_key, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = certificate("journeyc test CA", "journeyc test CA", ca_key, ca_key, True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = certificate("127.0.0.1", "journeyc test CA", key, ca_key, False)
+    pem = serialization.Encoding.PEM
+    with open(os.path.join(directory, "ca.pem"), "wb") as out:
+        out.write(ca.public_bytes(pem))
+    chain = os.path.join(directory, "server.pem")
+    with open(chain, "wb") as out:
+        out.write(leaf.public_bytes(pem) + ca.public_bytes(pem))
+    key_file = os.path.join(directory, "server.key")
+    with open(key_file, "wb") as out:
+        out.write(
+            key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(chain, key_file)
+    return context
+
+
+async def serve(port, directory, tls="none"):
     loop = asyncio.get_running_loop()
     handler = Handler(directory)
+    context = tls_context(directory) if tls != "none" else None
 
     def session():
         return SMTP(
@@ -128,9 +190,18 @@ async def serve(port, directory):
             hostname="journeyc-test-smtp",
             ident="journeyc test SMTP",
             loop=loop,
+            # STARTTLS: offered, and required before MAIL.
+            tls_context=context if tls == "starttls" else None,
+            require_starttls=tls == "starttls",
         )
 
-    server = await loop.create_server(session, host="127.0.0.1", port=port, backlog=512)
+    server = await loop.create_server(
+        session,
+        host="127.0.0.1",
+        port=port,
+        backlog=512,
+        ssl=context if tls == "implicit" else None,
+    )
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -146,9 +217,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--dir", required=True)
+    parser.add_argument("--tls", choices=["none", "starttls", "implicit"], default="none")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    asyncio.run(serve(args.port, args.dir))
+    asyncio.run(serve(args.port, args.dir, args.tls))
 
 
 if __name__ == "__main__":
