@@ -178,6 +178,21 @@ fn received_ids(smtp: &SmtpServer) -> BTreeMap<String, usize> {
     ids
 }
 
+/// 王芳 (`c-1`, with the email, phone and owner given as CSV cells)
+/// imported and planned for the first night.
+fn plan_wang(dir: &Path, servers: &Servers, cells: &str) {
+    import_contacts(
+        dir,
+        servers,
+        &format!("id,first_name,stage,email,phone,owner\nc-1,王芳,lead,{cells}\n"),
+    );
+    ok(&run(
+        dir,
+        servers,
+        &["run", "--now", "2026-03-01T02:00:00Z"],
+    ));
+}
+
 const CONTACTS: &str = "id,first_name,stage,email,phone,owner\n\
 c-1,王芳,lead,wang@example.com,+8613800000001,li@qingyuan.example\n\
 c-2,赵强,lead,bounce.zhao@example.com,+8613800000002,\n\
@@ -636,16 +651,11 @@ fn file_transports_write_what_is_due_and_tasks_are_listed() {
         "  task: { fallback_assignee: \"ops@qingyuan.example\" }",
     );
     let servers = Servers::start();
-    import_contacts(
+    plan_wang(
         dir,
         &servers,
-        "id,first_name,stage,email,phone,owner\nc-1,王芳,lead,wang@example.com,+8613800000001,li@qingyuan.example\n",
+        "wang@example.com,+8613800000001,li@qingyuan.example",
     );
-    ok(&run(
-        dir,
-        &servers,
-        &["run", "--now", "2026-03-01T02:00:00Z"],
-    ));
     let summary = deliver(
         dir,
         &servers,
@@ -708,16 +718,7 @@ fn a_json_webhook_carries_sms_to_other_providers() {
          headers_env: { Authorization: JOURNEYC_TEST_SMS_AUTH }\n",
     );
     let servers = Servers::start();
-    import_contacts(
-        dir,
-        &servers,
-        "id,first_name,stage,email,phone,owner\nc-1,王芳,lead,wang@example.com,+8613800000001,\n",
-    );
-    ok(&run(
-        dir,
-        &servers,
-        &["run", "--now", "2026-03-01T02:00:00Z"],
-    ));
+    plan_wang(dir, &servers, "wang@example.com,+8613800000001,");
     servers.http.queue_faults(&["500"]);
     let mut env_command = command(
         dir,
@@ -806,16 +807,7 @@ fn what_cannot_be_sent_is_said_before_anything_is_claimed() {
     let dir = project();
     let dir = dir.path();
     let servers = Servers::start();
-    import_contacts(
-        dir,
-        &servers,
-        "id,first_name,stage,email,phone,owner\nc-1,王芳,lead,wang@example.com,+8613800000001,\n",
-    );
-    ok(&run(
-        dir,
-        &servers,
-        &["run", "--now", "2026-03-01T02:00:00Z"],
-    ));
+    plan_wang(dir, &servers, "wang@example.com,+8613800000001,");
     // The SMTP URL's variable is not set.
     let output = command(dir, &servers, &["deliver", "--now", "2026-03-01T02:05:00Z"])
         .env_remove("JOURNEYC_TEST_SMTP_URL")
@@ -861,16 +853,7 @@ fn a_late_message_expires_and_temporary_failures_end() {
     )
     .expect("write");
     let servers = Servers::start();
-    import_contacts(
-        dir,
-        &servers,
-        "id,first_name,stage,email,phone,owner\nc-1,王芳,lead,tempfail9.wang@example.com,+8613800000001,\n",
-    );
-    ok(&run(
-        dir,
-        &servers,
-        &["run", "--now", "2026-03-01T02:00:00Z"],
-    ));
+    plan_wang(dir, &servers, "tempfail9.wang@example.com,+8613800000001,");
     // Three hours late: the code is useless now and is not sent; the
     // email keeps failing (451) and is given up after three attempts.
     let mut failed = 0;
@@ -924,16 +907,7 @@ fn deliver_over_tls(mode: &str, url: impl Fn(u16) -> String) {
         "transport: { url_env: JOURNEYC_TEST_SMTP_URL, connections: 4, timeout: 5s }",
         "transport: { url_env: JOURNEYC_TEST_SMTP_URL, connections: 4, timeout: 5s, ca_file: company-ca.pem }",
     );
-    import_contacts(
-        dir,
-        &servers,
-        "id,first_name,stage,email,phone,owner\nc-1,王芳,lead,wang@example.com,,\n",
-    );
-    ok(&run(
-        dir,
-        &servers,
-        &["run", "--now", "2026-03-01T02:00:00Z"],
-    ));
+    plan_wang(dir, &servers, "wang@example.com,,");
     let output = command(
         dir,
         &servers,
@@ -980,16 +954,7 @@ fn an_untrusted_certificate_sends_nothing() {
         smtp: SmtpServer::start_tls("starttls"),
         http: HttpStub::start(),
     };
-    import_contacts(
-        dir,
-        &servers,
-        "id,first_name,stage,email,phone,owner\nc-1,王芳,lead,wang@example.com,,\n",
-    );
-    ok(&run(
-        dir,
-        &servers,
-        &["run", "--now", "2026-03-01T02:00:00Z"],
-    ));
+    plan_wang(dir, &servers, "wang@example.com,,");
     let output = command(
         dir,
         &servers,

@@ -609,14 +609,7 @@ pub fn deliver(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<Status, CommandError> {
-    let now = match &options.now {
-        Some(now) => crate::runner::eval::parse_instant(now).ok_or_else(|| {
-            usage(format!(
-                "`--now {now}` is not an RFC 3339 time such as 2026-11-23T09:00:00+08:00"
-            ))
-        })?,
-        None => Utc::now(),
-    };
+    let now = crate::runner::run::parse_now(options.now.as_deref())?;
     let now_text = text(now);
     for channel in &options.channels {
         if !CHANNELS.contains(&channel.as_str()) {
@@ -854,11 +847,7 @@ pub fn tasks(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<Status, CommandError> {
-    let now = match now {
-        Some(now) => crate::runner::eval::parse_instant(now)
-            .ok_or_else(|| usage(format!("`--now {now}` is not an RFC 3339 time")))?,
-        None => Utc::now(),
-    };
+    let now = crate::runner::run::parse_now(now)?;
     let Some((checked, store)) = crate::runner::run::load(project_path, err)? else {
         return Ok(Status::Problems);
     };

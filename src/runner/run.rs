@@ -29,7 +29,8 @@ fn usage(message: impl Into<String>) -> CommandError {
     CommandError::Usage(message.into())
 }
 
-fn parse_now(now: Option<&str>) -> Result<DateTime<Utc>, CommandError> {
+/// `--now`: an RFC 3339 instant, or the clock.
+pub(crate) fn parse_now(now: Option<&str>) -> Result<DateTime<Utc>, CommandError> {
     match now {
         None => Ok(Utc::now()),
         Some(text) => crate::runner::eval::parse_instant(text).ok_or_else(|| {

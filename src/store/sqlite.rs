@@ -235,6 +235,27 @@ impl ImportSink for Sink<'_> {
     }
 }
 
+/// Whether the address was on the channel's suppression list at `at`.
+fn is_suppressed(
+    connection: &Connection,
+    address: &str,
+    channel: &str,
+    at: &str,
+) -> Result<bool, StoreError> {
+    connection
+        .prepare_cached(
+            "SELECT 1 FROM suppressions WHERE address = ?1 AND channel = ?2 AND at <= ?3",
+        )
+        .and_then(|mut statement| {
+            statement.exists(params![
+                super::normalize_address(channel, address),
+                channel,
+                at
+            ])
+        })
+        .map_err(database)
+}
+
 fn insert_suppression(
     connection: &Connection,
     suppression: &Suppression,
@@ -417,18 +438,7 @@ impl RunBatch for Batch<'_> {
     }
 
     fn suppressed(&mut self, address: &str, channel: &str, at: &str) -> Result<bool, StoreError> {
-        self.transaction
-            .prepare_cached(
-                "SELECT 1 FROM suppressions WHERE address = ?1 AND channel = ?2 AND at <= ?3",
-            )
-            .and_then(|mut statement| {
-                statement.exists(params![
-                    super::normalize_address(channel, address),
-                    channel,
-                    at
-                ])
-            })
-            .map_err(database)
+        is_suppressed(&self.transaction, address, channel, at)
     }
 
     fn save_contact(&mut self, contact: &Contact) -> Result<(), StoreError> {
@@ -896,18 +906,7 @@ impl Outbox for SqliteStore {
     }
 
     fn is_suppressed(&self, address: &str, channel: &str, at: &str) -> Result<bool, StoreError> {
-        self.connection
-            .prepare_cached(
-                "SELECT 1 FROM suppressions WHERE address = ?1 AND channel = ?2 AND at <= ?3",
-            )
-            .and_then(|mut statement| {
-                statement.exists(params![
-                    super::normalize_address(channel, address),
-                    channel,
-                    at
-                ])
-            })
-            .map_err(database)
+        is_suppressed(&self.connection, address, channel, at)
     }
 
     fn due_by_channel(
