@@ -178,7 +178,7 @@ fn text_of(value: Option<&Json>) -> Option<String> {
     }
 }
 
-fn secret(settings: &Settings) -> Option<Vec<u8>> {
+pub(crate) fn secret(settings: &Settings) -> Option<Vec<u8>> {
     let name = settings
         .channels
         .email

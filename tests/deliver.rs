@@ -818,7 +818,18 @@ fn what_cannot_be_sent_is_said_before_anything_is_claimed() {
         String::from_utf8_lossy(&output.stderr),
         "error: channels.email.transport: the environment variable `JOURNEYC_TEST_SMTP_URL` is not set\n"
     );
-    // No transport at all for SMS.
+    // Without the unsubscribe secret no marketing email can be built:
+    // nothing is tried (and so nothing fails for good).
+    let output = command(dir, &servers, &["deliver", "--now", "2026-03-01T02:05:00Z"])
+        .env_remove("JOURNEYC_UNSUBSCRIBE_SECRET")
+        .output()
+        .expect("runs");
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "error: email is due, but marketing email needs its signed unsubscribe link: set `JOURNEYC_UNSUBSCRIBE_SECRET` to the secret (at least 16 bytes) the unsubscribe page checks\n"
+    );
+    // A misspelt transport setting is a settings error.
     edit_settings(
         dir,
         "      kind: twilio\n",

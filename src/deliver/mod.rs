@@ -62,6 +62,18 @@ pub struct Counts {
     pub expired: u64,
 }
 
+/// What one `deliver` did: counts per channel, every failure, and the
+/// temporary ones that wait for a retry.
+#[derive(Debug, Default)]
+struct Report {
+    counts: BTreeMap<String, Counts>,
+    failures: Vec<String>,
+    retries: Vec<String>,
+}
+
+/// Retries listed in the human summary; the rest are counted.
+const RETRIES_SHOWN: usize = 5;
+
 /// A row ready to render and send.
 struct Job<'c> {
     claimed: Claimed,
@@ -69,6 +81,17 @@ struct Job<'c> {
     step_id: String,
     contact: Map<String, Json>,
     event: Map<String, Json>,
+}
+
+/// An error's first line: what the outbox keeps (a template error's
+/// source excerpt is for `journeyc preview`).
+fn first_line(error: &CommandError) -> String {
+    error
+        .to_string()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// What the project set up for sending.
@@ -101,6 +124,19 @@ impl Senders {
         let needs_email = wanted.contains(&"email")
             || (wanted.contains(&"task") && task.is_some_and(|t| t.email));
         if needs_email {
+            let email = settings.channels.email.as_ref();
+            if email.is_some_and(|email| email.unsubscribe_url.is_some())
+                && preview::secret(settings)
+                    .is_none_or(|secret| secret.len() < crate::unsubscribe::MIN_SECRET_LENGTH)
+            {
+                let variable = email
+                    .and_then(|email| email.unsubscribe_secret_env.clone())
+                    .unwrap_or_else(|| crate::unsubscribe::DEFAULT_SECRET_ENV.to_string());
+                return Err(format!(
+                    "email is due, but marketing email needs its signed unsubscribe link: set `{variable}` to the secret (at least {} bytes) the unsubscribe page checks",
+                    crate::unsubscribe::MIN_SECRET_LENGTH
+                ));
+            }
             let transport = email_transport.ok_or(
                 "email is due but `channels.email.transport` is not set in journeyc.yaml (an smtp:// URL, or file:FOLDER)",
             )?;
@@ -381,7 +417,7 @@ fn send(job: &Job<'_>, checked: &Checked, senders: &Senders, now: &str) -> Sent 
             None,
         )
             .into(),
-        Err(error) => (Attempt::permanent(error.to_string()), None).into(),
+        Err(error) => (Attempt::permanent(first_line(&error)), None).into(),
     }
 }
 
@@ -405,7 +441,7 @@ fn send_message(
         now,
     ) {
         Ok(rendered) => rendered,
-        Err(error) => return (Attempt::permanent(error.to_string()), None),
+        Err(error) => return (Attempt::permanent(first_line(&error)), None),
     };
     let key = job.claimed.row.key.as_str();
     match rendered {
@@ -618,7 +654,9 @@ pub fn deliver(
             )));
         }
     }
-    let Some((checked, mut store)) = crate::runner::run::load(project_path, err)? else {
+    let Some((checked, mut store)) =
+        crate::runner::run::load(project_path, err, crate::runner::run::Open::Existing)?
+    else {
         return Ok(Status::Problems);
     };
     let settings = checked
@@ -657,8 +695,8 @@ pub fn deliver(
         })
         .collect();
     let capacity = (threads.values().sum::<usize>() * 8).clamp(16, 2000);
-    let mut counts: BTreeMap<String, Counts> = BTreeMap::new();
-    let mut problems: Vec<String> = Vec::new();
+
+    let mut report = Report::default();
     let started = Instant::now();
 
     std::thread::scope(|scope| -> Result<(), CommandError> {
@@ -746,47 +784,44 @@ pub fn deliver(
             if outcomes.len() >= 200
                 || (!outcomes.is_empty() && last_settle.elapsed() > Duration::from_millis(200))
             {
-                record(
-                    &mut store,
-                    &claimer,
-                    &now_text,
-                    &mut outcomes,
-                    &mut counts,
-                    &mut problems,
-                )?;
+                record(&mut store, &claimer, &now_text, &mut outcomes, &mut report)?;
                 last_settle = Instant::now();
             }
         }
         drop(queues);
-        record(
-            &mut store,
-            &claimer,
-            &now_text,
-            &mut outcomes,
-            &mut counts,
-            &mut problems,
-        )?;
+        record(&mut store, &claimer, &now_text, &mut outcomes, &mut report)?;
         Ok(())
     })?;
 
     let elapsed = started.elapsed().as_secs_f64();
-    let failed: u64 = counts.values().map(|counts| counts.failed).sum();
+    let failed: u64 = report.counts.values().map(|counts| counts.failed).sum();
     if options.json {
         let summary = json!({
             "now": now_text,
-            "channels": counts,
-            "failures": problems,
+            "channels": report.counts,
+            "failures": report.failures,
+            "retries": report.retries,
             "seconds": (elapsed * 1000.0).round() / 1000.0,
         });
         writeln!(out, "{summary}")?;
     } else {
-        for problem in &problems {
+        for problem in &report.failures {
             writeln!(out, "failed: {problem}")?;
         }
-        if counts.is_empty() {
+        for retry in report.retries.iter().take(RETRIES_SHOWN) {
+            writeln!(out, "to retry: {retry}")?;
+        }
+        if report.retries.len() > RETRIES_SHOWN {
+            writeln!(
+                out,
+                "to retry: ... and {} more (`journeyc why CONTACT` tells each)",
+                report.retries.len() - RETRIES_SHOWN
+            )?;
+        }
+        if report.counts.is_empty() {
             writeln!(out, "nothing due at {now_text}")?;
         }
-        for (channel, counts) in &counts {
+        for (channel, counts) in &report.counts {
             writeln!(
                 out,
                 "{channel}: {} sent, {} to retry, {} failed, {} suppressed, {} expired",
@@ -807,8 +842,7 @@ fn record(
     claimer: &str,
     now: &str,
     outcomes: &mut Vec<(i64, Settle, String)>,
-    counts: &mut BTreeMap<String, Counts>,
-    problems: &mut Vec<String>,
+    report: &mut Report,
 ) -> Result<(), CommandError> {
     if outcomes.is_empty() {
         return Ok(());
@@ -821,13 +855,18 @@ fn record(
         .settle(claimer, now, &batch)
         .map_err(|error| usage(error.to_string()))?;
     for (id, outcome, channel) in outcomes.drain(..) {
-        let counts = counts.entry(channel.clone()).or_default();
+        let counts = report.counts.entry(channel.clone()).or_default();
         match outcome {
             Settle::Sent { .. } => counts.sent += 1,
-            Settle::Retry { .. } => counts.retried += 1,
+            Settle::Retry { error, at, .. } => {
+                counts.retried += 1;
+                report
+                    .retries
+                    .push(format!("{channel} #{id} from {at}: {error}"));
+            }
             Settle::Failed { error, .. } => {
                 counts.failed += 1;
-                problems.push(format!("{channel} #{id}: {error}"));
+                report.failures.push(format!("{channel} #{id}: {error}"));
             }
             Settle::Suppressed { .. } => counts.suppressed += 1,
             Settle::Expired => counts.expired += 1,
@@ -848,7 +887,9 @@ pub fn tasks(
     err: &mut dyn Write,
 ) -> Result<Status, CommandError> {
     let now = crate::runner::run::parse_now(now)?;
-    let Some((checked, store)) = crate::runner::run::load(project_path, err)? else {
+    let Some((checked, store)) =
+        crate::runner::run::load(project_path, err, crate::runner::run::Open::Existing)?
+    else {
         return Ok(Status::Problems);
     };
     let settings = checked

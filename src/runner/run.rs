@@ -67,9 +67,18 @@ pub fn version(journey: &CompiledJourney) -> String {
     format!("{hash:016x}")
 }
 
+/// Whether a command may create the store: only `run` (and `import`)
+/// start one; the commands that read or send refuse to make an empty one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Open {
+    Create,
+    Existing,
+}
+
 pub(crate) fn load(
     project_path: Option<&Path>,
     err: &mut dyn Write,
+    open: Open,
 ) -> Result<Option<(Checked, SqliteStore)>, CommandError> {
     let settings_path = project_settings(project_path)?;
     let checked = project::load(&settings_path, &BTreeSet::new())?;
@@ -84,6 +93,13 @@ pub(crate) fn load(
         .settings
         .as_ref()
         .ok_or_else(|| usage("the settings are invalid"))?;
+    let location = store::location(settings);
+    if open == Open::Existing && !location.exists() {
+        return Err(usage(format!(
+            "there is no store at `{}` yet; `journeyc import contacts FILE` and `journeyc run` create it",
+            location.display()
+        )));
+    }
     let store = store::open(settings).map_err(|error| usage(error.to_string()))?;
     Ok(Some((checked, store)))
 }
@@ -125,7 +141,7 @@ pub fn run(
     err: &mut dyn Write,
 ) -> Result<Status, CommandError> {
     let now = parse_now(options.now.as_deref())?;
-    let Some((checked, mut store)) = load(project_path, err)? else {
+    let Some((checked, mut store)) = load(project_path, err, Open::Create)? else {
         return Ok(Status::Problems);
     };
     let _lock = lock(&store)?;
@@ -322,7 +338,7 @@ pub fn status(
     err: &mut dyn Write,
 ) -> Result<Status, CommandError> {
     let now = parse_now(now)?;
-    let Some((_, store)) = load(project_path, err)? else {
+    let Some((_, store)) = load(project_path, err, Open::Existing)? else {
         return Ok(Status::Problems);
     };
     let journeys = store
@@ -378,7 +394,7 @@ pub fn why(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<Status, CommandError> {
-    let Some((_, store)) = load(project_path, err)? else {
+    let Some((_, store)) = load(project_path, err, Open::Existing)? else {
         return Ok(Status::Problems);
     };
     if store
