@@ -12,7 +12,7 @@
 
 pub mod channels;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::Path;
 use std::sync::mpsc;
@@ -207,9 +207,8 @@ fn retry_at(
     wish: Option<Duration>,
 ) -> DateTime<Utc> {
     let delivery = &settings.delivery;
-    let exponent = attempts.saturating_sub(1).min(30);
-    let base =
-        (delivery.backoff.0 * f64::from(1_u32 << exponent.min(20))).min(delivery.max_backoff.0);
+    let exponent = attempts.saturating_sub(1).min(20);
+    let base = (delivery.backoff.0 * f64::from(1_u32 << exponent)).min(delivery.max_backoff.0);
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in key.bytes().chain(attempts.to_le_bytes()) {
         hash ^= u64::from(byte);
@@ -275,13 +274,38 @@ fn address_field(channel: &str) -> Option<&'static str> {
     }
 }
 
+/// The message steps of the project by (journey, step), looked up once
+/// each: a delivery goes through many rows of few steps.
+struct Steps<'c> {
+    checked: &'c Checked,
+    found: HashMap<(String, String), Option<(&'c MessageUse, String)>>,
+}
+
+impl<'c> Steps<'c> {
+    fn new(checked: &'c Checked) -> Steps<'c> {
+        Steps {
+            checked,
+            found: HashMap::new(),
+        }
+    }
+
+    /// A row's step (a repetition `#n` is the same step).
+    fn get(&mut self, journey: &str, step: &str) -> Option<(&'c MessageUse, String)> {
+        let step = step.split('#').next().unwrap_or(step);
+        let checked = self.checked;
+        self.found
+            .entry((journey.to_string(), step.to_string()))
+            .or_insert_with(|| preview::find_step(checked, journey, step).ok())
+            .clone()
+    }
+}
+
 /// Looks a claimed row up in the project and the store; settles at once
 /// what will not be sent.
-fn prepare<'c>(
-    checked: &'c Checked,
+fn prepare<'c, S: Store + Outbox>(
+    steps: &mut Steps<'c>,
     settings: &Settings,
-    store: &dyn Store,
-    outbox: &dyn Outbox,
+    store: &S,
     claimed: Claimed,
     now: &str,
 ) -> Result<Result<Job<'c>, Settle>, CommandError> {
@@ -308,8 +332,7 @@ fn prepare<'c>(
             row.contact_id
         ));
     };
-    let base_step = row.step.split('#').next().unwrap_or(&row.step);
-    let Ok((message_use, step_id)) = preview::find_step(checked, &row.journey, base_step) else {
+    let Some((message_use, step_id)) = steps.get(&row.journey, &row.step) else {
         return failed(format!(
             "journey `{}` has no message step `{}` any more",
             row.journey, row.step
@@ -320,7 +343,7 @@ fn prepare<'c>(
             .and_then(|field| contact.fields.get(field))
             .and_then(Json::as_str)
         {
-            if outbox
+            if store
                 .is_suppressed(address, &row.channel, now)
                 .map_err(|error| usage(error.to_string()))?
             {
@@ -390,59 +413,52 @@ impl From<(Attempt, Option<String>)> for Sent {
     }
 }
 
-/// Renders and sends one job.
-fn send(job: &Job<'_>, checked: &Checked, senders: &Senders, now: &str) -> Sent {
-    let (Some(settings), Some(set)) = (&checked.settings, &checked.templates) else {
-        return (Attempt::permanent("the project has errors"), None).into();
-    };
-    if job.claimed.row.channel != "task" {
-        return send_message(job, checked, senders, now).into();
-    }
-    match preview::render_message(
-        settings,
-        set,
-        job.message_use,
-        &job.step_id,
-        &job.contact,
-        &job.event,
-        now,
-    ) {
-        Ok(Rendered::Task {
-            assignee,
-            text,
-            due,
-        }) => send_task(job, settings, senders, &assignee, &text, due.as_deref()),
-        Ok(_) => (
-            Attempt::permanent("a task step rendered as another kind"),
-            None,
+impl Job<'_> {
+    /// The message for this contact, as `journeyc preview` renders it; an
+    /// error keeps its first line.
+    fn render(&self, checked: &Checked, now: &str) -> Result<Rendered, String> {
+        let (Some(settings), Some(set)) = (&checked.settings, &checked.templates) else {
+            return Err("the project has errors".to_string());
+        };
+        preview::render_message(
+            settings,
+            set,
+            self.message_use,
+            &self.step_id,
+            &self.contact,
+            &self.event,
+            now,
         )
-            .into(),
-        Err(error) => (Attempt::permanent(first_line(&error)), None).into(),
+        .map_err(|error| first_line(&error))
     }
 }
 
-/// Renders and sends an email, SMS or webhook step.
+/// Renders and sends one job.
+fn send(job: &Job<'_>, checked: &Checked, senders: &Senders, now: &str) -> Sent {
+    let Some(settings) = &checked.settings else {
+        return (Attempt::permanent("the project has errors"), None).into();
+    };
+    let rendered = match job.render(checked, now) {
+        Ok(rendered) => rendered,
+        Err(error) => return (Attempt::permanent(error), None).into(),
+    };
+    match rendered {
+        Rendered::Task {
+            assignee,
+            text,
+            due,
+        } => send_task(job, settings, senders, &assignee, &text, due.as_deref()),
+        rendered => send_message(job, settings, senders, rendered).into(),
+    }
+}
+
+/// Sends a rendered email, SMS or webhook step.
 fn send_message(
     job: &Job<'_>,
-    checked: &Checked,
+    settings: &Settings,
     senders: &Senders,
-    now: &str,
+    rendered: Rendered,
 ) -> (Attempt, Option<String>) {
-    let (Some(settings), Some(set)) = (&checked.settings, &checked.templates) else {
-        return (Attempt::permanent("the project has errors"), None);
-    };
-    let rendered = match preview::render_message(
-        settings,
-        set,
-        job.message_use,
-        &job.step_id,
-        &job.contact,
-        &job.event,
-        now,
-    ) {
-        Ok(rendered) => rendered,
-        Err(error) => return (Attempt::permanent(first_line(&error)), None),
-    };
     let key = job.claimed.row.key.as_str();
     match rendered {
         Rendered::Email(mut email) => {
@@ -697,6 +713,7 @@ pub fn deliver(
     let capacity = (threads.values().sum::<usize>() * 8).clamp(16, 2000);
 
     let mut report = Report::default();
+    let mut steps = Steps::new(&checked);
     let started = Instant::now();
 
     std::thread::scope(|scope| -> Result<(), CommandError> {
@@ -745,7 +762,7 @@ pub fn deliver(
                 for claimed in claimed {
                     let channel = claimed.row.channel.clone();
                     let id = claimed.id;
-                    match prepare(&checked, settings, &store, &store, claimed, &now_text)? {
+                    match prepare(&mut steps, settings, &store, claimed, &now_text)? {
                         Ok(job) => {
                             let queue = queues
                                 .get(channel.as_str())
@@ -902,6 +919,7 @@ pub fn tasks(
         .tasks(&from, &to)
         .map_err(|error| usage(error.to_string()))?;
     let mut listed = Vec::new();
+    let mut steps = Steps::new(&checked);
     for (row, delivered) in rows {
         let status = row.status.clone();
         // A listing shows expired tasks too (their status says so).
@@ -916,27 +934,9 @@ pub fn tasks(
             trigger_event: None,
             progress: None,
         };
-        let (task_assignee, task_text, due) = match prepare(
-            &checked,
-            settings,
-            &store,
-            &store,
-            claimed.clone(),
-            &text(now),
-        )? {
-            Ok(job) => {
-                let (Some(settings), Some(set)) = (&checked.settings, &checked.templates) else {
-                    continue;
-                };
-                match preview::render_message(
-                    settings,
-                    set,
-                    job.message_use,
-                    &job.step_id,
-                    &job.contact,
-                    &job.event,
-                    &text(now),
-                ) {
+        let (task_assignee, task_text, due) =
+            match prepare(&mut steps, settings, &store, claimed.clone(), &text(now))? {
+                Ok(job) => match job.render(&checked, &text(now)) {
                     Ok(Rendered::Task {
                         assignee,
                         text,
@@ -944,14 +944,13 @@ pub fn tasks(
                     }) => (assignee, text, due),
                     Ok(_) => continue,
                     Err(error) => (String::new(), format!("(cannot render: {error})"), None),
-                }
-            }
-            Err(_) => (
-                String::new(),
-                "(its step or contact is gone)".to_string(),
-                None,
-            ),
-        };
+                },
+                Err(_) => (
+                    String::new(),
+                    "(its step or contact is gone)".to_string(),
+                    None,
+                ),
+            };
         if assignee.is_some_and(|wanted| wanted != task_assignee) {
             continue;
         }
