@@ -126,7 +126,9 @@ fn launch_email() -> Vec<u8> {
         text: "王芳，您好：\n\n新品净水器上市，老客户可申请免费试用一个月。\n\n退订：https://qingyuan.example/unsubscribe?t=abc\n".into(),
         html: Some("<p>王芳，您好：</p>\n<p>新品净水器上市，老客户可申请<strong>免费试用</strong>一个月。</p>\n<p><a href=\"https://qingyuan.example/unsubscribe?t=abc\">退订</a></p>\n".into()),
         unsubscribe_url: Some("https://qingyuan.example/unsubscribe?t=abc".into()),
-        idempotency_key: "1/email@1".into(),
+        key: journeyc::model::OutboxKey::new(1, journeyc::model::StepId::new("email:launch/announce"))
+            .message_key(),
+        date: chrono::Utc::now(),
     };
     let formatted = journeyc::message::build(&email)
         .expect("the email builds")

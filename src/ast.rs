@@ -133,12 +133,19 @@ pub enum ClauseKind {
         signal: Signal,
         target: Name,
     },
-    /// `moved old_step -> new_step`: where contacts resting at a step that
-    /// a new version removed go.
+    /// `moved "old step ID" -> label`: where contacts resting at a step
+    /// that a new version removed or changed go. Either side is a label or
+    /// a quoted step ID.
     Moved {
-        from: Name,
-        to: Name,
+        from: Spanned<String>,
+        to: Spanned<String>,
     },
+    /// `backfill 7d`: at its launch, the journey also takes in contacts
+    /// whose trigger happened up to this long before.
+    Backfill(Spanned<Duration>),
+    /// `priority 10`: when journeys compete for a contact's cap at the same
+    /// instant, the higher priority goes first (default 0).
+    Priority(Spanned<u64>),
 }
 
 impl ClauseKind {
@@ -155,6 +162,8 @@ impl ClauseKind {
             ClauseKind::Limits(_) => "limits",
             ClauseKind::Rescue { .. } => "rescue",
             ClauseKind::Moved { .. } => "moved",
+            ClauseKind::Backfill(_) => "backfill",
+            ClauseKind::Priority(_) => "priority",
         }
     }
 }
@@ -282,11 +291,17 @@ impl std::fmt::Display for Channel {
     }
 }
 
-/// A duration as written (`30d`, `1d12h`, `2w`), kept in minutes.
-/// Equality and order look at the length only.
+/// A duration as written (`30d`, `1d12h`, `2w`, `36h`). Days and weeks
+/// are calendar days in the contact's timezone (`1d` is the same clock
+/// time the next day, 23 or 25 hours across a DST change); hours and
+/// minutes are elapsed time. `minutes` is the whole length with a day
+/// counted as 24 hours, which is what comparisons and checks use.
+/// Equality and order look at that length only.
 #[derive(Clone, Copy, Debug)]
 pub struct Duration {
     pub minutes: u64,
+    /// How many of the minutes were written as days or weeks.
+    pub days: u64,
     /// Written in whole weeks (`2w`), and printed so again.
     pub in_weeks: bool,
 }
@@ -318,40 +333,68 @@ impl std::hash::Hash for Duration {
 }
 
 impl Duration {
+    pub const DAY: u64 = 24 * 60;
     pub const WEEK: u64 = 7 * 24 * 60;
 
+    /// Elapsed minutes (no calendar days).
     pub fn from_minutes(minutes: u64) -> Self {
         Duration {
             minutes,
+            days: 0,
             in_weeks: false,
         }
     }
 
+    /// A length in minutes, shown in whole days where it has them (for
+    /// messages about sums of durations: `2d`, not `48h`).
+    pub fn from_length(minutes: u64) -> Self {
+        Duration {
+            minutes,
+            days: minutes / Self::DAY,
+            in_weeks: false,
+        }
+    }
+
+    /// Calendar days.
     pub fn days(days: u64) -> Self {
-        Duration::from_minutes(days * 24 * 60)
+        Duration {
+            minutes: days.saturating_mul(Self::DAY),
+            days,
+            in_weeks: false,
+        }
     }
 
     pub fn is_zero(self) -> bool {
         self.minutes == 0
     }
+
+    /// The part after the calendar days, in minutes (`1d12h`: 720).
+    pub fn elapsed_minutes(self) -> u64 {
+        self.minutes - self.days.saturating_mul(Self::DAY).min(self.minutes)
+    }
 }
 
 impl std::fmt::Display for Duration {
-    /// The canonical spelling: days, hours, minutes (`36h` is `1d12h`);
-    /// weeks only where the author wrote whole weeks.
+    /// The canonical spelling: days, then hours and minutes as written
+    /// (`1d12h` stays `1d12h`, `36h` stays `36h`: they differ across a DST
+    /// change); weeks only where the author wrote whole weeks.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.minutes == 0 {
             return f.write_str("0d");
         }
-        if self.in_weeks && self.minutes.is_multiple_of(Duration::WEEK) {
-            return write!(f, "{}w", self.minutes / Duration::WEEK);
+        if self.in_weeks && self.days.is_multiple_of(7) && self.elapsed_minutes() == 0 {
+            return write!(f, "{}w", self.days / 7);
         }
-        let mut rest = self.minutes;
-        for (unit, size) in [("d", 24 * 60), ("h", 60), ("m", 1)] {
-            if rest >= size {
-                write!(f, "{}{unit}", rest / size)?;
-                rest %= size;
-            }
+        if self.days > 0 {
+            write!(f, "{}d", self.days)?;
+        }
+        let rest = self.elapsed_minutes();
+        let (hours, minutes) = (rest / 60, rest % 60);
+        if hours > 0 {
+            write!(f, "{hours}h")?;
+        }
+        if minutes > 0 {
+            write!(f, "{minutes}m")?;
         }
         Ok(())
     }

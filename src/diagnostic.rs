@@ -87,6 +87,7 @@ codes! {
     CapAlwaysDefers = "W134", Warning, "send the frequency cap will always defer";
     SegmentCycle = "E135", Error, "segments that refer to each other in a loop";
     UnknownTag = "E136", Error, "tag not in the tag list (when journeyc.yaml has one)";
+    IdenticalSteps = "E137", Error, "two identical steps in one block, neither labelled";
     MissingTemplate = "E200", Error, "message whose template file does not exist";
     TemplateSyntax = "E201", Error, "template that does not parse (at the template's own line and column)";
     UnknownVariable = "E202", Error, "template variable not in the schema or the event catalog";

@@ -521,7 +521,25 @@ fn clause_text(clause: &Clause) -> String {
             signal: rescue,
             target,
         } => format!("rescue {} -> {}", signal(rescue), target.node),
-        ClauseKind::Moved { from, to } => format!("moved {} -> {}", from.node, to.node),
+        ClauseKind::Moved { from, to } => {
+            format!("moved {} -> {}", step_ref(&from.node), step_ref(&to.node))
+        }
+        ClauseKind::Backfill(duration) => format!("backfill {}", duration.node),
+        ClauseKind::Priority(priority) => format!("priority {}", priority.node),
+    }
+}
+
+/// A label as it is; any other step ID quoted.
+fn step_ref(id: &str) -> String {
+    let is_label = id
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if is_label {
+        id.to_string()
+    } else {
+        string(id)
     }
 }
 

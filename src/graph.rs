@@ -1,6 +1,6 @@
 //! The compiled form of a journey: a petgraph DAG whose nodes carry stable
-//! IDs (the label where one is written, a path such as `split@1/when2/email@1`
-//! otherwise), and its drawing as DOT or Mermaid.
+//! IDs (the label where one is written, a path such as
+//! `split:4f1c2a/when2/email:winback/vip` otherwise), and its drawing as DOT or Mermaid.
 
 use std::fmt::Write as _;
 
@@ -14,11 +14,18 @@ use crate::span::Span;
 
 #[derive(Clone, Debug)]
 pub struct Node {
-    /// Stable across runs and re-deployments as long as the step stays
-    /// where it is; the runner keys state and outbox rows on it.
+    /// The step's label, or its kind and content inside the blocks around
+    /// it: stable across edits elsewhere in the journey. The runner keys
+    /// state and outbox rows on it.
     pub id: String,
     pub kind: NodeKind,
     pub span: Span,
+    /// A digest of what the step does; a contact resting at a step whose
+    /// print changed is treated like one at a removed step.
+    pub print: String,
+    /// The positional ID earlier versions of journeyc gave this node
+    /// (`wait@2`), for stores written by them.
+    pub legacy_id: String,
 }
 
 #[derive(Clone, Debug)]
@@ -94,8 +101,14 @@ pub struct Rules {
     pub exits: Vec<Signal>,
     pub limits: Vec<ast::Limit>,
     pub rescues: Vec<(Signal, NodeIndex)>,
-    /// Steps a new version removed, and where contacts resting there go.
+    /// Steps a new version removed or changed, and where contacts resting
+    /// there go.
     pub moved: Vec<(String, NodeIndex)>,
+    /// `backfill`: how far before its launch a trigger may lie.
+    pub backfill: Option<ast::Duration>,
+    /// `priority`: the higher goes first among journeys acting at the same
+    /// instant (then the name).
+    pub priority: u64,
 }
 
 #[derive(Clone, Debug)]

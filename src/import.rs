@@ -12,6 +12,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone as _, Utc};
 use serde_json::{Map, Value as Json};
 
 use crate::diagnostic::did_you_mean;
+use crate::model::Channel;
 use crate::settings::{FieldSpec, FieldType, Settings, SUPPRESSION_EVENTS};
 use crate::store::{normalize_address, Contact, Event, Store, StoreError, Suppression};
 
@@ -231,12 +232,18 @@ fn typed(value: &Json, spec: &FieldSpec, settings: &Settings, name: &str) -> Res
         )),
         FieldType::Number => match value {
             Json::Number(_) => Ok(value.clone()),
+            // `250000` stays an integer (templates print it as written);
+            // `2.5` is a decimal.
             _ => text
                 .map(|text| text.trim().replace(',', ""))
-                .and_then(|text| text.parse::<f64>().ok())
-                .filter(|number| number.is_finite())
-                .and_then(serde_json::Number::from_f64)
-                .map(Json::Number)
+                .and_then(|text| {
+                    text.parse::<i64>().map(Json::from).ok().or_else(|| {
+                        text.parse::<f64>()
+                            .ok()
+                            .filter(|number| number.is_finite())
+                            .map(crate::runner::actions::number_json)
+                    })
+                })
                 .ok_or_else(|| format!("`{name}`: `{}` is not a number", shown())),
         },
         FieldType::Bool => match value {
@@ -520,7 +527,8 @@ fn event_row(settings: &Settings, cells: &Map<String, Json>) -> Result<Event, St
         id,
         contact_id,
         name,
-        at: at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        at: crate::model::Timestamp::from(at),
+        seq: 0,
         properties,
     })
 }
@@ -536,8 +544,16 @@ fn suppression(event: &Event, contact: Option<&Contact>) -> Option<Suppression> 
     if event.name == "bounced" && property("type") == Some("soft") {
         return None;
     }
-    let channel = property("channel").unwrap_or("email");
-    let field = if channel == "sms" { "phone" } else { "email" };
+    let channel = if property("channel") == Some("sms") {
+        Channel::Sms
+    } else {
+        Channel::Email
+    };
+    let field = if channel == Channel::Sms {
+        "phone"
+    } else {
+        "email"
+    };
     // A contact without an address on that channel has nothing to
     // suppress; its event is still recorded (journeys exit on it).
     let address = property("address")
@@ -549,9 +565,9 @@ fn suppression(event: &Event, contact: Option<&Contact>) -> Option<Suppression> 
     };
     Some(Suppression {
         address: normalize_address(channel, address),
-        channel: channel.to_string(),
+        channel,
         reason,
-        at: event.at.clone(),
+        at: event.at,
     })
 }
 

@@ -25,7 +25,9 @@ pub struct Email {
     pub unsubscribe_url: Option<String>,
     /// Unique per (enrolment, step, repetition): the same key is the same
     /// message, which is what lets a provider drop a duplicate.
-    pub idempotency_key: String,
+    pub key: crate::model::MessageKey,
+    /// The `Date` header: when it is sent (or, in a preview, would be).
+    pub date: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug)]
@@ -106,20 +108,11 @@ fn mailbox(what: &'static str, value: &str) -> Result<Mailbox, BuildError> {
         })
 }
 
-/// The `Message-ID` for an idempotency key: only characters that are safe
-/// in an id-left, at the sender's domain.
-pub fn message_id(key: &str, from: &Mailbox) -> String {
-    let left: String = key
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-._".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    format!("<{left}@{}>", from.email.domain())
+/// The `Message-ID` for a message key, at the sender's domain: the key
+/// encoded so that different keys never give the same id (see
+/// [`MessageKey::message_id_left`](crate::model::MessageKey::message_id_left)).
+pub fn message_id(key: &crate::model::MessageKey, from: &Mailbox) -> String {
+    format!("<{}@{}>", key.message_id_left(), from.email.domain())
 }
 
 /// The preheader as the hidden first line of the HTML: what inboxes show
@@ -154,7 +147,8 @@ pub fn build(email: &Email) -> Result<Message, BuildError> {
         None => mailbox("recipient", &address)?,
     };
     let mut builder = Message::builder()
-        .message_id(Some(message_id(&email.idempotency_key, &from)))
+        .message_id(Some(message_id(&email.key, &from)))
+        .date(std::time::SystemTime::from(email.date))
         .from(from)
         .to(to)
         .subject(header_safe(&email.subject));
@@ -209,7 +203,14 @@ mod tests {
             text: "您好".into(),
             html: Some("<p>您好</p>".into()),
             unsubscribe_url: Some("https://u.example/u?token=abc".into()),
-            idempotency_key: "winback/vip_wait#2 c-1".into(),
+            key: crate::model::OutboxKey::new(
+                12,
+                crate::model::StepId::new("vip_wait#2/email:winback/vip"),
+            )
+            .message_key(),
+            date: crate::model::Timestamp::parse("2026-03-02T10:00:00+08:00")
+                .unwrap()
+                .utc(),
         }
     }
 
@@ -217,7 +218,8 @@ mod tests {
     fn headers_of_a_marketing_email() {
         let formatted = String::from_utf8(build(&email()).unwrap().formatted()).unwrap();
         assert!(
-            formatted.contains("Message-ID: <winback-vip_wait-2-c-1@qingyuan.example>\r\n"),
+            formatted
+                .contains("Message-ID: <12/vip_wait#2/email=3Awinback/vip@qingyuan.example>\r\n"),
             "{formatted}"
         );
         assert!(
@@ -233,6 +235,10 @@ mod tests {
             "{formatted}"
         );
         assert!(formatted.contains("Subject: =?utf-8?"), "{formatted}");
+        assert!(
+            formatted.contains("Date: Mon, 02 Mar 2026 02:00:00 +0000\r\n"),
+            "{formatted}"
+        );
     }
 
     #[test]

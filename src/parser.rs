@@ -171,6 +171,8 @@ pub fn rule_name(rule: Rule) -> String {
         | Rule::exit_rule
         | Rule::limits
         | Rule::rescue
+        | Rule::backfill
+        | Rule::priority
         | Rule::moved => "a clause (`title`, `audience`, `entry`, `goal`, `exit`, `limits`, `rescue` ...)",
         Rule::reentry_never | Rule::reentry_always | Rule::reentry_after => "`never`, `always` or `after <duration>`",
         Rule::trigger
@@ -432,6 +434,15 @@ impl<'s> Builder<'s> {
         Spanned::new(pair.as_str().to_string(), self.span(pair))
     }
 
+    /// A label, or a step ID in quotes.
+    fn step_ref(&self, pair: &Pair<'_, Rule>) -> Built<Spanned<String>> {
+        if pair.as_rule() == Rule::string {
+            self.string(pair)
+        } else {
+            Ok(self.name(pair))
+        }
+    }
+
     fn invalid(&self, pair: &Pair<'_, Rule>, message: impl Into<String>) -> Diagnostic {
         Diagnostic::new(Code::InvalidValue, self.span(pair), message)
     }
@@ -561,9 +572,11 @@ impl<'s> Builder<'s> {
                 ClauseKind::Limits(inner.map(|limit| self.limit(limit)).collect::<Built<_>>()?)
             }
             Rule::moved => ClauseKind::Moved {
-                from: self.name(&next(&mut inner)),
-                to: self.name(&next(&mut inner)),
+                from: self.step_ref(&next(&mut inner))?,
+                to: self.step_ref(&next(&mut inner))?,
             },
+            Rule::backfill => ClauseKind::Backfill(self.duration(&next(&mut inner))?),
+            Rule::priority => ClauseKind::Priority(self.integer(&next(&mut inner))?),
             _ => {
                 let signal = self.signal(next(&mut inner))?;
                 let target = self.name(&next(&mut inner));
@@ -1211,6 +1224,7 @@ fn channel_of(text: &str) -> Channel {
 /// `30d`, `1d12h`, `2w`, `90m` (minutes).
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let mut minutes: u64 = 0;
+    let mut days: u64 = 0;
     let mut number: u64 = 0;
     let mut seen_digit = false;
     for character in text.chars() {
@@ -1219,17 +1233,18 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
             seen_digit = true;
             continue;
         }
-        let unit: u64 = match character {
-            'w' => 7 * 24 * 60,
-            'd' => 24 * 60,
-            'h' => 60,
-            'm' => 1,
+        let (unit, calendar_days): (u64, u64) = match character {
+            'w' => (7 * 24 * 60, 7),
+            'd' => (24 * 60, 1),
+            'h' => (60, 0),
+            'm' => (1, 0),
             _ => return None,
         };
         if !seen_digit {
             return None;
         }
         minutes = minutes.checked_add(number.checked_mul(unit)?)?;
+        days = days.checked_add(number.checked_mul(calendar_days)?)?;
         number = 0;
         seen_digit = false;
     }
@@ -1237,7 +1252,11 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     // arithmetic far from overflow.
     let in_weeks =
         text.ends_with('w') && text.chars().filter(char::is_ascii_alphabetic).count() == 1;
-    (!seen_digit && minutes <= 10_000 * 366 * 24 * 60).then_some(Duration { minutes, in_weeks })
+    (!seen_digit && minutes <= 10_000 * 366 * 24 * 60).then_some(Duration {
+        minutes,
+        days,
+        in_weeks,
+    })
 }
 
 /// `09:00`

@@ -188,7 +188,9 @@ pub(crate) fn secret(settings: &Settings) -> Option<Vec<u8>> {
     std::env::var(name).ok().map(String::into_bytes)
 }
 
-/// Renders the step of `message_use` for a contact.
+/// Renders the step of `message_use` for a contact, as it would go out at
+/// `now` with `key`.
+#[allow(clippy::too_many_arguments)]
 pub fn render_message(
     settings: &Settings,
     set: &TemplateSet,
@@ -196,7 +198,8 @@ pub fn render_message(
     step_id: &str,
     contact: &Map<String, Json>,
     event: &Map<String, Json>,
-    now: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    key: &crate::model::MessageKey,
 ) -> Result<Rendered, CommandError> {
     let message = &message_use.message;
     let contact_id = text_of(contact.get("id")).unwrap_or_default();
@@ -217,12 +220,13 @@ pub fn render_message(
         }
         _ => None,
     };
+    let now_text = crate::model::Timestamp::from(now).to_string();
     let context = crate::templates::context(
         message_use,
         step_id,
         contact,
         event,
-        now,
+        &now_text,
         unsubscribe_url.as_deref(),
     );
     let failed = |part: &str, error: &minijinja::Error| {
@@ -235,7 +239,10 @@ pub fn render_message(
     if message.channel == Channel::Task && !message.task_template {
         let text = set
             .env
-            .render_str(&message.template.node, context)
+            .render_str(
+                &crate::templates::keep_line_breaks(&message.template.node).0,
+                context,
+            )
             .map_err(|error| failed("task text", &error))?;
         return Ok(Rendered::Task {
             assignee: assignee(message, contact, settings),
@@ -302,7 +309,8 @@ pub fn render_message(
                     .unwrap_or_default(),
                 html: parts.get("html").map(|html| html.trim().to_string() + "\n"),
                 unsubscribe_url,
-                idempotency_key: format!("{}.{step_id}.1.{contact_id}", message_use.journey),
+                key: key.clone(),
+                date: now,
             })
         }
         Channel::Sms => Rendered::Sms {
@@ -388,7 +396,16 @@ pub(crate) fn find_step<'c>(
             _ => None,
         })
         .collect();
-    let Some((id, message)) = messages.iter().find(|(id, _)| *id == step) else {
+    // The step's ID, or the template of exactly one of its message steps.
+    let by_template: Vec<&(&str, &crate::ast::Message)> = messages
+        .iter()
+        .filter(|(_, message)| message.template.node == step)
+        .collect();
+    let found = messages
+        .iter()
+        .find(|(id, _)| *id == step)
+        .or_else(|| (by_template.len() == 1).then(|| by_template[0]));
+    let Some((id, message)) = found else {
         let hint = crate::diagnostic::did_you_mean(step, messages.iter().map(|(id, _)| *id))
             .unwrap_or_else(|| {
                 format!(
@@ -457,16 +474,23 @@ pub fn preview(
         }
     };
     let contact = contact_object(settings, contact)?;
-    let now = options
-        .now
-        .clone()
-        .unwrap_or_else(|| chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-    if chrono::DateTime::parse_from_rfc3339(&now).is_err() {
-        return Err(usage(format!(
-            "`--now {now}` is not an RFC 3339 time such as 2026-11-23T09:00:00+08:00"
-        )));
-    }
-    let rendered = render_message(settings, set, message_use, &step_id, &contact, &event, &now)?;
+    let now = crate::runner::run::parse_now(options.now.as_deref())?;
+    let contact_id = text_of(contact.get("id")).unwrap_or_default();
+    let key = crate::model::MessageKey::preview(
+        &options.journey,
+        &crate::model::StepId::new(step_id.clone()),
+        &contact_id,
+    );
+    let rendered = render_message(
+        settings,
+        set,
+        message_use,
+        &step_id,
+        &contact,
+        &event,
+        now,
+        &key,
+    )?;
     write_preview(&rendered, options.format, settings, out)?;
     Ok(Status::Success)
 }

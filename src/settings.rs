@@ -134,6 +134,12 @@ pub struct Delivery {
     /// (it crashed) is claimed again and re-sent.
     #[serde(default = "default_lease")]
     pub lease: Seconds,
+    /// How late a marketing message or task may go out: one that a run
+    /// planned, or a `deliver` could send, more than this after its time
+    /// is expired instead of sent in a burst. Days count on the contact's
+    /// calendar.
+    #[serde(default = "default_lateness")]
+    pub lateness: Lateness,
 }
 
 impl Default for Delivery {
@@ -143,8 +149,31 @@ impl Default for Delivery {
             backoff: default_backoff(),
             max_backoff: default_max_backoff(),
             lease: default_lease(),
+            lateness: default_lateness(),
         }
     }
+}
+
+/// `lateness: 1d`
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lateness(pub Duration);
+
+impl<'de> Deserialize<'de> for Lateness {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        parse_duration(text.trim())
+            .filter(|duration| !duration.is_zero())
+            .map(Lateness)
+            .ok_or_else(|| {
+                de::Error::custom(format!(
+                    "`{text}` is not a lateness: write a duration such as `1d` or `12h`"
+                ))
+            })
+    }
+}
+
+fn default_lateness() -> Lateness {
+    Lateness(Duration::days(1))
 }
 
 fn default_attempts() -> u32 {

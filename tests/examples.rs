@@ -115,7 +115,14 @@ fn every_message_step_renders() {
                     "sample",
                     &contact,
                     &event,
-                    "2026-09-25T10:00:00+08:00",
+                    journeyc::model::Timestamp::parse("2026-09-25T10:00:00+08:00")
+                        .expect("a time")
+                        .utc(),
+                    &journeyc::model::MessageKey::preview(
+                        &message_use.journey,
+                        &journeyc::model::StepId::new("sample"),
+                        "c-1",
+                    ),
                 )
                 .unwrap_or_else(|error| {
                     panic!(

@@ -131,7 +131,7 @@ fn events_are_imported_once() {
     );
 
     let stored = open_store(dir.path()).events_of("c-1").expect("events");
-    let times: Vec<&str> = stored.iter().map(|event| event.at.as_str()).collect();
+    let times: Vec<String> = stored.iter().map(|event| event.at.to_string()).collect();
     // Local times are read in the project's timezone and stored in UTC.
     assert_eq!(times, ["2026-11-01T01:00:00Z", "2026-11-02T10:00:00Z"]);
 }
@@ -190,7 +190,7 @@ fn a_killed_import_leaves_nothing_half_written() {
 fn suppressions(dir: &Path) -> Vec<String> {
     let connection = rusqlite::Connection::open(dir.join("journeyc.db")).expect("open");
     let mut statement = connection
-        .prepare("SELECT address, channel, reason, at FROM suppressions ORDER BY channel, address")
+        .prepare("SELECT address, channel, reason, strftime('%Y-%m-%dT%H:%M:%SZ', at, 'unixepoch') FROM suppressions ORDER BY channel, address")
         .expect("prepare");
     statement
         .query_map([], |row| {

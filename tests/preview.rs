@@ -136,7 +136,7 @@ print(message.get_body(("plain",)).get_content().splitlines()[0])
         lines[2]
     );
     assert_eq!(lines[3], "List-Unsubscribe=One-Click");
-    assert_eq!(lines[4], "<launch.announce.1.c-42@qingyuan.example>");
+    assert_eq!(lines[4], "<preview/launch/announce/c-42@qingyuan.example>");
     assert_eq!(lines[5], "张三，您好：");
 }
 

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 mod common;
+#[path = "runner/findings.rs"]
+mod findings;
 
 use common::{copy_dir, journeyc, snapshot_settings};
 
@@ -63,9 +65,16 @@ fn night_twice(dir: &Path, now: &str) {
     );
 }
 
+/// The first run, before anything happens: the journeys are live from
+/// then on (a journey never enrols on what came before its launch).
+fn deploy(dir: &Path) {
+    ok(&journeyc(dir, &["run", "--now", "2026-01-01T00:00:00Z"]));
+}
+
 /// Imports the population and runs every night at 02:00 Shanghai (18:00
 /// UTC) from 1 to 24 March 2026, running each night twice.
 fn scenario(dir: &Path) {
+    deploy(dir);
     std::fs::write(dir.join("contacts.csv"), CONTACTS).expect("write");
     std::fs::write(dir.join("events.jsonl"), EVENTS).expect("write");
     ok(&journeyc(
@@ -175,6 +184,7 @@ fn morning_sends(timezone: &str, imported: &str, nights: &[&str]) -> Vec<String>
     let csv = format!(
         "id,first_name,lifetime_value,stage,timezone,tags\nc-9,Ny,1,aware,{timezone},morning\n"
     );
+    deploy(dir.path());
     std::fs::write(dir.path().join("contacts.csv"), csv).expect("write");
     ok(&journeyc(
         dir.path(),
@@ -273,6 +283,7 @@ fn shanghai_has_no_daylight_saving() {
 #[test]
 fn dry_run_writes_nothing() {
     let dir = project();
+    deploy(dir.path());
     std::fs::write(dir.path().join("contacts.csv"), CONTACTS).expect("write");
     ok(&journeyc(
         dir.path(),
@@ -339,6 +350,7 @@ fn a_second_run_on_the_same_store_stops_at_once() {
 #[test]
 fn contacts_at_a_removed_step_stop_the_run() {
     let dir = project();
+    deploy(dir.path());
     std::fs::write(dir.path().join("contacts.csv"), CONTACTS).expect("write");
     ok(&journeyc(
         dir.path(),
@@ -362,7 +374,7 @@ fn contacts_at_a_removed_step_stop_the_run() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains(
-            "journey `nurture` no longer has step `opened`, where 3 contacts are waiting"
+            "journey `nurture` no longer has the step `opened`, where 3 contacts are waiting"
         ),
         "{stderr}"
     );
@@ -384,6 +396,7 @@ fn a_killed_run_loses_and_duplicates_nothing() {
     let clean = project();
     let killed = project();
     for dir in [clean.path(), killed.path()] {
+        deploy(dir);
         std::fs::write(dir.join("contacts.csv"), &csv).expect("write");
         ok(&journeyc(
             dir,
@@ -447,6 +460,10 @@ fn the_shipped_journeys_over_a_month() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     copy_dir(&root.join("journeys"), dir.path());
     let _ = std::fs::remove_file(dir.path().join("journeyc.db"));
+    ok(&journeyc(
+        dir.path(),
+        &["run", "--now", "2026-08-01T00:00:00Z"],
+    ));
     let population = root.join("tests/fixtures/population");
     let contacts = population.join("contacts.csv");
     let events = population.join("events.jsonl");
@@ -508,6 +525,7 @@ fn the_starter_project_over_two_weeks() {
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/starter"),
         dir.path(),
     );
+    deploy(dir.path());
     std::fs::write(
         dir.path().join("contacts.csv"),
         "id,first_name,email,plan,stage,timezone,last_seen_at\n\
@@ -604,6 +622,7 @@ fn a_first_run_greets_nobody_for_past_holidays() {
 #[test]
 fn suppressed_addresses_get_no_marketing_message_on_that_channel() {
     let dir = project();
+    deploy(dir.path());
     std::fs::write(dir.path().join("contacts.csv"), CONTACTS).expect("write");
     ok(&journeyc(
         dir.path(),
@@ -615,16 +634,17 @@ fn suppressed_addresses_get_no_marketing_message_on_that_channel() {
             "2026-02-28T12:00:00Z",
         ],
     ));
-    // 王芳's address bounced hard (written as the provider wrote it); Ada
-    // unsubscribed from email; 张伟's mailbox was full once (soft).
+    // Before they were imported (and entered): 王芳's address bounced hard
+    // (written as the provider wrote it); Ada unsubscribed from email;
+    // 张伟's mailbox was full once (soft).
     std::fs::write(
         dir.path().join("provider.jsonl"),
         concat!(
-            r#"{"id": "p-1", "name": "bounced", "at": "2026-02-28T13:00:00Z", "address": "WANG@example.com"}"#,
+            r#"{"id": "p-1", "name": "bounced", "at": "2026-02-28T11:00:00Z", "address": "WANG@example.com"}"#,
             "\n",
-            r#"{"id": "p-2", "name": "unsubscribed", "at": "2026-02-28T13:00:00Z", "address": "ada@example.com"}"#,
+            r#"{"id": "p-2", "name": "unsubscribed", "at": "2026-02-28T11:00:00Z", "address": "ada@example.com"}"#,
             "\n",
-            r#"{"id": "p-3", "name": "bounced", "at": "2026-02-28T13:00:00Z", "contact_id": "c-4", "type": "soft"}"#,
+            r#"{"id": "p-3", "name": "bounced", "at": "2026-02-28T11:00:00Z", "contact_id": "c-4", "type": "soft"}"#,
             "\n",
         ),
     )

@@ -458,7 +458,7 @@ pub fn caps_always_defer(
                             )
                             .label(format!(
                                 "at most {} after an earlier {channel}",
-                                ast::Duration::from_minutes(at)
+                                ast::Duration::from_length(at)
                             ))
                             .related(journey.graph[first].span, format!("the earlier {channel}"))
                             .help(format!(

@@ -2,6 +2,7 @@
 //! a `repeat` unrolled), edges for sequence, branches and `goto`s.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use petgraph::graph::{DiGraph, NodeIndex};
 
@@ -12,6 +13,32 @@ use crate::span::{Span, Spanned};
 
 /// An edge that waits for the step after it to exist.
 type Exit = (NodeIndex, EdgeKind);
+
+/// A node's ID, and the positional ID (`split@1/when2/email@1`) that
+/// journeyc gave the same node before IDs came from content: enrolments
+/// stored under it are moved to the new one.
+#[derive(Clone, Debug, Default)]
+struct Id {
+    id: String,
+    legacy: String,
+}
+
+impl Id {
+    fn new(id: impl Into<String>, legacy: impl Into<String>) -> Id {
+        Id {
+            id: id.into(),
+            legacy: legacy.into(),
+        }
+    }
+
+    /// `self` followed by the same text in both forms.
+    fn then(&self, suffix: &str) -> Id {
+        Id::new(
+            format!("{}{suffix}", self.id),
+            format!("{}{suffix}", self.legacy),
+        )
+    }
+}
 
 /// Label scopes: the journey is scope 0; every repetition of a `repeat`
 /// opens a scope whose labels only its own steps can reach.
@@ -55,11 +82,16 @@ impl<'d> Lowerer<'d> {
     }
 
     pub fn lower(mut self, journey: &ast::Journey) -> Lowered {
-        let start = self.add("@start", NodeKind::Start, journey.name.span);
+        let start = self.add(
+            &Id::new("@start", "@start"),
+            NodeKind::Start,
+            journey.name.span,
+        );
         let steps: Vec<&Step> = journey.steps().collect();
-        let exits = self.steps(&steps, "", "", 0, vec![(start, EdgeKind::Next)]);
+        let root = Id::default();
+        let exits = self.steps(&steps, &root, &root, 0, vec![(start, EdgeKind::Next)]);
         if !exits.is_empty() {
-            let end = self.add("@end", NodeKind::End, journey.close);
+            let end = self.add(&Id::new("@end", "@end"), NodeKind::End, journey.close);
             self.connect(exits, end, None);
         }
         self.resolve_gotos();
@@ -71,11 +103,14 @@ impl<'d> Lowerer<'d> {
         }
     }
 
-    fn add(&mut self, id: &str, kind: NodeKind, span: Span) -> NodeIndex {
+    fn add(&mut self, id: &Id, kind: NodeKind, span: Span) -> NodeIndex {
+        let print = fingerprint(&kind);
         self.graph.add_node(Node {
-            id: id.to_string(),
+            id: id.id.clone(),
             kind,
             span,
+            print,
+            legacy_id: id.legacy.clone(),
         })
     }
 
@@ -85,27 +120,64 @@ impl<'d> Lowerer<'d> {
         }
     }
 
-    /// `prefix` places derived IDs (`split@1/when2/`); `repetition` is the
-    /// prefix of the enclosing repetition (`monthly#3/`), the only thing
-    /// that qualifies a label, since labels are unique in a journey.
+    /// `prefix` places derived IDs (`split:4f1c2a/when2/`); `repetition` is
+    /// the prefix of the enclosing repetition (`monthly#3/`), the only
+    /// thing that qualifies a label, since labels are unique in a journey.
+    ///
+    /// An unlabeled step's ID is its kind and content (`wait:3d`,
+    /// `email:winback/vip`) after the prefix, so adding or removing other
+    /// steps never changes it. Two identical unlabeled steps in one block
+    /// would share an ID: where contacts rest or messages are keyed
+    /// (waits, messages, and the blocks that hold them) that is an error
+    /// asking for a label; identical actions get `~2`, `~3`.
     fn steps(
         &mut self,
         steps: &[&Step],
-        prefix: &str,
-        repetition: &str,
+        prefix: &Id,
+        repetition: &Id,
         scope: usize,
         mut exits: Vec<Exit>,
     ) -> Vec<Exit> {
+        let mut seen: HashMap<String, (Span, usize)> = HashMap::new();
         let mut ordinals: HashMap<&'static str, usize> = HashMap::new();
         for step in steps {
             let kind = kind_name(&step.kind);
             let ordinal = ordinals.entry(kind).or_default();
             *ordinal += 1;
-            let id = match &step.label {
-                Some(label) => format!("{repetition}{}", label.node),
-                None => format!("{prefix}{kind}@{ordinal}"),
+            let legacy = match &step.label {
+                Some(label) => format!("{}{}", repetition.legacy, label.node),
+                None => format!("{}{kind}@{ordinal}", prefix.legacy),
             };
-            exits = self.step(step, &id, repetition, scope, exits);
+            let id = match &step.label {
+                Some(label) => format!("{}{}", repetition.id, label.node),
+                None => {
+                    let content = step_content(&step.kind);
+                    let entry = seen.entry(content.clone()).or_insert((step.kind_span, 0));
+                    entry.1 += 1;
+                    let (first, count) = *entry;
+                    if count == 1 {
+                        format!("{}{content}", prefix.id)
+                    } else {
+                        if keeps_identity(&step.kind) {
+                            self.diagnostics.push(
+                                Diagnostic::new(
+                                    Code::IdenticalSteps,
+                                    step.kind_span,
+                                    format!("this block has two steps `{content}`"),
+                                )
+                                .label("the same as an earlier step")
+                                .related(first, "the first one")
+                                .help(format!(
+                                    "give one of them a label, for example `second: {}`: contacts resting at a step keep their place across edits by its label or content",
+                                    source_hint(&step.kind)
+                                )),
+                            );
+                        }
+                        format!("{}{content}~{count}", prefix.id)
+                    }
+                }
+            };
+            exits = self.step(step, &Id::new(id, legacy), repetition, scope, exits);
         }
         exits
     }
@@ -113,8 +185,8 @@ impl<'d> Lowerer<'d> {
     fn block(
         &mut self,
         block: &Block,
-        prefix: &str,
-        repetition: &str,
+        prefix: &Id,
+        repetition: &Id,
         scope: usize,
         exits: Vec<Exit>,
     ) -> Vec<Exit> {
@@ -136,7 +208,7 @@ impl<'d> Lowerer<'d> {
     fn node(
         &mut self,
         step: &Step,
-        id: &str,
+        id: &Id,
         scope: usize,
         kind: NodeKind,
         exits: Vec<Exit>,
@@ -150,12 +222,12 @@ impl<'d> Lowerer<'d> {
     fn step(
         &mut self,
         step: &Step,
-        id: &str,
-        repetition: &str,
+        id: &Id,
+        repetition: &Id,
         scope: usize,
         exits: Vec<Exit>,
     ) -> Vec<Exit> {
-        let child = |suffix: &str| format!("{id}/{suffix}/");
+        let child = |suffix: &str| id.then(&format!("/{suffix}/"));
         match &step.kind {
             StepKind::Message(message) => {
                 let node = self.node(step, id, scope, NodeKind::Message(message.clone()), exits);
@@ -279,8 +351,7 @@ impl<'d> Lowerer<'d> {
                     ));
                 }
                 if let Some(holdout) = holdout {
-                    let control =
-                        self.add(&format!("{id}/holdout"), NodeKind::Holdout, holdout.span);
+                    let control = self.add(&id.then("/holdout"), NodeKind::Holdout, holdout.span);
                     self.connect(
                         vec![(
                             node,
@@ -303,7 +374,7 @@ impl<'d> Lowerer<'d> {
                 for count_index in 1..=count {
                     if count_index > 1 {
                         let pause = self.add(
-                            &format!("{id}#{count_index}/every"),
+                            &id.then(&format!("#{count_index}/every")),
                             NodeKind::WaitDuration(every.node),
                             every.span,
                         );
@@ -316,7 +387,7 @@ impl<'d> Lowerer<'d> {
                     });
                     let inner = self.scopes.len() - 1;
                     let first_new = self.graph.node_count();
-                    let prefix = format!("{id}#{count_index}/");
+                    let prefix = id.then(&format!("#{count_index}/"));
                     out = self.block(body, &prefix, &prefix, inner, out);
                     if count_index == 1 {
                         if let Some(first) =
@@ -477,6 +548,151 @@ pub fn child_blocks(kind: &StepKind) -> Vec<&Block> {
     }
 }
 
+/// A step's kind and content as its ID shows them: `email:winback/vip`,
+/// `wait:3d`, `wait:7d-for-email_opened`, `split:4f1c2a` (a digest of its
+/// conditions), `ab:subject_line`, `repeat:every-30d`, `tag:replied`.
+fn step_content(kind: &StepKind) -> String {
+    match kind {
+        StepKind::Message(message) => message_content(message),
+        StepKind::WaitDuration(duration) => format!("wait:{}", duration.node),
+        StepKind::WaitClock { day, at } => {
+            let day = match day.as_ref().map(|day| day.node) {
+                Some(ast::DayFilter::Weekday(weekday)) => {
+                    format!("{}-", crate::format::weekday_name(weekday))
+                }
+                Some(ast::DayFilter::Workday) => "weekday-".to_string(),
+                None => String::new(),
+            };
+            format!("wait:until-{day}{}", at.node)
+        }
+        StepKind::WaitDate { offset, date, at } => {
+            let mut text = String::from("wait:until-");
+            if let Some((duration, direction)) = offset {
+                let direction = match direction {
+                    ast::Direction::Before => "before",
+                    ast::Direction::After => "after",
+                };
+                let _ = write!(text, "{}-{direction}-", duration.node);
+            }
+            match date {
+                ast::DateRef::Literal(date) => text.push_str(&date.node.to_string()),
+                ast::DateRef::Holiday(name) => {
+                    let _ = write!(text, "holiday-{}", name.node);
+                }
+                ast::DateRef::Field(name) => text.push_str(&name.node),
+            }
+            if let Some(at) = at {
+                let _ = write!(text, "-{}", at.node);
+            }
+            text
+        }
+        StepKind::WaitEvent {
+            timeout,
+            event,
+            filter,
+            ..
+        } => {
+            let mut text = format!("wait:{}-for-{}", timeout.node, event.node);
+            if let Some(filter) = filter {
+                let _ = write!(text, "-{}", digest(&crate::format::expr(filter)));
+            }
+            text
+        }
+        StepKind::Split {
+            branches,
+            otherwise,
+        } => {
+            let mut conditions: Vec<String> = branches
+                .iter()
+                .map(|branch| crate::format::expr(&branch.condition))
+                .collect();
+            if otherwise.is_some() {
+                conditions.push("else".into());
+            }
+            format!("split:{}", digest(&conditions.join("\n")))
+        }
+        StepKind::Ab { name, .. } => format!("ab:{}", name.node),
+        StepKind::Repeat { every, .. } => format!("repeat:every-{}", every.node),
+        StepKind::Tag(tag) => format!("tag:{}", tag.node),
+        StepKind::Untag(tag) => format!("untag:{}", tag.node),
+        StepKind::SetField { field, .. } => format!("set:{}", field.node),
+        StepKind::Stage(stage) => format!("stage:{}", stage.node),
+        StepKind::Score { model, points } => {
+            let sign = if points.node >= 0.0 { "+" } else { "" };
+            format!(
+                "score:{}{sign}{}",
+                model.node,
+                crate::format::number(points.node)
+            )
+        }
+        StepKind::Handoff(journey) => format!("handoff:{}", journey.node),
+        StepKind::Goto(target) => format!("goto:{}", target.node),
+        StepKind::End => "end".to_string(),
+    }
+}
+
+fn message_content(message: &ast::Message) -> String {
+    match message.channel {
+        ast::Channel::Task => {
+            let assignee = match &message.assignee {
+                Some(ast::Assignee::Field(name)) => name.node.clone(),
+                Some(ast::Assignee::Fixed(address)) => address.node.clone(),
+                None => String::new(),
+            };
+            let what = if message.task_template {
+                message.template.node.clone()
+            } else {
+                digest(&message.template.node)
+            };
+            format!("task:{assignee}:{what}")
+        }
+        ast::Channel::Webhook => format!(
+            "webhook:{}:{}",
+            message
+                .endpoint
+                .as_ref()
+                .map_or("", |endpoint| endpoint.node.as_str()),
+            message.template.node
+        ),
+        channel => format!("{channel}:{}", message.template.node),
+    }
+}
+
+/// Steps whose ID must stay unique without a label: contacts rest at
+/// waits, outbox rows are keyed by messages, and splits, A/B tests and
+/// repeats hold such steps in their blocks.
+fn keeps_identity(kind: &StepKind) -> bool {
+    matches!(
+        kind,
+        StepKind::Message(_)
+            | StepKind::WaitDuration(_)
+            | StepKind::WaitClock { .. }
+            | StepKind::WaitDate { .. }
+            | StepKind::WaitEvent { .. }
+            | StepKind::Split { .. }
+            | StepKind::Ab { .. }
+            | StepKind::Repeat { .. }
+    )
+}
+
+/// How a step starts in the source, for the label suggestion.
+fn source_hint(kind: &StepKind) -> String {
+    match kind {
+        StepKind::Message(message) if message.channel == ast::Channel::Task => "task ...".into(),
+        StepKind::Message(message) => format!("{} \"{}\"", message.channel, message.template.node),
+        StepKind::WaitDuration(duration) => format!("wait {}", duration.node),
+        StepKind::WaitClock { .. } | StepKind::WaitDate { .. } => "wait until ...".into(),
+        StepKind::WaitEvent { timeout, event, .. } => {
+            format!("wait {} for event \"{}\" ...", timeout.node, event.node)
+        }
+        StepKind::Split { .. } => "split { ... }".into(),
+        StepKind::Ab { name, .. } => format!("ab {} {{ ... }}", name.node),
+        StepKind::Repeat { .. } => "repeat ...".into(),
+        _ => "...".into(),
+    }
+}
+
+/// The kind as journeyc named positional IDs (`email@1`, `wait@2`).
 fn kind_name(kind: &StepKind) -> &'static str {
     match kind {
         StepKind::Message(message) => message.channel.as_str(),
@@ -496,4 +712,48 @@ fn kind_name(kind: &StepKind) -> &'static str {
         StepKind::Goto(_) => "goto",
         StepKind::End => "end",
     }
+}
+
+/// Six hex digits of a SHA-256: enough to tell a journey's steps apart,
+/// short enough to read in `why`.
+fn digest(text: &str) -> String {
+    use sha2::Digest as _;
+    let hash = sha2::Sha256::digest(text.as_bytes());
+    hash.iter().take(3).fold(String::new(), |mut out, byte| {
+        let _ = write!(out, "{byte:02x}");
+        out
+    })
+}
+
+/// What a resting contact's step means: a digest of the node's own kind
+/// and content. A contact resting at a step whose print changed between
+/// versions (a labeled wait given another duration) is treated like one
+/// at a removed step.
+fn fingerprint(kind: &NodeKind) -> String {
+    let content = match kind {
+        NodeKind::WaitDuration(duration) => format!("wait {duration}"),
+        NodeKind::WaitClock { day, at } => format!("wait until {day:?} {at}"),
+        NodeKind::WaitDate { offset, date, at } => {
+            let date = match date {
+                ast::DateRef::Literal(date) => date.node.to_string(),
+                ast::DateRef::Holiday(name) => format!("holiday {}", name.node),
+                ast::DateRef::Field(name) => name.node.clone(),
+            };
+            let offset = offset.map(|(duration, direction)| format!("{duration} {direction:?}"));
+            format!("wait until {offset:?} {date} {at:?}")
+        }
+        NodeKind::WaitEvent {
+            timeout,
+            event,
+            filter,
+        } => format!(
+            "wait {timeout} for {event} {}",
+            filter.as_ref().map(crate::format::expr).unwrap_or_default()
+        ),
+        NodeKind::Holdout => "holdout".into(),
+        NodeKind::Start => "start".into(),
+        NodeKind::End => "end".into(),
+        _ => String::new(),
+    };
+    digest(&content)
 }

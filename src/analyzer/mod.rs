@@ -278,7 +278,14 @@ impl JourneyAnalyzer<'_, '_> {
             let keyword = clause.kind.keyword();
             if matches!(
                 keyword,
-                "title" | "description" | "audience" | "reentry" | "goal" | "limits"
+                "title"
+                    | "description"
+                    | "audience"
+                    | "reentry"
+                    | "goal"
+                    | "limits"
+                    | "backfill"
+                    | "priority"
             ) {
                 if let Some(first) = once.get(keyword) {
                     self.report(
@@ -340,6 +347,16 @@ impl JourneyAnalyzer<'_, '_> {
                     rescues.push((signal.clone(), target));
                 }
                 ClauseKind::Moved { from, to } => moves.push((from, to)),
+                ClauseKind::Backfill(duration) => {
+                    if duration.node.is_zero() {
+                        self.report(
+                            zero_duration(duration.span)
+                                .help("leave `backfill` out to take in only contacts whose trigger comes after the launch"),
+                        );
+                    }
+                    rules.backfill = Some(duration.node);
+                }
+                ClauseKind::Priority(priority) => rules.priority = priority.node,
             }
         }
         if rules.triggers.is_empty() {
@@ -389,9 +406,19 @@ impl JourneyAnalyzer<'_, '_> {
                 }
             }
         }
+        // `moved` names where contacts go from a step this version removed
+        // or changed: a label, or any step's ID. Whether the old step is
+        // gone is known only to the store, so `run` checks that side.
         for (from, to) in moves {
-            match lowered.labels.get(&to.node) {
-                Some(&node) => rules.moved.push((from.node.clone(), node)),
+            let by_label = lowered.labels.get(&to.node).copied();
+            let by_id = || {
+                lowered
+                    .graph
+                    .node_indices()
+                    .find(|&index| lowered.graph[index].id == to.node)
+            };
+            match by_label.or_else(by_id) {
+                Some(node) => rules.moved.push((from.node.clone(), node)),
                 None => {
                     let inside = in_repeats
                         .iter()
@@ -399,17 +426,6 @@ impl JourneyAnalyzer<'_, '_> {
                     let top: Vec<&str> = lowered.labels.keys().map(String::as_str).collect();
                     self.report(lower::Lowerer::unresolved_in(&top, to, inside, "moved"));
                 }
-            }
-            if lowered
-                .graph
-                .node_weights()
-                .any(|node| node.id == from.node)
-            {
-                self.report(
-                    Diagnostic::new(Code::InvalidValue, from.span, format!("step `{}` still exists", from.node))
-                        .label("not a removed step")
-                        .help("`moved` says where contacts go from a step this version removed; delete the rule or the step"),
-                );
             }
         }
         let compiled = CompiledJourney::new(

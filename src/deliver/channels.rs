@@ -14,6 +14,7 @@ use lettre::transport::smtp::PoolConfig;
 use lettre::{SmtpTransport, Transport as _};
 use serde_json::Value as Json;
 
+use crate::model::MessageKey;
 use crate::settings::{EmailTransport, Sending, SmsTransport, SmsTransportKind};
 
 /// How one attempt to hand a message over ended.
@@ -83,19 +84,10 @@ impl Pace {
     }
 }
 
-/// A file name from a key: the key's safe characters, others as `-`.
-pub fn file_name(key: &str, extension: &str) -> String {
-    let safe: String = key
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    format!("{safe}.{extension}")
+/// A file name from a key: its injective file-name encoding, so two
+/// messages never write the same file.
+pub fn file_name(key: &MessageKey, extension: &str) -> String {
+    format!("{}.{extension}", key.file_stem())
 }
 
 /// Writes `bytes` to `dir/name` whole or not at all (a temporary file,
@@ -178,7 +170,7 @@ impl EmailSender {
         ))
     }
 
-    pub fn send(&self, message: &lettre::Message, key: &str) -> Attempt {
+    pub fn send(&self, message: &lettre::Message, key: &MessageKey) -> Attempt {
         match self {
             EmailSender::Files(dir) => {
                 write_file(dir, &file_name(key, "eml"), &message.formatted())
@@ -343,7 +335,7 @@ pub enum SmsSender {
 
 /// What an SMS provider needs.
 pub struct Sms<'a> {
-    pub key: &'a str,
+    pub key: &'a MessageKey,
     pub to: &'a str,
     pub from: &'a str,
     pub body: &'a str,
@@ -407,7 +399,7 @@ impl SmsSender {
         match self {
             SmsSender::Files(dir) => {
                 let record = serde_json::json!({
-                    "key": sms.key, "to": sms.to, "from": sms.from, "body": sms.body,
+                    "key": sms.key.as_str(), "to": sms.to, "from": sms.from, "body": sms.body,
                 });
                 write_file(
                     dir,
@@ -423,7 +415,7 @@ impl SmsSender {
                 let result = agent
                     .post(url)
                     .header("Authorization", authorization)
-                    .header("Idempotency-Key", sms.key)
+                    .header("Idempotency-Key", sms.key.header_value())
                     .send_form([("To", sms.to), ("From", sms.from), ("Body", sms.body)]);
                 let (attempt, json) = http_outcome(result, &["sid"]);
                 twilio_bounce(attempt, json.as_ref())
@@ -435,7 +427,7 @@ impl SmsSender {
                 headers,
             } => {
                 let context = minijinja::context! {
-                    key => sms.key, to => sms.to, from => sms.from, body => sms.body,
+                    key => sms.key.as_str(), to => sms.to, from => sms.from, body => sms.body,
                     contact => minijinja::value::Serde(sms.contact),
                 };
                 match render_json(body, context) {
@@ -507,13 +499,13 @@ pub fn post_json(
     agent: &ureq::Agent,
     url: &str,
     headers: &[(String, String)],
-    key: &str,
+    key: &MessageKey,
     body: &str,
 ) -> Attempt {
     let mut request = agent
         .post(url)
         .header("Content-Type", "application/json")
-        .header("Idempotency-Key", key);
+        .header("Idempotency-Key", key.header_value());
     for (name, value) in headers {
         request = request.header(name, value);
     }

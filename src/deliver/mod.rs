@@ -19,21 +19,22 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value as Json};
 
 use crate::analyzer::MessageUse;
 use crate::commands::{CommandError, Status};
+use crate::graph::CompiledJourney;
+use crate::model::{Channel, Timestamp};
+use crate::policy;
 use crate::preview::{self, Rendered};
 use crate::project::Checked;
-use crate::settings::Settings;
-use crate::store::{normalize_address, Claimed, Outbox, Settle, Store, Suppression};
+use crate::runner::time;
+use crate::settings::{OverCap, Settings};
+use crate::store::{normalize_address, Claimed, Outbox, Scheduled, Settle, Store, Suppression};
 use crate::templates::MessageKind;
 
 use channels::{Attempt, EmailSender, Endpoint, Pace, Sms, SmsSender};
-
-/// The channels an outbox row can be on.
-const CHANNELS: [&str; 4] = ["email", "sms", "task", "webhook"];
 
 #[derive(Debug, Clone, Default)]
 pub struct DeliverOptions {
@@ -48,10 +49,6 @@ fn usage(message: impl Into<String>) -> CommandError {
     CommandError::Usage(message.into())
 }
 
-fn text(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
 /// Counts for the closing summary, per channel.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Counts {
@@ -60,13 +57,16 @@ pub struct Counts {
     pub failed: u64,
     pub suppressed: u64,
     pub expired: u64,
+    /// Not sent yet: quiet hours, a send window or a cap hold them.
+    pub held: u64,
+    pub skipped: u64,
 }
 
 /// What one `deliver` did: counts per channel, every failure, and the
 /// temporary ones that wait for a retry.
 #[derive(Debug, Default)]
 struct Report {
-    counts: BTreeMap<String, Counts>,
+    counts: BTreeMap<Channel, Counts>,
     failures: Vec<String>,
     retries: Vec<String>,
 }
@@ -107,7 +107,7 @@ struct Senders {
 impl Senders {
     /// Builds the senders for the channels that have due rows; a channel
     /// with due rows and no way to send them is an error.
-    fn new(settings: &Settings, wanted: &[&str]) -> Result<Senders, String> {
+    fn new(settings: &Settings, wanted: &[Channel]) -> Result<Senders, String> {
         let mut senders = Senders {
             email: None,
             sms: None,
@@ -121,8 +121,8 @@ impl Senders {
             .as_ref()
             .and_then(|email| email.transport.as_ref());
         let task = settings.channels.task.as_ref();
-        let needs_email = wanted.contains(&"email")
-            || (wanted.contains(&"task") && task.is_some_and(|t| t.email));
+        let needs_email = wanted.contains(&Channel::Email)
+            || (wanted.contains(&Channel::Task) && task.is_some_and(|t| t.email));
         if needs_email {
             let email = settings.channels.email.as_ref();
             if email.is_some_and(|email| email.unsubscribe_url.is_some())
@@ -146,7 +146,7 @@ impl Senders {
                 transport.sending.connections.max(1),
             ));
         }
-        if wanted.contains(&"sms") {
+        if wanted.contains(&Channel::Sms) {
             let transport = settings
                 .channels
                 .sms
@@ -159,12 +159,12 @@ impl Senders {
                 transport.sending.connections.max(1),
             ));
         }
-        if wanted.contains(&"task") {
+        if wanted.contains(&Channel::Task) {
             senders.task_email = task.is_some_and(|task| task.email);
             senders.task_webhook = task.and_then(|task| task.webhook.clone());
         }
         let mut endpoint_names: Vec<String> = Vec::new();
-        if wanted.contains(&"webhook") {
+        if wanted.contains(&Channel::Webhook) {
             endpoint_names.extend(settings.webhooks.keys().cloned());
         }
         endpoint_names.extend(senders.task_webhook.clone());
@@ -181,15 +181,15 @@ impl Senders {
 
     /// Channels that can be claimed: tasks only when they go somewhere
     /// (otherwise `journeyc tasks` is where people read them).
-    fn channels(&self, wanted: &[&str]) -> Vec<&'static str> {
-        CHANNELS
+    fn channels(&self, wanted: &[Channel]) -> Vec<Channel> {
+        Channel::ALL
             .into_iter()
             .filter(|channel| wanted.contains(channel))
             .filter(|channel| match *channel {
-                "email" => self.email.is_some(),
-                "sms" => self.sms.is_some(),
-                "task" => self.task_email || self.task_webhook.is_some(),
-                _ => true,
+                Channel::Email => self.email.is_some(),
+                Channel::Sms => self.sms.is_some(),
+                Channel::Task => self.task_email || self.task_webhook.is_some(),
+                Channel::Webhook => true,
             })
             .collect()
     }
@@ -217,9 +217,9 @@ fn retry_at(
     #[allow(clippy::cast_precision_loss)]
     let jitter = (hash % 10_000) as f64 / 10_000.0 * 0.25;
     let wait = (base * (1.0 + jitter)).max(wish.map_or(0.0, |wish| wish.as_secs_f64()));
-    #[allow(clippy::cast_possible_wrap)]
-    let millis = (wait * 1000.0).round() as i64;
-    now + chrono::Duration::milliseconds(millis)
+    #[allow(clippy::cast_possible_wrap, clippy::cast_possible_truncation)]
+    let seconds = wait.ceil() as i64;
+    now + chrono::Duration::seconds(seconds)
 }
 
 /// Turns an attempt into what the outbox records.
@@ -241,10 +241,10 @@ fn settle(
                 }
             } else {
                 Settle::Retry {
-                    at: text(retry_at(
+                    at: Timestamp::from(retry_at(
                         settings,
                         now,
-                        &claimed.row.key,
+                        &claimed.row.key.to_string(),
                         claimed.attempts,
                         retry_after,
                     )),
@@ -255,22 +255,13 @@ fn settle(
         }
         Attempt::Permanent { error, bounce } => {
             let suppression = bounce.zip(address).map(|(reason, address)| Suppression {
-                address: normalize_address(&claimed.row.channel, address),
-                channel: claimed.row.channel.clone(),
+                address: normalize_address(claimed.row.channel, address),
+                channel: claimed.row.channel,
                 reason: format!("{reason}: {}", error.chars().take(200).collect::<String>()),
-                at: text(now),
+                at: Timestamp::from(now),
             });
             Settle::Failed { error, suppression }
         }
-    }
-}
-
-/// The field a channel's address is in.
-fn address_field(channel: &str) -> Option<&'static str> {
-    match channel {
-        "email" => Some("email"),
-        "sms" => Some("phone"),
-        _ => None,
     }
 }
 
@@ -289,62 +280,87 @@ impl<'c> Steps<'c> {
         }
     }
 
-    /// A row's step (a repetition `#n` is the same step).
+    /// A row's step, by its ID (a repetition of a `repeat` is a step of
+    /// its own, `monthly#2/email:...`), or by the positional ID a row
+    /// written by an earlier journeyc carries.
     fn get(&mut self, journey: &str, step: &str) -> Option<(&'c MessageUse, String)> {
-        let step = step.split('#').next().unwrap_or(step);
         let checked = self.checked;
         self.found
             .entry((journey.to_string(), step.to_string()))
-            .or_insert_with(|| preview::find_step(checked, journey, step).ok())
+            .or_insert_with(|| {
+                preview::find_step(checked, journey, step).ok().or_else(|| {
+                    let compiled = checked
+                        .analysis
+                        .journeys
+                        .iter()
+                        .find(|compiled| compiled.name == journey)?;
+                    let (_, node) = compiled.nodes().find(|(_, node)| node.legacy_id == step)?;
+                    preview::find_step(checked, journey, &node.id).ok()
+                })
+            })
             .clone()
     }
 }
 
+/// Rows sent by this `deliver` so far, per contact and channel: the caps
+/// count them as they go out, before they are settled.
+type Dispatched = HashMap<(String, Channel), Vec<Scheduled>>;
+
 /// Looks a claimed row up in the project and the store; settles at once
-/// what will not be sent.
+/// what will not be sent now: expired, late, suppressed, or held back by
+/// quiet hours, a send window or a cap until a later time.
 fn prepare<'c, S: Store + Outbox>(
     steps: &mut Steps<'c>,
-    settings: &Settings,
+    checked: &'c Checked,
     store: &S,
     claimed: Claimed,
-    now: &str,
+    now: DateTime<Utc>,
+    dispatched: &mut Dispatched,
 ) -> Result<Result<Job<'c>, Settle>, CommandError> {
+    let settings = checked
+        .settings
+        .as_ref()
+        .ok_or_else(|| usage("the settings are invalid"))?;
     let row = &claimed.row;
-    let failed = |error: String| {
-        Ok(Err(Settle::Failed {
-            error,
-            suppression: None,
-        }))
-    };
-    if row
-        .expires_at
-        .as_deref()
-        .is_some_and(|expires| expires < now)
-    {
-        return Ok(Err(Settle::Expired));
+    if row.expires_at.is_some_and(|expires| expires.utc() < now) {
+        return Ok(Err(Settle::Expired {
+            note: format!(
+                "its `expires after` ended at {}",
+                row.expires_at.map(|at| at.to_string()).unwrap_or_default()
+            ),
+        }));
     }
-    let Some(contact) = store
-        .contact(&row.contact_id)
-        .map_err(|error| usage(error.to_string()))?
-    else {
-        return failed(format!(
-            "contact `{}` is no longer in the store",
-            row.contact_id
-        ));
+    let job = match job(steps, checked, store, claimed)? {
+        Ok(job) => job,
+        Err(error) => {
+            return Ok(Err(Settle::Failed {
+                error,
+                suppression: None,
+            }))
+        }
     };
-    let Some((message_use, step_id)) = steps.get(&row.journey, &row.step) else {
-        return failed(format!(
-            "journey `{}` has no message step `{}` any more",
-            row.journey, row.step
-        ));
-    };
-    if row.kind == "marketing" {
-        if let Some(address) = address_field(&row.channel)
-            .and_then(|field| contact.fields.get(field))
+    let row = &job.claimed.row;
+    let timezone = job
+        .contact
+        .get("timezone")
+        .and_then(Json::as_str)
+        .and_then(|zone| zone.parse().ok())
+        .unwrap_or(settings.timezone.0);
+    let address = policy::address_field(row.channel).and_then(|field| {
+        job.contact
+            .get(field)
             .and_then(Json::as_str)
-        {
+            .filter(|address| !address.trim().is_empty())
+    });
+    if let (Some(field), None) = (policy::address_field(row.channel), address) {
+        return Ok(Err(Settle::Skipped {
+            note: format!("the contact has no `{field}` any more"),
+        }));
+    }
+    if row.kind == MessageKind::Marketing {
+        if let Some(address) = address {
             if store
-                .is_suppressed(address, &row.channel, now)
+                .is_suppressed(address, row.channel, Timestamp::from(now))
                 .map_err(|error| usage(error.to_string()))?
             {
                 return Ok(Err(Settle::Suppressed {
@@ -353,18 +369,74 @@ fn prepare<'c, S: Store + Outbox>(
             }
         }
     }
+    if let Some(journey) = checked
+        .analysis
+        .journeys
+        .iter()
+        .find(|compiled| compiled.name == row.journey)
+    {
+        if let Some(outcome) = hold(
+            settings,
+            journey,
+            store,
+            &job.claimed,
+            timezone,
+            now,
+            dispatched,
+        )? {
+            return Ok(Err(outcome));
+        }
+    }
+    dispatched
+        .entry((row.contact_id.clone(), row.channel))
+        .or_default()
+        .push(Scheduled {
+            journey: row.journey.clone(),
+            at: Timestamp::from(now),
+        });
+    Ok(Ok(job))
+}
+
+/// The row's step, contact and event, ready to render; or why there is
+/// nothing to render.
+fn job<'c, S: Store + Outbox>(
+    steps: &mut Steps<'c>,
+    checked: &'c Checked,
+    store: &S,
+    claimed: Claimed,
+) -> Result<Result<Job<'c>, String>, CommandError> {
+    let settings = checked
+        .settings
+        .as_ref()
+        .ok_or_else(|| usage("the settings are invalid"))?;
+    let row = &claimed.row;
+    let Some(contact) = store
+        .contact(&row.contact_id)
+        .map_err(|error| usage(error.to_string()))?
+    else {
+        return Ok(Err(format!(
+            "contact `{}` is no longer in the store",
+            row.contact_id
+        )));
+    };
+    let Some((message_use, step_id)) = steps.get(&row.journey, row.step().as_str()) else {
+        return Ok(Err(format!(
+            "journey `{}` has no message step `{}` any more",
+            row.journey,
+            row.step()
+        )));
+    };
     let event = match &message_use.event {
         Some(name) => {
             let events = store
                 .events_of(&row.contact_id)
                 .map_err(|error| usage(error.to_string()))?;
-            // The event that enrolled the contact, if it is the kind this
-            // step reads; else the latest of that kind before the send.
+            // The event that enrolled the contact (or a wait received), if
+            // it is the kind this step reads; else the latest of that kind
+            // before the send.
             events
                 .iter()
-                .find(|event| {
-                    Some(&event.id) == claimed.trigger_event.as_ref() && event.name == *name
-                })
+                .find(|event| Some(&event.id) == claimed.event_id.as_ref() && event.name == *name)
                 .or_else(|| {
                     events
                         .iter()
@@ -384,7 +456,7 @@ fn prepare<'c, S: Store + Outbox>(
     fields.insert("id".into(), Json::String(contact.id));
     let contact = match preview::contact_object(settings, fields) {
         Ok(contact) => contact,
-        Err(error) => return failed(error.to_string()),
+        Err(error) => return Ok(Err(error.to_string())),
     };
     Ok(Ok(Job {
         claimed,
@@ -393,6 +465,86 @@ fn prepare<'c, S: Store + Outbox>(
         contact,
         event,
     }))
+}
+
+/// What keeps a due row from going out now: lateness (it is expired),
+/// quiet hours, a send window or days, or a cap over the messages that
+/// actually went out (it is held until it may go).
+fn hold<S: Store + Outbox>(
+    settings: &Settings,
+    journey: &CompiledJourney,
+    store: &S,
+    claimed: &Claimed,
+    timezone: chrono_tz::Tz,
+    now: DateTime<Utc>,
+    dispatched: &Dispatched,
+) -> Result<Option<Settle>, CommandError> {
+    let row = &claimed.row;
+    let rules = policy::policy(settings, journey, row.channel, row.kind);
+    if let Some(lateness) = rules.lateness {
+        let send_at = row.send_at.utc();
+        // The run that planned it came late (a missed night, a back-fill).
+        let first_chance = send_at.max(row.planned_at.utc());
+        if first_chance > time::add(timezone, send_at, lateness) {
+            return Ok(Some(Settle::Expired {
+                note: format!(
+                    "planned at {}, more than the lateness of {lateness} after its time {}",
+                    row.planned_at, row.send_at
+                ),
+            }));
+        }
+        // `deliver` did not run for longer than the lateness once the row
+        // could go (its time, retries and holds included).
+        let ready = claimed.attempt_at.utc().max(row.planned_at.utc());
+        let release = rules.rules.as_ref().map_or(ready, |send_rules| {
+            time::allowed_send_time(timezone, ready, send_rules)
+        });
+        if now > time::add(timezone, release, lateness) {
+            return Ok(Some(Settle::Expired {
+                note: format!(
+                    "not sent within the lateness of {lateness} after it could go at {}",
+                    Timestamp::from(release)
+                ),
+            }));
+        }
+    }
+    if rules.rules.is_none() && rules.caps.is_empty() {
+        return Ok(None);
+    }
+    let horizon = rules
+        .caps
+        .iter()
+        .map(|cap| cap.per.minutes)
+        .max()
+        .unwrap_or(0);
+    let since = Timestamp::from(now).plus_minutes(-i64::try_from(horizon).unwrap_or(i64::MAX));
+    let mut sent = if rules.caps.is_empty() {
+        Vec::new()
+    } else {
+        store
+            .sent_since(&row.contact_id, row.channel, since)
+            .map_err(|error| usage(error.to_string()))?
+    };
+    if let Some(going) = dispatched.get(&(row.contact_id.clone(), row.channel)) {
+        sent.extend(going.iter().cloned());
+    }
+    let placement = policy::place(timezone, now, &rules, &sent);
+    if placement.skipped.is_some() && rules.over_cap == OverCap::Skip {
+        return Ok(Some(Settle::Skipped {
+            note: placement.notes.join("; "),
+        }));
+    }
+    if placement.at > now {
+        return Ok(Some(Settle::Held {
+            until: Timestamp::from(placement.at),
+            note: format!(
+                "held until {}: {}",
+                Timestamp::from(placement.at),
+                placement.notes.join("; ")
+            ),
+        }));
+    }
+    Ok(None)
 }
 
 /// How one job ended: the attempt, the address it went to, and what of
@@ -416,7 +568,7 @@ impl From<(Attempt, Option<String>)> for Sent {
 impl Job<'_> {
     /// The message for this contact, as `journeyc preview` renders it; an
     /// error keeps its first line.
-    fn render(&self, checked: &Checked, now: &str) -> Result<Rendered, String> {
+    fn render(&self, checked: &Checked, now: DateTime<Utc>) -> Result<Rendered, String> {
         let (Some(settings), Some(set)) = (&checked.settings, &checked.templates) else {
             return Err("the project has errors".to_string());
         };
@@ -428,13 +580,14 @@ impl Job<'_> {
             &self.contact,
             &self.event,
             now,
+            &self.claimed.row.key.message_key(),
         )
         .map_err(|error| first_line(&error))
     }
 }
 
 /// Renders and sends one job.
-fn send(job: &Job<'_>, checked: &Checked, senders: &Senders, now: &str) -> Sent {
+fn send(job: &Job<'_>, checked: &Checked, senders: &Senders, now: DateTime<Utc>) -> Sent {
     let Some(settings) = &checked.settings else {
         return (Attempt::permanent("the project has errors"), None).into();
     };
@@ -447,7 +600,15 @@ fn send(job: &Job<'_>, checked: &Checked, senders: &Senders, now: &str) -> Sent 
             assignee,
             text,
             due,
-        } => send_task(job, settings, senders, &assignee, &text, due.as_deref()),
+        } => send_task(
+            job,
+            settings,
+            senders,
+            &assignee,
+            &text,
+            due.as_deref(),
+            now,
+        ),
         rendered => send_message(job, settings, senders, rendered).into(),
     }
 }
@@ -459,10 +620,10 @@ fn send_message(
     senders: &Senders,
     rendered: Rendered,
 ) -> (Attempt, Option<String>) {
-    let key = job.claimed.row.key.as_str();
+    let key = job.claimed.row.key.message_key();
+    let key = &key;
     match rendered {
-        Rendered::Email(mut email) => {
-            email.idempotency_key = key.to_string();
+        Rendered::Email(email) => {
             let address = email.to_address.clone();
             (send_email(senders, &email), Some(address))
         }
@@ -528,7 +689,7 @@ fn send_email(senders: &Senders, email: &crate::message::Email) -> Attempt {
         }
     };
     pace.wait();
-    sender.send(&message, &email.idempotency_key)
+    sender.send(&message, &email.key)
 }
 
 /// A task goes to its assignee by email, and/or to the team's webhook.
@@ -540,6 +701,7 @@ fn send_task(
     assignee: &str,
     task_text: &str,
     due: Option<&str>,
+    now: DateTime<Utc>,
 ) -> Sent {
     let mailed = job
         .claimed
@@ -548,7 +710,7 @@ fn send_task(
         .is_some_and(|progress| progress.starts_with("mailed:"));
     let mut progress = job.claimed.progress.clone().filter(|_| mailed);
     if senders.task_email && !mailed {
-        let attempt = mail_task(job, settings, senders, assignee, task_text, due);
+        let attempt = mail_task(job, settings, senders, assignee, task_text, due, now);
         let Attempt::Accepted { provider_id } = &attempt else {
             return (attempt, None).into();
         };
@@ -574,6 +736,7 @@ fn mail_task(
     assignee: &str,
     task_text: &str,
     due: Option<&str>,
+    now: DateTime<Utc>,
 ) -> Attempt {
     let row = &job.claimed.row;
     let contact_line = ["first_name", "name", "email", "phone"]
@@ -596,7 +759,10 @@ fn mail_task(
         let subject: String = first_line.chars().take(80).collect();
         let body = format!(
             "{task_text}\n\nContact: {} ({contact_line})\nJourney: {}, step {}\nWhen: {}{due_text}\n",
-            row.contact_id, row.journey, row.step, row.send_at
+            row.contact_id,
+            row.journey,
+            row.step(),
+            row.send_at
         );
         let email = crate::message::Email {
             kind: MessageKind::Transactional,
@@ -609,7 +775,8 @@ fn mail_task(
             text: body,
             html: None,
             unsubscribe_url: None,
-            idempotency_key: row.key.clone(),
+            key: row.key.message_key(),
+            date: now,
         };
         send_email(senders, &email)
     }
@@ -630,8 +797,8 @@ fn post_task(
         return Attempt::permanent(format!("no webhook `{name}` under `webhooks:`"));
     };
     let values = json!({
-        "key": row.key, "text": task_text, "assignee": assignee, "due": due,
-        "journey": row.journey, "step": row.step, "at": row.send_at,
+        "key": row.key.to_string(), "text": task_text, "assignee": assignee, "due": due,
+        "journey": row.journey, "step": row.step().as_str(), "at": row.send_at,
         "contact": job.contact,
     });
     let body = match &endpoint.body {
@@ -649,7 +816,7 @@ fn post_task(
         &endpoint.agent,
         &endpoint.url,
         &endpoint.headers,
-        &row.key,
+        &row.key.message_key(),
         &body,
     )
 }
@@ -662,13 +829,17 @@ pub fn deliver(
     err: &mut dyn Write,
 ) -> Result<Status, CommandError> {
     let now = crate::runner::run::parse_now(options.now.as_deref())?;
-    let now_text = text(now);
-    for channel in &options.channels {
-        if !CHANNELS.contains(&channel.as_str()) {
-            return Err(usage(format!(
-                "`--channel {channel}`: the channels are email, sms, task and webhook"
-            )));
-        }
+    let mut only: Vec<Channel> = Vec::new();
+    for name in &options.channels {
+        let channel = Channel::ALL
+            .into_iter()
+            .find(|channel| channel.as_str() == name)
+            .ok_or_else(|| {
+                usage(format!(
+                    "`--channel {name}`: the channels are email, sms, task and webhook"
+                ))
+            })?;
+        only.push(channel);
     }
     let Some((checked, mut store)) =
         crate::runner::run::load(project_path, err, crate::runner::run::Open::Existing)?
@@ -681,15 +852,13 @@ pub fn deliver(
         .ok_or_else(|| usage("the settings are invalid"))?;
     #[allow(clippy::cast_possible_truncation)]
     let lease = chrono::Duration::milliseconds((settings.delivery.lease.0 * 1000.0) as i64);
-    let stale_before = text(now - lease);
+    let stale_before = Timestamp::from(now - lease);
     let due = store
-        .due_by_channel(&now_text, &stale_before)
+        .due_by_channel(Timestamp::from(now), stale_before)
         .map_err(|error| usage(error.to_string()))?;
-    let wanted: Vec<&str> = CHANNELS
+    let wanted: Vec<Channel> = Channel::ALL
         .into_iter()
-        .filter(|channel| {
-            options.channels.is_empty() || options.channels.iter().any(|c| c == channel)
-        })
+        .filter(|channel| only.is_empty() || only.contains(channel))
         .filter(|channel| due.iter().any(|(due, count)| due == channel && *count > 0))
         .collect();
     let senders = Senders::new(settings, &wanted).map_err(usage)?;
@@ -699,12 +868,12 @@ pub fn deliver(
         std::process::id(),
         Utc::now().timestamp_nanos_opt().unwrap_or(0)
     );
-    let threads: BTreeMap<&str, usize> = channels
+    let threads: BTreeMap<Channel, usize> = channels
         .iter()
         .map(|channel| {
             let count = match *channel {
-                "email" => senders.email.as_ref().map_or(1, |(_, _, n)| *n),
-                "sms" => senders.sms.as_ref().map_or(1, |(_, _, n)| *n),
+                Channel::Email => senders.email.as_ref().map_or(1, |(_, _, n)| *n),
+                Channel::Sms => senders.sms.as_ref().map_or(1, |(_, _, n)| *n),
                 _ => 2,
             };
             (*channel, count)
@@ -714,11 +883,12 @@ pub fn deliver(
 
     let mut report = Report::default();
     let mut steps = Steps::new(&checked);
+    let mut dispatched = Dispatched::new();
     let started = Instant::now();
 
     std::thread::scope(|scope| -> Result<(), CommandError> {
         let (results_tx, results_rx) = mpsc::channel::<(Claimed, Sent)>();
-        let mut queues: BTreeMap<&str, mpsc::Sender<Job<'_>>> = BTreeMap::new();
+        let mut queues: BTreeMap<Channel, mpsc::Sender<Job<'_>>> = BTreeMap::new();
         for (channel, count) in &threads {
             let (jobs_tx, jobs_rx) = mpsc::channel::<Job<'_>>();
             let jobs_rx = Arc::new(Mutex::new(jobs_rx));
@@ -727,7 +897,6 @@ pub fn deliver(
                 let results_tx = results_tx.clone();
                 let senders = &senders;
                 let checked = &checked;
-                let now_text = &now_text;
                 scope.spawn(move || loop {
                     let job = {
                         let receiver = jobs_rx
@@ -736,36 +905,42 @@ pub fn deliver(
                         receiver.recv()
                     };
                     let Ok(job) = job else { break };
-                    let sent = send(&job, checked, senders, now_text);
+                    let sent = send(&job, checked, senders, now);
                     if results_tx.send((job.claimed, sent)).is_err() {
                         break;
                     }
                 });
             }
-            queues.insert(channel, jobs_tx);
+            queues.insert(*channel, jobs_tx);
         }
         drop(results_tx);
 
         let mut in_flight = 0usize;
         let mut exhausted = channels.is_empty();
-        let mut outcomes: Vec<(i64, Settle, String)> = Vec::new();
+        let mut outcomes: Vec<(i64, Settle, Channel)> = Vec::new();
         let mut last_settle = Instant::now();
         loop {
             if !exhausted && in_flight < capacity / 2 {
                 let limit = capacity - in_flight;
                 let claimed = store
-                    .claim(&claimer, &now_text, &stale_before, &channels, limit)
+                    .claim(
+                        &claimer,
+                        Timestamp::from(now),
+                        stale_before,
+                        &channels,
+                        limit,
+                    )
                     .map_err(|error| usage(error.to_string()))?;
                 if claimed.len() < limit {
                     exhausted = true;
                 }
                 for claimed in claimed {
-                    let channel = claimed.row.channel.clone();
+                    let channel = claimed.row.channel;
                     let id = claimed.id;
-                    match prepare(&mut steps, settings, &store, claimed, &now_text)? {
+                    match prepare(&mut steps, &checked, &store, claimed, now, &mut dispatched)? {
                         Ok(job) => {
                             let queue = queues
-                                .get(channel.as_str())
+                                .get(&channel)
                                 .ok_or_else(|| usage("no sender for a claimed channel"))?;
                             queue
                                 .send(job)
@@ -794,28 +969,34 @@ pub fn deliver(
                             sent.progress,
                             sent.attempt,
                         );
-                        outcomes.push((claimed.id, outcome, claimed.row.channel.clone()));
+                        outcomes.push((claimed.id, outcome, claimed.row.channel));
                     }
                 }
             }
             if outcomes.len() >= 200
                 || (!outcomes.is_empty() && last_settle.elapsed() > Duration::from_millis(200))
             {
-                record(&mut store, &claimer, &now_text, &mut outcomes, &mut report)?;
+                record(&mut store, &claimer, now, &mut outcomes, &mut report)?;
                 last_settle = Instant::now();
             }
         }
         drop(queues);
-        record(&mut store, &claimer, &now_text, &mut outcomes, &mut report)?;
+        record(&mut store, &claimer, now, &mut outcomes, &mut report)?;
         Ok(())
     })?;
 
     let elapsed = started.elapsed().as_secs_f64();
     let failed: u64 = report.counts.values().map(|counts| counts.failed).sum();
+    let now_text = Timestamp::from(now).to_string();
     if options.json {
+        let channels: BTreeMap<&str, &Counts> = report
+            .counts
+            .iter()
+            .map(|(channel, counts)| (channel.as_str(), counts))
+            .collect();
         let summary = json!({
             "now": now_text,
-            "channels": report.counts,
+            "channels": channels,
             "failures": report.failures,
             "retries": report.retries,
             "seconds": (elapsed * 1000.0).round() / 1000.0,
@@ -841,8 +1022,14 @@ pub fn deliver(
         for (channel, counts) in &report.counts {
             writeln!(
                 out,
-                "{channel}: {} sent, {} to retry, {} failed, {} suppressed, {} expired",
-                counts.sent, counts.retried, counts.failed, counts.suppressed, counts.expired
+                "{channel}: {} sent, {} to retry, {} failed, {} suppressed, {} expired, {} held, {} skipped",
+                counts.sent,
+                counts.retried,
+                counts.failed,
+                counts.suppressed,
+                counts.expired,
+                counts.held,
+                counts.skipped
             )?;
         }
     }
@@ -857,8 +1044,8 @@ pub fn deliver(
 fn record(
     store: &mut crate::store::sqlite::SqliteStore,
     claimer: &str,
-    now: &str,
-    outcomes: &mut Vec<(i64, Settle, String)>,
+    now: DateTime<Utc>,
+    outcomes: &mut Vec<(i64, Settle, Channel)>,
     report: &mut Report,
 ) -> Result<(), CommandError> {
     if outcomes.is_empty() {
@@ -869,10 +1056,10 @@ fn record(
         .map(|(id, outcome, _)| (*id, outcome.clone()))
         .collect();
     store
-        .settle(claimer, now, &batch)
+        .settle(claimer, Timestamp::from(now), &batch)
         .map_err(|error| usage(error.to_string()))?;
     for (id, outcome, channel) in outcomes.drain(..) {
-        let counts = report.counts.entry(channel.clone()).or_default();
+        let counts = report.counts.entry(channel).or_default();
         match outcome {
             Settle::Sent { .. } => counts.sent += 1,
             Settle::Retry { error, at, .. } => {
@@ -886,7 +1073,9 @@ fn record(
                 report.failures.push(format!("{channel} #{id}: {error}"));
             }
             Settle::Suppressed { .. } => counts.suppressed += 1,
-            Settle::Expired => counts.expired += 1,
+            Settle::Expired { .. } => counts.expired += 1,
+            Settle::Held { .. } => counts.held += 1,
+            Settle::Skipped { .. } => counts.skipped += 1,
         }
     }
     Ok(())
@@ -913,30 +1102,26 @@ pub fn tasks(
         .settings
         .as_ref()
         .ok_or_else(|| usage("the settings are invalid"))?;
-    let from = text(now - chrono::Duration::days(i64::from(days)));
-    let to = text(now + chrono::Duration::days(1));
+    let from = Timestamp::from(now).plus_seconds(-86_400 * i64::from(days));
+    let to = Timestamp::from(now).plus_seconds(86_400);
     let rows = store
-        .tasks(&from, &to)
+        .tasks(from, to)
         .map_err(|error| usage(error.to_string()))?;
     let mut listed = Vec::new();
     let mut steps = Steps::new(&checked);
     for (row, delivered) in rows {
-        let status = row.status.clone();
-        // A listing shows expired tasks too (their status says so).
-        let row = crate::store::OutboxRow {
-            expires_at: None,
-            ..row
-        };
+        let status = row.status;
         let claimed = Claimed {
             id: 0,
+            attempt_at: row.send_at,
             row,
             attempts: delivered.attempts,
-            trigger_event: None,
+            event_id: None,
             progress: None,
         };
         let (task_assignee, task_text, due) =
-            match prepare(&mut steps, settings, &store, claimed.clone(), &text(now))? {
-                Ok(job) => match job.render(&checked, &text(now)) {
+            match job(&mut steps, &checked, &store, claimed.clone())? {
+                Ok(job) => match job.render(&checked, now) {
                     Ok(Rendered::Task {
                         assignee,
                         text,
@@ -959,7 +1144,7 @@ pub fn tasks(
             "assignee": task_assignee,
             "contact": claimed.row.contact_id,
             "journey": claimed.row.journey,
-            "step": claimed.row.step,
+            "step": claimed.row.step().as_str(),
             "text": task_text,
             "due": due,
             "status": status,
@@ -982,14 +1167,16 @@ pub fn tasks(
             .as_str()
             .map_or_else(String::new, |due| format!(", due within {due}"));
         // People read the time in the project's timezone.
-        let at = crate::runner::eval::parse_instant(&field("at")).map_or_else(
-            || field("at"),
-            |at| {
-                at.with_timezone(&settings.timezone.0)
-                    .format("%Y-%m-%d %H:%M %Z")
-                    .to_string()
-            },
-        );
+        let at = Timestamp::parse(&field("at"))
+            .map(Timestamp::utc)
+            .map_or_else(
+                |_| field("at"),
+                |at| {
+                    at.with_timezone(&settings.timezone.0)
+                        .format("%Y-%m-%d %H:%M %Z")
+                        .to_string()
+                },
+            );
         writeln!(
             out,
             "{at}  {}  {} ({} {}){due}  [{}]\n    {}",
@@ -1023,7 +1210,7 @@ mod tests {
     #[test]
     fn retries_back_off_exponentially_with_bounded_jitter() {
         let settings = settings();
-        let now = crate::runner::eval::parse_instant("2026-03-01T00:00:00Z").unwrap();
+        let now = Timestamp::parse("2026-03-01T00:00:00Z").unwrap().utc();
         let waits: Vec<f64> = (1..=5)
             .map(|attempt| {
                 let at = retry_at(&settings, now, "7/email@1", attempt, None);
@@ -1057,24 +1244,29 @@ mod tests {
     #[test]
     fn the_last_temporary_failure_fails_and_a_bounce_suppresses() {
         let settings = settings();
-        let now = crate::runner::eval::parse_instant("2026-03-01T00:00:00Z").unwrap();
+        let now = Timestamp::parse("2026-03-01T00:00:00Z").unwrap().utc();
+        let send_at = Timestamp::from(now);
         let claimed = |attempts: u32| Claimed {
             id: 1,
             row: crate::store::OutboxRow {
-                key: "7/email@1".into(),
-                enrolment_id: 7,
+                key: crate::model::OutboxKey::new(
+                    7,
+                    crate::model::StepId::new("email:launch/hello"),
+                ),
                 contact_id: "c-1".into(),
                 journey: "launch".into(),
-                step: "email@1".into(),
-                channel: "email".into(),
+                channel: Channel::Email,
                 template: "launch/hello".into(),
-                kind: "marketing".into(),
-                send_at: "2026-03-01T00:00:00Z".into(),
+                kind: MessageKind::Marketing,
+                send_at,
                 expires_at: None,
-                status: "sending".into(),
+                status: crate::model::OutboxStatus::Sending,
+                planned_at: send_at,
+                note: None,
             },
             attempts,
-            trigger_event: None,
+            attempt_at: send_at,
+            event_id: None,
             progress: None,
         };
         let temporary = || Attempt::Temporary {
@@ -1113,10 +1305,14 @@ mod tests {
         assert_eq!(
             (
                 suppression.address.as_str(),
-                suppression.channel.as_str(),
+                suppression.channel,
                 suppression.reason.as_str()
             ),
-            ("li@example.com", "email", "bounced: 550 no such user")
+            (
+                "li@example.com",
+                Channel::Email,
+                "bounced: 550 no such user"
+            )
         );
     }
 

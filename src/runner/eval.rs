@@ -59,10 +59,11 @@ impl<'a> Context<'a> {
     }
 }
 
+/// An RFC 3339 instant in a field's text (`2026-03-02T10:00:00+08:00`).
 pub fn parse_instant(text: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(text)
+    crate::model::Timestamp::parse(text)
         .ok()
-        .map(|moment| moment.with_timezone(&Utc))
+        .map(crate::model::Timestamp::utc)
 }
 
 fn from_json(value: &Json, field_type: Option<&FieldType>) -> Value {
@@ -200,7 +201,7 @@ pub fn eval(expr: &Expr, context: Context<'_>) -> Value {
                 .events
                 .iter()
                 .filter(|candidate| candidate.name == event.node)
-                .filter_map(|candidate| parse_instant(&candidate.at).map(|at| (candidate, at)))
+                .map(|candidate| (candidate, candidate.at.utc()))
                 .filter(|(_, at)| *at <= context.now && since.is_none_or(|since| *at > since))
                 .filter(|(candidate, _)| {
                     filter
@@ -356,7 +357,7 @@ pub fn score(model: &ast::ScoreModel, context: Context<'_>) -> f64 {
         .events
         .iter()
         .filter(|event| !event.name.starts_with("__"))
-        .filter_map(|event| parse_instant(&event.at).map(|at| (event, at)))
+        .map(|event| (event, event.at.utc()))
         .filter(|(_, at)| *at <= context.now)
         .collect();
     let mut total = 0.0;
@@ -433,7 +434,7 @@ pub fn explain(expr: &Expr, context: Context<'_>) -> String {
                 Value::Text(text) => text,
                 Value::Date(date) => date.to_string(),
                 Value::Instant(moment) => moment.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                Value::Duration(minutes) => ast::Duration::from_minutes(minutes).to_string(),
+                Value::Duration(minutes) => ast::Duration::from_length(minutes).to_string(),
                 Value::Clock(time) => time.to_string(),
                 Value::List(items) => format!("{} items", items.len()),
             };

@@ -1,8 +1,15 @@
-//! The nightly runner: moves every contact through every journey at an
-//! instant `now`, queueing messages in the outbox (DESIGN.md, "Runner
-//! semantics").
+//! The runner: moves every contact through the journeys up to an instant
+//! `now`, queueing messages in the outbox (GRAMMAR.md, "How the runner
+//! reads it"). [`engine`] holds the time-ordered loop; the jobs it calls
+//! are in [`entry`], [`signals`], [`walk`], [`actions`] and [`outbox`].
 
+pub mod actions;
 pub mod engine;
+pub mod entry;
 pub mod eval;
+pub mod outbox;
+pub mod person;
 pub mod run;
+pub mod signals;
 pub mod time;
+pub mod walk;

@@ -6,12 +6,13 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use super::engine::{self, Counts, Engine};
+use super::engine::{Counts, Engine, JourneyRun, RunError};
 use super::eval::Program;
 use crate::commands::{project_settings, CommandError, Status};
 use crate::graph::CompiledJourney;
+use crate::model::{OutboxStatus, StepId, Timestamp};
 use crate::project::{self, Checked};
-use crate::store::{self, sqlite::SqliteStore, Store};
+use crate::store::{self, sqlite::SqliteStore, Progress, RunRecord, Store, StoreError};
 
 /// Contacts per transaction: a crash loses at most one batch's work, which
 /// the next run redoes exactly.
@@ -29,15 +30,13 @@ fn usage(message: impl Into<String>) -> CommandError {
     CommandError::Usage(message.into())
 }
 
-/// `--now`: an RFC 3339 instant, or the clock.
+/// `--now`: an RFC 3339 instant, or the clock (to the second).
 pub(crate) fn parse_now(now: Option<&str>) -> Result<DateTime<Utc>, CommandError> {
     match now {
-        None => Ok(Utc::now()),
-        Some(text) => crate::runner::eval::parse_instant(text).ok_or_else(|| {
-            usage(format!(
-                "`--now {text}` is not an RFC 3339 time such as 2026-11-23T02:00:00+08:00"
-            ))
-        }),
+        None => Ok(Timestamp::now().utc()),
+        Some(text) => Timestamp::parse(text)
+            .map(Timestamp::utc)
+            .map_err(|error| usage(format!("`--now {text}` is {error}"))),
     }
 }
 
@@ -133,6 +132,71 @@ fn lock(store: &SqliteStore) -> Result<RunLock, CommandError> {
     }
 }
 
+/// Contacts resting at a step this version removed or changed, with no
+/// `moved` rule for them: the run refuses to start rather than drop them.
+fn stranded(checked: &Checked, store: &SqliteStore) -> Result<Vec<String>, CommandError> {
+    let mut problems = Vec::new();
+    for resting in store.resting().map_err(|error| usage(error.to_string()))? {
+        let Some(compiled) = checked
+            .analysis
+            .journeys
+            .iter()
+            .find(|compiled| compiled.name == resting.journey)
+        else {
+            continue;
+        };
+        let step = resting.step.as_str();
+        if compiled.rules.moved.iter().any(|(from, _)| from == step) {
+            continue;
+        }
+        let found = compiled.node(step).map(|index| &compiled.graph[index]);
+        let what = match found {
+            // A store written before steps had prints: its IDs were
+            // positions, which the run translates once.
+            _ if resting.print.is_empty()
+                && (found.is_some()
+                    || compiled.nodes().any(|(_, node)| node.legacy_id == step)) =>
+            {
+                continue
+            }
+            Some(node) if node.print == resting.print => continue,
+            Some(_) => "changed the step",
+            None => "no longer has the step",
+        };
+        let contacts = match resting.count {
+            1 => "1 contact is".to_string(),
+            count => format!("{count} contacts are"),
+        };
+        problems.push(format!(
+            "journey `{journey}` {what} `{step}`, where {contacts} waiting; say where they go with a rule in the journey, STEP being a label or a quoted step ID (`journeyc graph {journey} --format text` lists them):\n    moved {} -> STEP",
+            crate::format::string(step),
+            journey = resting.journey,
+        ));
+    }
+    Ok(problems)
+}
+
+/// The segments and scoring models of the project, by name.
+fn program(checked: &Checked) -> Program<'_> {
+    let mut program = Program::default();
+    for (_, file) in &checked.files {
+        for item in &file.items {
+            match item {
+                crate::ast::Item::Segment(segment) => {
+                    program
+                        .segments
+                        .insert(segment.name.node.as_str(), &segment.condition);
+                }
+                crate::ast::Item::Score(score) => {
+                    program.scores.insert(score.name.node.as_str(), score);
+                }
+                crate::ast::Item::Journey(_) => {}
+            }
+        }
+    }
+    program
+}
+
 /// `journeyc run [--now T] [--dry-run] [--journey NAME...]`
 pub fn run(
     options: &RunOptions,
@@ -140,7 +204,15 @@ pub fn run(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<Status, CommandError> {
-    let now = parse_now(options.now.as_deref())?;
+    // Cron starts a run on the minute; a run without `--now` is that
+    // minute, so nightly runs stay exactly a day apart.
+    let now = match options.now.as_deref() {
+        Some(text) => parse_now(Some(text))?,
+        None => {
+            let clock = Timestamp::now();
+            Timestamp::from_seconds(clock.seconds() - clock.seconds().rem_euclid(60)).utc()
+        }
+    };
     let Some((checked, mut store)) = load(project_path, err, Open::Create)? else {
         return Ok(Status::Problems);
     };
@@ -169,32 +241,12 @@ pub fn run(
             return Err(usage(format!("no journey named `{name}` {hint}")));
         }
     }
-    let journeys: Vec<&CompiledJourney> = checked
-        .analysis
-        .journeys
-        .iter()
-        .filter(|journey| options.journeys.is_empty() || options.journeys.contains(&journey.name))
-        .collect();
-    // Contacts resting at a step a new version removed are never dropped.
-    let mut stranded = Vec::new();
-    for (journey, step, count) in store.resting().map_err(|error| usage(error.to_string()))? {
-        if let Some(compiled) = checked
-            .analysis
-            .journeys
-            .iter()
-            .find(|compiled| compiled.name == journey)
-        {
-            let has_rule = compiled.rules.moved.iter().any(|(from, _)| *from == step);
-            if compiled.node(&step).is_none() && !has_rule {
-                stranded.push(format!("journey `{journey}` no longer has step `{step}`, where {count} contacts are waiting"));
-            }
-        }
-    }
-    if !stranded.is_empty() {
-        for line in &stranded {
+    let problems = stranded(&checked, &store)?;
+    if !problems.is_empty() {
+        for line in &problems {
             writeln!(err, "error: {line}")?;
         }
-        writeln!(err, "failed: put the steps back (same label), or say where those contacts go with `moved OLD_STEP -> NEW_STEP` in the journey; nothing was run")?;
+        writeln!(err, "failed: contacts resting at a step that is gone or changed are never dropped or moved silently; nothing was run")?;
         return Ok(Status::Problems);
     }
     let versions: HashMap<String, String> = checked
@@ -203,44 +255,72 @@ pub fn run(
         .iter()
         .map(|journey| (journey.name.clone(), version(journey)))
         .collect();
+    let progress: HashMap<String, Progress> = store
+        .progress()
+        .map_err(|error| usage(error.to_string()))?
+        .into_iter()
+        .map(|progress| (progress.journey.clone(), progress))
+        .collect();
+    let run_seq = store
+        .last_event_seq()
+        .map_err(|error| usage(error.to_string()))?;
+    let mut journeys: Vec<JourneyRun<'_>> = checked
+        .analysis
+        .journeys
+        .iter()
+        .filter(|journey| options.journeys.is_empty() || options.journeys.contains(&journey.name))
+        .map(|journey| {
+            let known = progress.get(&journey.name);
+            JourneyRun {
+                journey,
+                version: versions.get(&journey.name).cloned().unwrap_or_default(),
+                after: known.map_or(now, |known| known.until.utc()),
+                seen_seq: known.map_or(run_seq, |known| known.seen_seq),
+                launching: known.is_none(),
+            }
+        })
+        .collect();
+    journeys.sort_by(|a, b| {
+        b.journey
+            .rules
+            .priority
+            .cmp(&a.journey.rules.priority)
+            .then_with(|| a.name().cmp(b.name()))
+    });
+    let launched: Vec<String> = journeys
+        .iter()
+        .filter(|run| run.launching)
+        .map(|run| run.name().to_string())
+        .collect();
     if !options.dry_run {
         let list: Vec<(String, String)> = versions
             .iter()
             .map(|(name, version)| (name.clone(), version.clone()))
             .collect();
         store
-            .record_versions(&list, &engine::text(now))
+            .record_versions(&list, Timestamp::from(now))
             .map_err(|error| usage(error.to_string()))?;
     }
-    let mut program = Program::default();
-    for (_, file) in &checked.files {
-        for item in &file.items {
-            match item {
-                crate::ast::Item::Segment(segment) => {
-                    program
-                        .segments
-                        .insert(segment.name.node.as_str(), &segment.condition);
-                }
-                crate::ast::Item::Score(score) => {
-                    program.scores.insert(score.name.node.as_str(), score);
-                }
-                crate::ast::Item::Journey(_) => {}
-            }
-        }
-    }
-    let previous_run = store
-        .last_run_before(&engine::text(now))
-        .map_err(|error| usage(error.to_string()))?
-        .and_then(|text| crate::runner::eval::parse_instant(&text));
-    let started = Utc::now();
+    let program = program(&checked);
+    let started = Timestamp::now();
+    let saved: Vec<Progress> = journeys
+        .iter()
+        .map(|run| Progress {
+            journey: run.name().to_string(),
+            deployed_at: progress
+                .get(run.name())
+                .map_or(Timestamp::from(now), |known| known.deployed_at),
+            until: Timestamp::from(run.after.max(now)),
+            seen_seq: run_seq,
+        })
+        .collect();
     let engine = Engine {
         settings,
         program: &program,
-        journeys,
         templates,
-        versions: &versions,
+        journeys,
         now,
-        previous_run,
+        run_seq,
     };
     let mut counts = Counts::default();
     let mut after: Option<String> = None;
@@ -248,82 +328,107 @@ pub fn run(
         .contact_count()
         .map_err(|error| usage(error.to_string()))?;
     // On stderr, and drawn only when stderr is a terminal: cron logs stay clean.
-    let progress = indicatif::ProgressBar::with_draw_target(
+    let progress_bar = indicatif::ProgressBar::with_draw_target(
         Some(total),
         indicatif::ProgressDrawTarget::stderr(),
     );
     if let Ok(style) =
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} contacts {per_sec} eta {eta}")
     {
-        progress.set_style(style);
+        progress_bar.set_style(style);
     }
-    tracing::info!(now = %engine::text(now), contacts = total, dry_run = options.dry_run, "run started");
+    tracing::info!(now = %Timestamp::from(now), contacts = total, dry_run = options.dry_run, "run started");
+    let mut failure: Option<RunError> = None;
     loop {
         let page = store
             .contacts_page(after.as_deref(), BATCH)
             .map_err(|error| usage(error.to_string()))?;
         let Some(last) = page.last() else { break };
         after = Some(last.id.clone());
+        crate::fault::pause("run.page-read");
         let mut page = Some(page);
-        store
-            .batch(!options.dry_run, &mut |batch| {
-                for contact in page.take().unwrap_or_default() {
-                    engine.contact(batch, contact, &mut counts)?;
+        let outcome = store.batch(!options.dry_run, &mut |batch| {
+            for contact in page.take().unwrap_or_default() {
+                match engine.contact(batch, contact, &mut counts) {
+                    Ok(()) => {}
+                    Err(RunError::Store(error)) => return Err(error),
+                    Err(other) => {
+                        failure = Some(other);
+                        return Err(StoreError::Database("the run stopped".into()));
+                    }
                 }
-                Ok(())
-            })
-            .map_err(|error| usage(error.to_string()))?;
-        progress.set_position(counts.contacts);
+            }
+            Ok(())
+        });
+        if let Some(failure) = failure.take() {
+            return Err(usage(format!(
+                "{failure}; nothing of this batch of contacts was written"
+            )));
+        }
+        outcome.map_err(|error| usage(error.to_string()))?;
+        progress_bar.set_position(counts.contacts);
         tracing::debug!(
             contacts = counts.contacts,
             last = after.as_deref().unwrap_or(""),
             "batch committed"
         );
     }
-    progress.finish_and_clear();
+    progress_bar.finish_and_clear();
     tracing::info!(
-        now = %engine::text(now),
+        now = %Timestamp::from(now),
         contacts = counts.contacts,
         enrolled = counts.enrolled,
         queued = counts.queued,
         transitions = counts.transitions,
         "run finished"
     );
-    let summary =
-        serde_json::json!({"now": engine::text(now), "dry_run": options.dry_run, "counts": counts});
+    let summary = serde_json::json!({
+        "now": Timestamp::from(now),
+        "dry_run": options.dry_run,
+        "launched": launched,
+        "counts": counts,
+    });
     if !options.dry_run {
         store
-            .record_run(
-                &engine::text(now),
-                &engine::text(started),
-                &summary.to_string(),
-            )
+            .save_progress(&saved)
+            .map_err(|error| usage(error.to_string()))?;
+        store
+            .record_run(&RunRecord {
+                now: Timestamp::from(now),
+                started_at: started,
+                summary: summary.to_string(),
+            })
             .map_err(|error| usage(error.to_string()))?;
     }
     if options.json {
-        let value = summary;
-        writeln!(out, "{value}")?;
+        writeln!(out, "{summary}")?;
+        return Ok(Status::Success);
+    }
+    let prefix = if options.dry_run {
+        "dry run (nothing written)"
     } else {
-        let prefix = if options.dry_run {
-            "dry run (nothing written)"
-        } else {
-            "run"
-        };
+        "run"
+    };
+    writeln!(
+        out,
+        "{prefix} at {}: {} contacts; {} enrolled, {} converted, {} exited, {} completed; {} messages queued ({} deferred by caps), {} skipped, {} suppressed, {} expired; {} transitions",
+        Timestamp::from(now),
+        counts.contacts,
+        counts.enrolled,
+        counts.converted,
+        counts.exited,
+        counts.completed,
+        counts.queued,
+        counts.deferred,
+        counts.skipped,
+        counts.suppressed,
+        counts.expired,
+        counts.transitions
+    )?;
+    for name in &launched {
         writeln!(
             out,
-            "{prefix} at {}: {} contacts; {} enrolled, {} converted, {} exited, {} completed; {} messages queued ({} deferred by caps), {} skipped, {} suppressed, {} expired; {} transitions",
-            engine::text(now),
-            counts.contacts,
-            counts.enrolled,
-            counts.converted,
-            counts.exited,
-            counts.completed,
-            counts.queued,
-            counts.deferred,
-            counts.skipped,
-            counts.suppressed,
-            counts.expired,
-            counts.transitions
+            "launched `{name}`: it enrols contacts whose trigger comes from now on (`backfill 7d` in the journey would also take in the last 7 days')"
         )?;
     }
     Ok(Status::Success)
@@ -342,7 +447,7 @@ pub fn status(
         return Ok(Status::Problems);
     };
     let journeys = store
-        .status(&engine::text(now))
+        .status(Timestamp::from(now))
         .map_err(|error| usage(error.to_string()))?;
     let outbox = store
         .outbox_counts()
@@ -350,7 +455,7 @@ pub fn status(
     if json {
         let outbox: serde_json::Map<String, serde_json::Value> = outbox
             .into_iter()
-            .map(|(status, count)| (status, count.into()))
+            .map(|(status, count)| (status.to_string(), count.into()))
             .collect();
         writeln!(
             out,
@@ -362,11 +467,24 @@ pub fn status(
     for journey in &journeys {
         writeln!(
             out,
-            "{}: {} active ({} due), {} converted, {} completed, {} exited, {} holdout, {} handed off",
-            journey.journey, journey.active, journey.due, journey.converted, journey.completed, journey.exited, journey.holdout, journey.handed_off
+            "{}: {} active ({} due), {} converted, {} completed, {} exited, {} handed off",
+            journey.journey,
+            journey.active,
+            journey.due,
+            journey.converted,
+            journey.completed,
+            journey.exited,
+            journey.handed_off
         )?;
         for (step, count) in &journey.waiting {
             writeln!(out, "  waiting at {step}: {count}")?;
+        }
+        for arm in &journey.arms {
+            writeln!(
+                out,
+                "  A/B {} {}: {} entered, {} converted, {} still in",
+                arm.test, arm.arm, arm.entered, arm.converted, arm.active
+            )?;
         }
     }
     let outbox: Vec<String> = outbox
@@ -413,7 +531,7 @@ pub fn why(
     if json {
         let transitions: Vec<_> = transitions
             .iter()
-            .map(|transition| serde_json::json!({"journey": transition.journey, "from": transition.from_step, "to": transition.to_step, "reason": transition.reason, "at": transition.at}))
+            .map(|transition| serde_json::json!({"journey": transition.journey, "from": transition.from_step.as_ref().map(StepId::as_str), "to": transition.to_step.as_ref().map(StepId::as_str), "reason": transition.reason, "at": transition.at}))
             .collect();
         let mut rows = Vec::new();
         for row in outbox
@@ -421,7 +539,7 @@ pub fn why(
             .filter(|row| journey.is_none_or(|journey| row.journey == journey))
         {
             let delivered = delivered(&store, &row.key)?;
-            rows.push(serde_json::json!({"journey": row.journey, "step": row.step, "channel": row.channel, "template": row.template, "send_at": row.send_at, "status": row.status, "attempts": delivered.attempts, "sent_at": delivered.sent_at, "provider_id": delivered.provider_id, "error": delivered.error}));
+            rows.push(serde_json::json!({"journey": row.journey, "step": row.step().as_str(), "channel": row.channel.as_str(), "template": row.template, "send_at": row.send_at, "status": row.status, "note": row.note, "attempts": delivered.attempts, "sent_at": delivered.sent_at, "provider_id": delivered.provider_id, "error": delivered.error, "held": delivered.note}));
         }
         let outbox = rows;
         writeln!(
@@ -441,7 +559,7 @@ pub fn why(
     for transition in &transitions {
         let place = match (&transition.from_step, &transition.to_step) {
             (Some(from), Some(to)) if from != to => format!("{from} -> {to}"),
-            (_, Some(to)) => to.clone(),
+            (_, Some(to)) => to.to_string(),
             (Some(from), None) => format!("{from} -> (left)"),
             (None, None) => String::new(),
         };
@@ -455,35 +573,64 @@ pub fn why(
     for row in outbox
         .iter()
         .filter(|row| journey.is_none_or(|journey| row.journey == journey))
-        .filter(|row| !matches!(row.status.as_str(), "pending" | "skipped" | "suppressed"))
     {
         let delivered = delivered(&store, &row.key)?;
+        // What the plan said is in the moves above; here is what delivery
+        // made of it.
+        let shown = match row.status {
+            OutboxStatus::Pending => delivered.note.is_some(),
+            OutboxStatus::Skipped => false,
+            OutboxStatus::Suppressed => delivered.error.is_some(),
+            _ => true,
+        };
+        if !shown {
+            continue;
+        }
         let attempts = match delivered.attempts {
-            1 => String::new(),
+            0 | 1 => String::new(),
             count => format!(" after {count} attempts"),
         };
-        let outcome = match row.status.as_str() {
-            "sent" => format!(
+        let outcome = match row.status {
+            OutboxStatus::Sent => format!(
                 "sent{attempts} at {}{}",
-                delivered.sent_at.unwrap_or_default(),
+                delivered
+                    .sent_at
+                    .map(|at| at.to_string())
+                    .unwrap_or_default(),
                 delivered
                     .provider_id
                     .map_or_else(String::new, |id| format!(" ({id})"))
             ),
-            "failed" => format!("failed{attempts}: {}", delivered.error.unwrap_or_default()),
-            "sending" => "being sent".to_string(),
-            other => other.to_string(),
+            OutboxStatus::Failed => {
+                format!("failed{attempts}: {}", delivered.error.unwrap_or_default())
+            }
+            OutboxStatus::Sending => "being sent".to_string(),
+            OutboxStatus::Pending => match &delivered.note {
+                Some(note) => format!("waiting: {note}"),
+                None => "waiting to be sent".to_string(),
+            },
+            other => match row.note.as_ref().or(delivered.note.as_ref()) {
+                Some(note) => format!("{other}: {note}"),
+                None => other.to_string(),
+            },
         };
         writeln!(
             out,
             "{}  {}  {}  {} {}: {outcome}",
-            row.send_at, row.journey, row.step, row.channel, row.template
+            row.send_at,
+            row.journey,
+            row.step(),
+            row.channel,
+            row.template
         )?;
     }
     Ok(Status::Success)
 }
 
-fn delivered(store: &SqliteStore, key: &str) -> Result<crate::store::Delivered, CommandError> {
+fn delivered(
+    store: &SqliteStore,
+    key: &crate::model::OutboxKey,
+) -> Result<crate::store::Delivered, CommandError> {
     use crate::store::Outbox as _;
     Ok(store
         .delivered(key)

@@ -212,12 +212,76 @@ pub fn latest_listed(
     after_since(latest, since)
 }
 
+/// `at` moved by a duration: its days and weeks on the wall clock of `tz`
+/// (`1d` is the same local time the next day, 23 or 25 hours across a DST
+/// change; a time that does not exist that day means the moment the clocks
+/// jump), then its hours and minutes as elapsed time.
+pub fn add(tz: Tz, at: DateTime<Utc>, duration: Duration) -> DateTime<Utc> {
+    let days = i64::try_from(duration.days).unwrap_or(i64::MAX);
+    let elapsed =
+        TimeDelta::try_minutes(i64::try_from(duration.elapsed_minutes()).unwrap_or(i64::MAX))
+            .unwrap_or(TimeDelta::MAX);
+    let moved = if days == 0 {
+        at
+    } else {
+        let wall = wall_of(tz, at);
+        resolve(tz, add_days(wall.date(), days).and_time(wall.time()))
+    };
+    moved
+        .checked_add_signed(elapsed)
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// `at` moved back by a duration, the inverse of [`add`]: days on the wall
+/// clock, hours and minutes as elapsed time.
+pub fn sub(tz: Tz, at: DateTime<Utc>, duration: Duration) -> DateTime<Utc> {
+    let days = i64::try_from(duration.days).unwrap_or(i64::MAX);
+    let elapsed =
+        TimeDelta::try_minutes(i64::try_from(duration.elapsed_minutes()).unwrap_or(i64::MAX))
+            .unwrap_or(TimeDelta::MAX);
+    let moved = at
+        .checked_sub_signed(elapsed)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    if days == 0 {
+        return moved;
+    }
+    let wall = wall_of(tz, moved);
+    resolve(tz, add_days(wall.date(), -days).and_time(wall.time()))
+}
+
+/// The local midnights of `tz` in `(after, until]`, in order (a midnight
+/// that does not exist is the moment the clocks jump).
+pub fn midnights(tz: Tz, after: DateTime<Utc>, until: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+    let mut found = Vec::new();
+    if until <= after {
+        return found;
+    }
+    let mut date = wall_of(tz, after).date();
+    loop {
+        let midnight = local_instant(tz, date, MIDNIGHT);
+        if midnight > until {
+            break;
+        }
+        if midnight > after {
+            found.push(midnight);
+        }
+        let next = add_days(date, 1);
+        if next == date {
+            break;
+        }
+        date = next;
+    }
+    found
+}
+
 /// When a message may be sent, in the contact's local time.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SendRules {
     /// Quiet hours `from..to`: no sending from `from` up to, not including,
     /// `to`. Wraps midnight when `from` is later than `to` (`21:00..09:00`).
-    pub quiet: Option<(Time, Time)>,
+    /// The project's and a journey's own add up: a send must be outside
+    /// all of them.
+    pub quiet: Vec<(Time, Time)>,
     /// Send window `from..to`: sending only from `from` up to, not
     /// including, `to`; wraps midnight like quiet hours.
     pub window: Option<(Time, Time)>,
@@ -248,7 +312,7 @@ pub fn allowed_send_time(tz: Tz, at: DateTime<Utc>, rules: &SendRules) -> DateTi
     // An allowed stretch starts at the end of the quiet hours, the start of
     // the window, the start of a day, or a DST transition.
     let mut starts = vec![MIDNIGHT];
-    starts.extend(rules.quiet.map(|(_, to)| to));
+    starts.extend(rules.quiet.iter().map(|&(_, to)| to));
     starts.extend(rules.window.map(|(from, _)| from));
 
     let first_day = add_days(wall_of(tz, at).date(), -1);
@@ -276,7 +340,8 @@ fn send_allowed(tz: Tz, instant: DateTime<Utc>, rules: &SendRules) -> bool {
     let time = wall.time();
     !rules
         .quiet
-        .is_some_and(|(from, to)| in_time_range(time, from, to))
+        .iter()
+        .any(|&(from, to)| in_time_range(time, from, to))
         && rules
             .window
             .is_none_or(|(from, to)| in_time_range(time, from, to))
@@ -1102,7 +1167,7 @@ mod tests {
 
     fn quiet(from: Time, to: Time) -> SendRules {
         SendRules {
-            quiet: Some((from, to)),
+            quiet: vec![(from, to)],
             ..SendRules::default()
         }
     }
@@ -1179,7 +1244,7 @@ mod tests {
     fn window_and_quiet_hours_together() {
         // Window 08:00..20:00 and quiet 21:00..09:00: 09:00..20:00 remains.
         let rules = SendRules {
-            quiet: Some((t(21, 0), t(9, 0))),
+            quiet: vec![(t(21, 0), t(9, 0))],
             window: Some((t(8, 0), t(20, 0))),
             days: None,
         };
@@ -1221,7 +1286,7 @@ mod tests {
         );
 
         let with_quiet = SendRules {
-            quiet: Some((t(21, 0), t(9, 0))),
+            quiet: vec![(t(21, 0), t(9, 0))],
             ..weekdays
         };
         assert_eq!(
@@ -1273,7 +1338,7 @@ mod tests {
     fn impossible_rules_leave_the_time_unchanged() {
         let at = utc("2026-05-10T22:00:00Z");
         let clash = SendRules {
-            quiet: Some((t(21, 0), t(9, 0))),
+            quiet: vec![(t(21, 0), t(9, 0))],
             window: Some((t(21, 0), t(9, 0))),
             days: None,
         };
@@ -1428,7 +1493,7 @@ mod tests {
         ) {
             let tz = ZONES[zone];
             let weekday = |n: u8| Weekday::try_from(n).unwrap_or(Weekday::Mon);
-            let rules = SendRules { quiet, window, days: days.map(|(a, b)| (weekday(a), weekday(b))) };
+            let rules = SendRules { quiet: quiet.into_iter().collect(), window, days: days.map(|(a, b)| (weekday(a), weekday(b))) };
             let send = allowed_send_time(tz, at, &rules);
             prop_assert!(send >= at);
             if send != at {

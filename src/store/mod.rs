@@ -1,7 +1,10 @@
 //! The store: contacts, events, the suppression list, enrolments,
-//! transitions, the outbox, deployed journey versions and the run log.
-//! SQLite (`sqlite.rs`) is the default; the runner and the importer see
-//! only the [`Store`] trait, so a PostgreSQL store can follow.
+//! transitions, the outbox, deployed journey versions, each journey's
+//! progress and the run log. SQLite (`sqlite.rs`) is the default; the
+//! runner, delivery and the importer see only the traits here.
+//!
+//! Every time is a [`Timestamp`] (seconds in the database), every state an
+//! enum; the store never reads the runner's bookkeeping, it keeps it.
 
 pub mod sqlite;
 
@@ -10,7 +13,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value as Json};
 
+use crate::model::{Channel, EnrolmentState, OutboxKey, OutboxStatus, StepId, Timestamp};
 use crate::settings::Settings;
+use crate::templates::MessageKind;
 
 /// A contact as stored: its id and every field it has (schema fields and
 /// the built-ins `email`, `phone`, `timezone`, `stage`, `tags`,
@@ -21,13 +26,17 @@ pub struct Contact {
     pub fields: Map<String, Json>,
 }
 
-/// An event as stored; `at` is RFC 3339 in UTC.
+/// An event as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     pub id: String,
     pub contact_id: String,
     pub name: String,
-    pub at: String,
+    pub at: Timestamp,
+    /// The order events arrived in the store (1, 2, ...): a run acts on
+    /// the events that had arrived when it started, and knows which ones
+    /// came after an earlier run had passed their time.
+    pub seq: i64,
     pub properties: Map<String, Json>,
 }
 
@@ -44,6 +53,8 @@ pub enum StoreError {
         supported: i64,
     },
     Database(String),
+    /// A row the store holds that this journeyc cannot read.
+    Corrupt(String),
 }
 
 impl fmt::Display for StoreError {
@@ -56,6 +67,7 @@ impl fmt::Display for StoreError {
                 path.display()
             ),
             StoreError::Database(reason) => write!(f, "store error: {reason}"),
+            StoreError::Corrupt(reason) => write!(f, "the store holds a row journeyc cannot read: {reason}"),
         }
     }
 }
@@ -68,7 +80,8 @@ pub trait ImportSink {
     fn contact(&mut self, id: &str) -> Result<Option<Contact>, StoreError>;
     /// Inserts or replaces; returns whether the contact is new.
     fn put_contact(&mut self, contact: &Contact) -> Result<bool, StoreError>;
-    /// Inserts an event; returns `false` when its id is already stored.
+    /// Inserts an event (its `seq` is given by the store); returns `false`
+    /// when its id is already stored.
     fn put_event(&mut self, event: &Event) -> Result<bool, StoreError>;
     /// Puts an address (normalized, see [`normalize_address`]) on the
     /// suppression list of a channel; returns `false` when it is already
@@ -80,20 +93,19 @@ pub trait ImportSink {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Suppression {
     pub address: String,
-    pub channel: String,
+    pub channel: Channel,
     /// `unsubscribed`, `bounced`, `complained`, with the provider's reason
     /// after a colon when there is one.
     pub reason: String,
-    /// RFC 3339 in UTC.
-    pub at: String,
+    pub at: Timestamp,
 }
 
 /// The form an address is compared in: email addresses trimmed and in
 /// lower case; phone numbers as their digits with a leading `+` kept, so
 /// `+86 138-0013-8000` and `+8613800138000` are one number.
-pub fn normalize_address(channel: &str, address: &str) -> String {
+pub fn normalize_address(channel: Channel, address: &str) -> String {
     let address = address.trim();
-    if channel == "sms" {
+    if channel == Channel::Sms {
         let digits: String = address.chars().filter(char::is_ascii_digit).collect();
         if address.starts_with('+') {
             format!("+{digits}")
@@ -105,6 +117,26 @@ pub fn normalize_address(channel: &str, address: &str) -> String {
     }
 }
 
+/// The runner's bookkeeping for one enrolment. The store keeps it as it
+/// is given and never looks inside.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct EnrolmentData {
+    /// When the wait the contact rests at began (event waits count their
+    /// timeout from it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wait_started: Option<Timestamp>,
+    /// A rescue fired; it fires once per enrolment.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub rescued: bool,
+    /// Left for this journey (`handoff`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handoff: Option<String>,
+    /// The journey handed to has taken the contact in (or could not).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub handoff_taken: bool,
+}
+
 /// A contact's place in one journey.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Enrolment {
@@ -114,17 +146,19 @@ pub struct Enrolment {
     pub journey: String,
     /// The content hash of the journey version it entered.
     pub version: String,
-    /// `active`, `completed`, `converted`, `exited`, `holdout`, `handed_off`.
-    pub state: String,
+    pub state: EnrolmentState,
     /// The node it rests at (a wait), or where it ended.
-    pub step: String,
-    /// When the wait it rests at is due (RFC 3339 UTC).
-    pub due_at: Option<String>,
-    pub entered_at: String,
-    pub ended_at: Option<String>,
-    /// Runner bookkeeping: what triggered it, when its wait began, whether
-    /// it was rescued.
-    pub data: Map<String, Json>,
+    pub step: StepId,
+    /// The print of that node when the contact came to rest there.
+    pub step_print: String,
+    /// When the wait it rests at is due.
+    pub due_at: Option<Timestamp>,
+    pub entered_at: Timestamp,
+    pub ended_at: Option<Timestamp>,
+    /// The event `event.x` reads in templates: the one that enrolled the
+    /// contact, or the one a wait received.
+    pub event_id: Option<String>,
+    pub data: EnrolmentData,
 }
 
 /// One recorded move, for `journeyc why`.
@@ -133,57 +167,127 @@ pub struct Transition {
     pub enrolment_id: i64,
     pub contact_id: String,
     pub journey: String,
-    pub from_step: Option<String>,
-    pub to_step: Option<String>,
+    pub from_step: Option<StepId>,
+    pub to_step: Option<StepId>,
     pub reason: String,
-    pub at: String,
+    pub at: Timestamp,
+}
+
+/// The arm an A/B split gave an enrolment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assignment {
+    pub enrolment_id: i64,
+    pub test: String,
+    /// The variant's name, or `holdout`.
+    pub arm: String,
+    pub at: Timestamp,
 }
 
 /// A message to send, written in the same transaction as the move that
-/// produced it. `key` is unique per (enrolment, step, repetition).
+/// produced it. One row per key.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutboxRow {
-    pub key: String,
-    pub enrolment_id: i64,
+    pub key: OutboxKey,
     pub contact_id: String,
     pub journey: String,
-    pub step: String,
-    pub channel: String,
+    pub channel: Channel,
     pub template: String,
-    /// `marketing` or `transactional`.
-    pub kind: String,
-    pub send_at: String,
-    pub expires_at: Option<String>,
-    /// `pending`, or why it will not be sent: `skipped` (over a cap),
-    /// `suppressed`, `expired`.
-    pub status: String,
+    pub kind: MessageKind,
+    /// When it is to go out, by the journey's timing, quiet hours and caps.
+    pub send_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub status: OutboxStatus,
+    /// The `now` of the run that wrote it.
+    pub planned_at: Timestamp,
+    /// Why it is not sent, or was held back.
+    pub note: Option<String>,
+}
+
+impl OutboxRow {
+    pub fn enrolment_id(&self) -> i64 {
+        self.key.enrolment
+    }
+
+    pub fn step(&self) -> &StepId {
+        &self.key.step
+    }
+}
+
+/// A send as the store reports it for caps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scheduled {
+    pub journey: String,
+    pub at: Timestamp,
 }
 
 /// The writes and reads of one batch of contacts in a run, all in one
 /// transaction.
 pub trait RunBatch {
-    fn events_of(&mut self, contact_id: &str) -> Result<Vec<Event>, StoreError>;
+    /// A contact's events that had arrived by `through_seq`, in time order.
+    fn events_of(&mut self, contact_id: &str, through_seq: i64) -> Result<Vec<Event>, StoreError>;
     /// The contact's latest enrolment in each journey.
     fn enrolments_of(&mut self, contact_id: &str) -> Result<Vec<Enrolment>, StoreError>;
     /// Inserts and returns the new id.
     fn insert_enrolment(&mut self, enrolment: &Enrolment) -> Result<i64, StoreError>;
     fn update_enrolment(&mut self, enrolment: &Enrolment) -> Result<(), StoreError>;
     fn record(&mut self, transition: &Transition) -> Result<(), StoreError>;
+    fn assign(&mut self, assignment: &Assignment) -> Result<(), StoreError>;
     /// Queues a message; `false` when its key is already in the outbox.
     fn queue(&mut self, row: &OutboxRow) -> Result<bool, StoreError>;
-    /// `send_at` of the contact's pending or sent marketing messages on a
-    /// channel with `from <= send_at < to`, in order.
+    /// The contact's marketing messages on a channel that are or will be
+    /// sent (`pending`, `sending`, `sent`) with `send_at >= from`, in order.
     fn scheduled(
         &mut self,
         contact_id: &str,
-        channel: &str,
-        from: &str,
-        to: &str,
-    ) -> Result<Vec<String>, StoreError>;
-    /// Whether the address was on the channel's suppression list at `at`
-    /// (RFC 3339): a simulated night does not see a later unsubscribe.
-    fn suppressed(&mut self, address: &str, channel: &str, at: &str) -> Result<bool, StoreError>;
-    fn save_contact(&mut self, contact: &Contact) -> Result<(), StoreError>;
+        channel: Channel,
+        from: Timestamp,
+    ) -> Result<Vec<Scheduled>, StoreError>;
+    /// Whether the address was on the channel's suppression list at `at`.
+    fn suppressed(
+        &mut self,
+        address: &str,
+        channel: Channel,
+        at: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Reads the contact as it is now, inside this transaction, and stores
+    /// what `edit` makes of its fields: a run writes back only the changes
+    /// it made, so an import that committed meanwhile keeps its own.
+    fn update_contact(
+        &mut self,
+        contact_id: &str,
+        edit: &mut dyn FnMut(&mut Map<String, Json>),
+    ) -> Result<(), StoreError>;
+}
+
+/// How far a journey has been run: everything up to `until` is done, and
+/// so is every event that had arrived by `seen_seq`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    pub journey: String,
+    /// The first run that knew the journey.
+    pub deployed_at: Timestamp,
+    pub until: Timestamp,
+    pub seen_seq: i64,
+}
+
+/// Active enrolments resting at one step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resting {
+    pub journey: String,
+    pub step: StepId,
+    pub print: String,
+    pub count: u64,
+}
+
+/// Contacts and conversions of one arm of one A/B split.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct ArmStatus {
+    pub test: String,
+    pub arm: String,
+    pub entered: u64,
+    pub converted: u64,
+    /// Still in the journey (a holdout until its goal window closes).
+    pub active: u64,
 }
 
 /// Counts for `journeyc status`, per journey and step.
@@ -198,8 +302,17 @@ pub struct JourneyStatus {
     pub converted: u64,
     pub completed: u64,
     pub exited: u64,
-    pub holdout: u64,
     pub handed_off: u64,
+    /// Per A/B arm, the holdout included.
+    pub arms: Vec<ArmStatus>,
+}
+
+/// A finished run, as the run log keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRecord {
+    pub now: Timestamp,
+    pub started_at: Timestamp,
+    pub summary: String,
 }
 
 pub trait Store {
@@ -212,25 +325,31 @@ pub trait Store {
     fn contact_count(&self) -> Result<u64, StoreError>;
     /// A contact's events in time order.
     fn events_of(&self, contact_id: &str) -> Result<Vec<Event>, StoreError>;
+    /// The `seq` of the latest event to arrive (0 for none).
+    fn last_event_seq(&self) -> Result<i64, StoreError>;
     /// Contacts in id order, `limit` at a time, after `after`.
     fn contacts_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<Contact>, StoreError>;
-    /// Runs `work` in one transaction; commits when it succeeds and
+    /// Runs `work` in one write transaction; commits when it succeeds and
     /// `commit` is true, rolls back otherwise (`--dry-run`).
     fn batch(
         &mut self,
         commit: bool,
         work: &mut dyn FnMut(&mut dyn RunBatch) -> Result<(), StoreError>,
     ) -> Result<(), StoreError>;
-    /// Active enrolments per (journey, step).
-    fn resting(&self) -> Result<Vec<(String, String, u64)>, StoreError>;
+    /// Active enrolments per (journey, step, print).
+    fn resting(&self) -> Result<Vec<Resting>, StoreError>;
     fn record_versions(
         &mut self,
         versions: &[(String, String)],
-        at: &str,
+        at: Timestamp,
     ) -> Result<(), StoreError>;
-    fn status(&self, now: &str) -> Result<Vec<JourneyStatus>, StoreError>;
+    /// Every journey's progress.
+    fn progress(&self) -> Result<Vec<Progress>, StoreError>;
+    /// Records progress, in one transaction.
+    fn save_progress(&mut self, progress: &[Progress]) -> Result<(), StoreError>;
+    fn status(&self, now: Timestamp) -> Result<Vec<JourneyStatus>, StoreError>;
     /// Outbox rows per status.
-    fn outbox_counts(&self) -> Result<Vec<(String, u64)>, StoreError>;
+    fn outbox_counts(&self) -> Result<Vec<(OutboxStatus, u64)>, StoreError>;
     /// A contact's transitions, optionally in one journey, in order.
     fn transitions_of(
         &self,
@@ -238,10 +357,8 @@ pub trait Store {
         journey: Option<&str>,
     ) -> Result<Vec<Transition>, StoreError>;
     fn outbox_of(&self, contact_id: &str) -> Result<Vec<OutboxRow>, StoreError>;
-    /// The `now` of the latest finished run before `now`.
-    fn last_run_before(&self, now: &str) -> Result<Option<String>, StoreError>;
     /// Logs a finished run.
-    fn record_run(&mut self, now: &str, started_at: &str, summary: &str) -> Result<(), StoreError>;
+    fn record_run(&mut self, run: &RunRecord) -> Result<(), StoreError>;
 }
 
 /// An outbox row a `deliver` claimed: it is `sending`, and no other
@@ -252,8 +369,11 @@ pub struct Claimed {
     pub row: OutboxRow,
     /// Attempts so far, this one included.
     pub attempts: u32,
-    /// The id of the event that enrolled the contact, if one did.
-    pub trigger_event: Option<String>,
+    /// When this row is next due (its `send_at` until a retry or a hold
+    /// moves it).
+    pub attempt_at: Timestamp,
+    /// The event `event.x` reads, if there is one.
+    pub event_id: Option<String>,
     /// What an earlier attempt already handed over (a task mailed before
     /// its webhook failed), so that a retry does not repeat it.
     pub progress: Option<String>,
@@ -264,10 +384,10 @@ pub struct Claimed {
 pub enum Settle {
     /// Accepted by the server or provider, with its id for the message.
     Sent { provider_id: Option<String> },
-    /// A temporary failure: tried again from `at` (RFC 3339); `progress`
-    /// is what of the message was already handed over.
+    /// A temporary failure: tried again from `at`; `progress` is what of
+    /// the message was already handed over.
     Retry {
-        at: String,
+        at: Timestamp,
         error: String,
         progress: Option<String>,
     },
@@ -279,17 +399,24 @@ pub enum Settle {
     },
     /// Not sent: the address was suppressed after the row was planned.
     Suppressed { error: String },
-    /// Not sent: it was due before `expires_at` and is now too late.
-    Expired,
+    /// Not sent: past its `expires after`, or later than the lateness
+    /// allows.
+    Expired { note: String },
+    /// Not sent yet, and not an attempt: quiet hours, a send window or a
+    /// cap hold it until `until`.
+    Held { until: Timestamp, note: String },
+    /// Not sent: over a cap with `over_cap: skip`, or no address any more.
+    Skipped { note: String },
 }
 
 /// What delivery recorded about an outbox row.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct Delivered {
     pub attempts: u32,
-    pub sent_at: Option<String>,
+    pub sent_at: Option<Timestamp>,
     pub provider_id: Option<String>,
     pub error: Option<String>,
+    pub note: Option<String>,
 }
 
 /// The outbox as `journeyc deliver` and `journeyc tasks` use it.
@@ -301,9 +428,9 @@ pub trait Outbox {
     fn claim(
         &mut self,
         claimer: &str,
-        now: &str,
-        stale_before: &str,
-        channels: &[&str],
+        now: Timestamp,
+        stale_before: Timestamp,
+        channels: &[Channel],
         limit: usize,
     ) -> Result<Vec<Claimed>, StoreError>;
     /// Records outcomes of rows `claimer` holds, in one transaction.
@@ -312,21 +439,38 @@ pub trait Outbox {
     fn settle(
         &mut self,
         claimer: &str,
-        now: &str,
+        now: Timestamp,
         outcomes: &[(i64, Settle)],
     ) -> Result<usize, StoreError>;
     /// Whether the address was on the channel's suppression list at `at`.
-    fn is_suppressed(&self, address: &str, channel: &str, at: &str) -> Result<bool, StoreError>;
+    fn is_suppressed(
+        &self,
+        address: &str,
+        channel: Channel,
+        at: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// When the contact's marketing messages on a channel actually went
+    /// out, from `since` on, in order.
+    fn sent_since(
+        &self,
+        contact_id: &str,
+        channel: Channel,
+        since: Timestamp,
+    ) -> Result<Vec<Scheduled>, StoreError>;
     /// Rows per channel that `claim` would take: due at `now`, or claimed
     /// before `stale_before` and never settled.
     fn due_by_channel(
         &self,
-        now: &str,
-        stale_before: &str,
-    ) -> Result<Vec<(String, u64)>, StoreError>;
+        now: Timestamp,
+        stale_before: Timestamp,
+    ) -> Result<Vec<(Channel, u64)>, StoreError>;
     /// Task rows with `from <= send_at <= to`, in order.
-    fn tasks(&self, from: &str, to: &str) -> Result<Vec<(OutboxRow, Delivered)>, StoreError>;
-    fn delivered(&self, key: &str) -> Result<Option<Delivered>, StoreError>;
+    fn tasks(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<(OutboxRow, Delivered)>, StoreError>;
+    fn delivered(&self, key: &OutboxKey) -> Result<Option<Delivered>, StoreError>;
 }
 
 /// Where the project's store lives: `store:` in the settings (a path, or

@@ -1,5 +1,6 @@
 //! The embedded SQLite store: one file, WAL mode, schema migrations
-//! versioned in code (`PRAGMA user_version`).
+//! versioned in code (`PRAGMA user_version`). Times are INTEGER seconds
+//! since 1970, so every comparison in SQL is a comparison of instants.
 
 use std::path::{Path, PathBuf};
 
@@ -7,9 +8,12 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde_json::{Map, Value as Json};
 
 use super::{
-    Claimed, Contact, Delivered, Enrolment, Event, ImportSink, JourneyStatus, Outbox, OutboxRow,
-    RunBatch, Settle, Store, StoreError, Suppression, Transition,
+    ArmStatus, Assignment, Claimed, Contact, Delivered, Enrolment, EnrolmentData, Event,
+    ImportSink, JourneyStatus, Outbox, OutboxRow, Progress, Resting, RunBatch, RunRecord,
+    Scheduled, Settle, Store, StoreError, Suppression, Transition,
 };
+use crate::model::{Channel, EnrolmentState, OutboxKey, OutboxStatus, StepId, Timestamp};
+use crate::templates::MessageKind;
 
 /// Each entry moves the schema one version up; never edit a shipped one.
 const MIGRATIONS: &[&str] = &[
@@ -106,6 +110,171 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE outbox ADD COLUMN error TEXT;
      DROP INDEX outbox_due;
      CREATE INDEX outbox_ready ON outbox (status, attempt_at);",
+    // 4: times as INTEGER seconds (text compared as text put year 10000
+    // before 2026); the order events arrived in (`seq`); each journey's
+    // progress, so a partial run keeps the others' place; the arm of every
+    // A/B assignment; the print of the step an enrolment rests at and the
+    // event templates read, as columns of their own; when each outbox row
+    // was planned and why it was held or not sent. Holdout enrolments end
+    // as completed: the arm says they were the control group.
+    "
+    CREATE TABLE contacts_v4 (
+        id TEXT PRIMARY KEY,
+        data TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO contacts_v4 SELECT id, data, COALESCE(unixepoch(updated_at), 0) FROM contacts;
+    DROP TABLE contacts;
+    ALTER TABLE contacts_v4 RENAME TO contacts;
+
+    CREATE TABLE events_v4 (
+        id TEXT PRIMARY KEY,
+        contact_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        properties TEXT NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO events_v4
+        SELECT id, contact_id, name, COALESCE(unixepoch(at), 0), ROW_NUMBER() OVER (ORDER BY at, id), properties
+        FROM events;
+    DROP TABLE events;
+    ALTER TABLE events_v4 RENAME TO events;
+    CREATE INDEX events_by_contact ON events (contact_id, at);
+    CREATE INDEX events_by_seq ON events (seq);
+
+    CREATE TABLE suppressions_v4 (
+        address TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (address, channel)
+    ) WITHOUT ROWID;
+    INSERT INTO suppressions_v4 SELECT address, channel, reason, COALESCE(unixepoch(at), 0) FROM suppressions;
+    DROP TABLE suppressions;
+    ALTER TABLE suppressions_v4 RENAME TO suppressions;
+
+    CREATE TABLE enrolments_v4 (
+        id INTEGER PRIMARY KEY,
+        contact_id TEXT NOT NULL,
+        journey TEXT NOT NULL,
+        version TEXT NOT NULL,
+        state TEXT NOT NULL,
+        step TEXT NOT NULL,
+        step_print TEXT NOT NULL DEFAULT '',
+        due_at INTEGER,
+        entered_at INTEGER NOT NULL,
+        ended_at INTEGER,
+        event_id TEXT,
+        data TEXT NOT NULL DEFAULT '{}'
+    );
+    INSERT INTO enrolments_v4
+        SELECT id, contact_id, journey, version,
+               CASE state WHEN 'holdout' THEN 'completed' ELSE state END,
+               step, '', unixepoch(due_at), COALESCE(unixepoch(entered_at), 0), unixepoch(ended_at),
+               json_extract(data, '$.event'), json_remove(data, '$.event')
+        FROM enrolments;
+    DROP TABLE enrolments;
+    ALTER TABLE enrolments_v4 RENAME TO enrolments;
+    CREATE INDEX enrolments_by_contact ON enrolments (contact_id, journey);
+
+    CREATE TABLE transitions_v4 (
+        id INTEGER PRIMARY KEY,
+        enrolment_id INTEGER NOT NULL,
+        contact_id TEXT NOT NULL,
+        journey TEXT NOT NULL,
+        from_step TEXT,
+        to_step TEXT,
+        reason TEXT NOT NULL,
+        at INTEGER NOT NULL
+    );
+    INSERT INTO transitions_v4
+        SELECT id, enrolment_id, contact_id, journey, from_step, to_step, reason, COALESCE(unixepoch(at), 0)
+        FROM transitions;
+    DROP TABLE transitions;
+    ALTER TABLE transitions_v4 RENAME TO transitions;
+    CREATE INDEX transitions_by_contact ON transitions (contact_id, journey, id);
+
+    CREATE TABLE outbox_v4 (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
+        enrolment_id INTEGER NOT NULL,
+        contact_id TEXT NOT NULL,
+        journey TEXT NOT NULL,
+        step TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        template TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        send_at INTEGER NOT NULL,
+        expires_at INTEGER,
+        status TEXT NOT NULL,
+        planned_at INTEGER NOT NULL,
+        attempt_at INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        claimed_by TEXT,
+        claimed_at INTEGER,
+        sent_at INTEGER,
+        provider_id TEXT,
+        error TEXT,
+        note TEXT
+    );
+    INSERT INTO outbox_v4
+        SELECT id, key, enrolment_id, contact_id, journey, step, channel, template, kind,
+               COALESCE(unixepoch(send_at), 0), unixepoch(expires_at), status,
+               COALESCE(unixepoch(created_at), unixepoch(send_at), 0),
+               COALESCE(unixepoch(attempt_at), unixepoch(send_at), 0), attempts, claimed_by,
+               unixepoch(claimed_at), unixepoch(sent_at), provider_id, error, NULL
+        FROM outbox;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_v4 RENAME TO outbox;
+    CREATE INDEX outbox_ready ON outbox (status, attempt_at);
+    CREATE INDEX outbox_by_contact ON outbox (contact_id, channel, send_at);
+
+    CREATE TABLE journey_versions_v4 (
+        journey TEXT NOT NULL,
+        version TEXT NOT NULL,
+        deployed_at INTEGER NOT NULL,
+        PRIMARY KEY (journey, version)
+    ) WITHOUT ROWID;
+    INSERT INTO journey_versions_v4 SELECT journey, version, COALESCE(unixepoch(deployed_at), 0) FROM journey_versions;
+    DROP TABLE journey_versions;
+    ALTER TABLE journey_versions_v4 RENAME TO journey_versions;
+
+    CREATE TABLE runs_v4 (
+        id INTEGER PRIMARY KEY,
+        now INTEGER NOT NULL,
+        started_at INTEGER NOT NULL,
+        finished_at INTEGER,
+        summary TEXT
+    );
+    INSERT INTO runs_v4
+        SELECT id, COALESCE(unixepoch(now), 0), COALESCE(unixepoch(started_at), 0), unixepoch(finished_at), summary
+        FROM runs;
+    DROP TABLE runs;
+    ALTER TABLE runs_v4 RENAME TO runs;
+
+    CREATE TABLE journey_progress (
+        journey TEXT PRIMARY KEY,
+        deployed_at INTEGER NOT NULL,
+        until INTEGER NOT NULL,
+        seen_seq INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO journey_progress
+        SELECT journey, MIN(deployed_at),
+               (SELECT MAX(now) FROM runs WHERE finished_at IS NOT NULL),
+               (SELECT COALESCE(MAX(seq), 0) FROM events)
+        FROM journey_versions
+        WHERE (SELECT MAX(now) FROM runs WHERE finished_at IS NOT NULL) IS NOT NULL
+        GROUP BY journey;
+
+    CREATE TABLE assignments (
+        enrolment_id INTEGER NOT NULL,
+        test TEXT NOT NULL,
+        arm TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (enrolment_id, test)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// WAL with `synchronous = NORMAL`: a crash loses no committed
@@ -122,12 +291,71 @@ pub struct SqliteStore {
     path: PathBuf,
 }
 
+/// A failure of SQLite, or a row whose column does not hold what it
+/// should (the error names the column).
 fn database(error: rusqlite::Error) -> StoreError {
-    StoreError::Database(error.to_string())
+    match error {
+        rusqlite::Error::FromSqlConversionFailure(..) => StoreError::Corrupt(error.to_string()),
+        other => StoreError::Database(other.to_string()),
+    }
 }
 
-fn now_text() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+/// A column that does not parse as what it should hold, as a rusqlite
+/// error so that row readers can use `?`.
+fn column_error(
+    index: usize,
+    error: impl std::error::Error + Send + Sync + 'static,
+) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(error))
+}
+
+fn time(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Timestamp> {
+    row.get::<_, i64>(index).map(Timestamp::from_seconds)
+}
+
+fn optional_time(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Option<Timestamp>> {
+    row.get::<_, Option<i64>>(index)
+        .map(|seconds| seconds.map(Timestamp::from_seconds))
+}
+
+fn parsed<T: std::str::FromStr>(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<T>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    row.get::<_, String>(index)?
+        .parse()
+        .map_err(|error| column_error(index, error))
+}
+
+fn channel_of(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Channel> {
+    let text: String = row.get(index)?;
+    Channel::ALL
+        .iter()
+        .copied()
+        .find(|channel| channel.as_str() == text)
+        .ok_or_else(|| column_error(index, crate::model::UnknownState(text)))
+}
+
+fn kind_of(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<MessageKind> {
+    match row.get::<_, String>(index)?.as_str() {
+        "transactional" => Ok(MessageKind::Transactional),
+        "marketing" => Ok(MessageKind::Marketing),
+        other => Err(column_error(
+            index,
+            crate::model::UnknownState(other.to_string()),
+        )),
+    }
+}
+
+fn kind_text(kind: MessageKind) -> &'static str {
+    match kind {
+        MessageKind::Marketing => "marketing",
+        MessageKind::Transactional => "transactional",
+    }
+}
+
+fn now_seconds() -> i64 {
+    Timestamp::now().seconds()
 }
 
 impl SqliteStore {
@@ -137,9 +365,21 @@ impl SqliteStore {
             reason,
         };
         let connection = Connection::open(path).map_err(|error| open_error(error.to_string()))?;
-        connection
-            .execute_batch(PRAGMAS)
-            .map_err(|error| open_error(error.to_string()))?;
+        Self::start(connection, path).map_err(|error| match error {
+            StoreError::Database(reason) => open_error(reason),
+            other => other,
+        })
+    }
+
+    /// A store that lives in memory only: for simulations and tests that
+    /// need many throwaway stores.
+    pub fn in_memory() -> Result<Self, StoreError> {
+        let connection = Connection::open_in_memory().map_err(database)?;
+        Self::start(connection, Path::new(":memory:"))
+    }
+
+    fn start(connection: Connection, path: &Path) -> Result<Self, StoreError> {
+        connection.execute_batch(PRAGMAS).map_err(database)?;
         let mut store = SqliteStore {
             connection,
             path: path.to_path_buf(),
@@ -198,7 +438,8 @@ fn parse_object(text: &str) -> Map<String, Json> {
 
 struct Sink<'t> {
     transaction: Transaction<'t>,
-    now: String,
+    now: i64,
+    next_seq: i64,
 }
 
 impl ImportSink for Sink<'_> {
@@ -224,9 +465,12 @@ impl ImportSink for Sink<'_> {
         let properties = Json::Object(event.properties.clone()).to_string();
         let inserted = self
             .transaction
-            .prepare_cached("INSERT INTO events (id, contact_id, name, at, properties) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING")
-            .and_then(|mut statement| statement.execute(params![event.id, event.contact_id, event.name, event.at, properties]))
+            .prepare_cached("INSERT INTO events (id, contact_id, name, at, seq, properties) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING")
+            .and_then(|mut statement| statement.execute(params![event.id, event.contact_id, event.name, event.at.seconds(), self.next_seq, properties]))
             .map_err(database)?;
+        if inserted == 1 {
+            self.next_seq += 1;
+        }
         Ok(inserted == 1)
     }
 
@@ -239,8 +483,8 @@ impl ImportSink for Sink<'_> {
 fn is_suppressed(
     connection: &Connection,
     address: &str,
-    channel: &str,
-    at: &str,
+    channel: Channel,
+    at: Timestamp,
 ) -> Result<bool, StoreError> {
     connection
         .prepare_cached(
@@ -249,8 +493,8 @@ fn is_suppressed(
         .and_then(|mut statement| {
             statement.exists(params![
                 super::normalize_address(channel, address),
-                channel,
-                at
+                channel.as_str(),
+                at.seconds()
             ])
         })
         .map_err(database)
@@ -267,33 +511,64 @@ fn insert_suppression(
         .and_then(|mut statement| {
             statement.execute(params![
                 suppression.address,
-                suppression.channel,
+                suppression.channel.as_str(),
                 suppression.reason,
-                suppression.at
+                suppression.at.seconds()
             ])
         })
         .map_err(database)?;
     Ok(inserted == 1)
 }
 
-fn read_events(connection: &Connection, contact_id: &str) -> Result<Vec<Event>, StoreError> {
+fn read_events(
+    connection: &Connection,
+    contact_id: &str,
+    through_seq: i64,
+) -> Result<Vec<Event>, StoreError> {
     let mut statement = connection
         .prepare_cached(
-            "SELECT id, name, at, properties FROM events WHERE contact_id = ?1 ORDER BY at, id",
+            "SELECT id, name, at, seq, properties FROM events WHERE contact_id = ?1 AND seq <= ?2 ORDER BY at, id",
         )
         .map_err(database)?;
     let rows = statement
-        .query_map(params![contact_id], |row| {
+        .query_map(params![contact_id, through_seq], |row| {
             Ok(Event {
                 id: row.get(0)?,
                 contact_id: contact_id.to_string(),
                 name: row.get(1)?,
-                at: row.get(2)?,
-                properties: parse_object(&row.get::<_, String>(3)?),
+                at: time(row, 2)?,
+                seq: row.get(3)?,
+                properties: parse_object(&row.get::<_, String>(4)?),
             })
         })
         .map_err(database)?;
     rows.collect::<Result<_, _>>().map_err(database)
+}
+
+const ENROLMENT_COLUMNS: &str =
+    "id, journey, version, state, step, step_print, due_at, entered_at, ended_at, event_id, data";
+
+fn enrolment(row: &rusqlite::Row<'_>, contact_id: &str) -> rusqlite::Result<Enrolment> {
+    let data: String = row.get(10)?;
+    Ok(Enrolment {
+        id: row.get(0)?,
+        contact_id: contact_id.to_string(),
+        journey: row.get(1)?,
+        version: row.get(2)?,
+        state: parsed(row, 3)?,
+        step: StepId::new(row.get::<_, String>(4)?),
+        step_print: row.get(5)?,
+        due_at: optional_time(row, 6)?,
+        entered_at: time(row, 7)?,
+        ended_at: optional_time(row, 8)?,
+        event_id: row.get(9)?,
+        data: serde_json::from_str::<EnrolmentData>(&data)
+            .map_err(|error| column_error(10, error))?,
+    })
+}
+
+fn data_text(data: &EnrolmentData) -> String {
+    serde_json::to_string(data).unwrap_or_else(|_| "{}".to_string())
 }
 
 struct Batch<'t> {
@@ -301,8 +576,8 @@ struct Batch<'t> {
 }
 
 impl RunBatch for Batch<'_> {
-    fn events_of(&mut self, contact_id: &str) -> Result<Vec<Event>, StoreError> {
-        read_events(&self.transaction, contact_id)
+    fn events_of(&mut self, contact_id: &str, through_seq: i64) -> Result<Vec<Event>, StoreError> {
+        read_events(&self.transaction, contact_id, through_seq)
     }
 
     fn enrolments_of(&mut self, contact_id: &str) -> Result<Vec<Enrolment>, StoreError> {
@@ -310,44 +585,33 @@ impl RunBatch for Batch<'_> {
             .transaction
             // Only the latest enrolment per journey: older ones are history,
             // and reading them made every night slower than the last.
-            .prepare_cached(
-                "SELECT id, journey, version, state, step, due_at, entered_at, ended_at, data FROM enrolments
+            .prepare_cached(&format!(
+                "SELECT {ENROLMENT_COLUMNS} FROM enrolments
                  WHERE id IN (SELECT MAX(id) FROM enrolments WHERE contact_id = ?1 GROUP BY journey) ORDER BY id",
-            )
+            ))
             .map_err(database)?;
         let rows = statement
-            .query_map(params![contact_id], |row| {
-                Ok(Enrolment {
-                    id: row.get(0)?,
-                    contact_id: contact_id.to_string(),
-                    journey: row.get(1)?,
-                    version: row.get(2)?,
-                    state: row.get(3)?,
-                    step: row.get(4)?,
-                    due_at: row.get(5)?,
-                    entered_at: row.get(6)?,
-                    ended_at: row.get(7)?,
-                    data: parse_object(&row.get::<_, String>(8)?),
-                })
-            })
+            .query_map(params![contact_id], |row| enrolment(row, contact_id))
             .map_err(database)?;
         rows.collect::<Result<_, _>>().map_err(database)
     }
 
     fn insert_enrolment(&mut self, enrolment: &Enrolment) -> Result<i64, StoreError> {
         self.transaction
-            .prepare_cached("INSERT INTO enrolments (contact_id, journey, version, state, step, due_at, entered_at, ended_at, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")
+            .prepare_cached("INSERT INTO enrolments (contact_id, journey, version, state, step, step_print, due_at, entered_at, ended_at, event_id, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)")
             .and_then(|mut statement| {
                 statement.execute(params![
                     enrolment.contact_id,
                     enrolment.journey,
                     enrolment.version,
-                    enrolment.state,
-                    enrolment.step,
-                    enrolment.due_at,
-                    enrolment.entered_at,
-                    enrolment.ended_at,
-                    Json::Object(enrolment.data.clone()).to_string()
+                    enrolment.state.as_str(),
+                    enrolment.step.as_str(),
+                    enrolment.step_print,
+                    enrolment.due_at.map(Timestamp::seconds),
+                    enrolment.entered_at.seconds(),
+                    enrolment.ended_at.map(Timestamp::seconds),
+                    enrolment.event_id,
+                    data_text(&enrolment.data)
                 ])
             })
             .map_err(database)?;
@@ -356,16 +620,18 @@ impl RunBatch for Batch<'_> {
 
     fn update_enrolment(&mut self, enrolment: &Enrolment) -> Result<(), StoreError> {
         self.transaction
-            .prepare_cached("UPDATE enrolments SET version = ?2, state = ?3, step = ?4, due_at = ?5, ended_at = ?6, data = ?7 WHERE id = ?1")
+            .prepare_cached("UPDATE enrolments SET version = ?2, state = ?3, step = ?4, step_print = ?5, due_at = ?6, ended_at = ?7, event_id = ?8, data = ?9 WHERE id = ?1")
             .and_then(|mut statement| {
                 statement.execute(params![
                     enrolment.id,
                     enrolment.version,
-                    enrolment.state,
-                    enrolment.step,
-                    enrolment.due_at,
-                    enrolment.ended_at,
-                    Json::Object(enrolment.data.clone()).to_string()
+                    enrolment.state.as_str(),
+                    enrolment.step.as_str(),
+                    enrolment.step_print,
+                    enrolment.due_at.map(Timestamp::seconds),
+                    enrolment.ended_at.map(Timestamp::seconds),
+                    enrolment.event_id,
+                    data_text(&enrolment.data)
                 ])
             })
             .map(|_| ())
@@ -380,10 +646,25 @@ impl RunBatch for Batch<'_> {
                     transition.enrolment_id,
                     transition.contact_id,
                     transition.journey,
-                    transition.from_step,
-                    transition.to_step,
+                    transition.from_step.as_ref().map(StepId::as_str),
+                    transition.to_step.as_ref().map(StepId::as_str),
                     transition.reason,
-                    transition.at
+                    transition.at.seconds()
+                ])
+            })
+            .map(|_| ())
+            .map_err(database)
+    }
+
+    fn assign(&mut self, assignment: &Assignment) -> Result<(), StoreError> {
+        self.transaction
+            .prepare_cached("INSERT INTO assignments (enrolment_id, test, arm, at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING")
+            .and_then(|mut statement| {
+                statement.execute(params![
+                    assignment.enrolment_id,
+                    assignment.test,
+                    assignment.arm,
+                    assignment.at.seconds()
                 ])
             })
             .map(|_| ())
@@ -394,23 +675,24 @@ impl RunBatch for Batch<'_> {
         let inserted = self
             .transaction
             .prepare_cached(
-                "INSERT INTO outbox (key, enrolment_id, contact_id, journey, step, channel, template, kind, send_at, expires_at, status, created_at, attempt_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?9) ON CONFLICT (key) DO NOTHING",
+                "INSERT INTO outbox (key, enrolment_id, contact_id, journey, step, channel, template, kind, send_at, expires_at, status, planned_at, attempt_at, note)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?9, ?13) ON CONFLICT (key) DO NOTHING",
             )
             .and_then(|mut statement| {
                 statement.execute(params![
-                    row.key,
-                    row.enrolment_id,
+                    row.key.to_string(),
+                    row.key.enrolment,
                     row.contact_id,
                     row.journey,
-                    row.step,
-                    row.channel,
+                    row.key.step.as_str(),
+                    row.channel.as_str(),
                     row.template,
-                    row.kind,
-                    row.send_at,
-                    row.expires_at,
-                    row.status,
-                    row.send_at
+                    kind_text(row.kind),
+                    row.send_at.seconds(),
+                    row.expires_at.map(Timestamp::seconds),
+                    row.status.as_str(),
+                    row.planned_at.seconds(),
+                    row.note
                 ])
             })
             .map_err(database)?;
@@ -420,35 +702,55 @@ impl RunBatch for Batch<'_> {
     fn scheduled(
         &mut self,
         contact_id: &str,
-        channel: &str,
-        from: &str,
-        to: &str,
-    ) -> Result<Vec<String>, StoreError> {
+        channel: Channel,
+        from: Timestamp,
+    ) -> Result<Vec<Scheduled>, StoreError> {
         let mut statement = self
             .transaction
             .prepare_cached(
-                "SELECT send_at FROM outbox WHERE contact_id = ?1 AND channel = ?2 AND kind = 'marketing'
-                 AND status IN ('pending', 'sending', 'sent') AND send_at >= ?3 AND send_at < ?4 ORDER BY send_at",
+                "SELECT journey, send_at FROM outbox WHERE contact_id = ?1 AND channel = ?2 AND kind = 'marketing'
+                 AND status IN ('pending', 'sending', 'sent') AND send_at >= ?3 ORDER BY send_at, id",
             )
             .map_err(database)?;
         let rows = statement
-            .query_map(params![contact_id, channel, from, to], |row| row.get(0))
+            .query_map(
+                params![contact_id, channel.as_str(), from.seconds()],
+                |row| {
+                    Ok(Scheduled {
+                        journey: row.get(0)?,
+                        at: time(row, 1)?,
+                    })
+                },
+            )
             .map_err(database)?;
         rows.collect::<Result<_, _>>().map_err(database)
     }
 
-    fn suppressed(&mut self, address: &str, channel: &str, at: &str) -> Result<bool, StoreError> {
+    fn suppressed(
+        &mut self,
+        address: &str,
+        channel: Channel,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
         is_suppressed(&self.transaction, address, channel, at)
     }
 
-    fn save_contact(&mut self, contact: &Contact) -> Result<(), StoreError> {
+    fn update_contact(
+        &mut self,
+        contact_id: &str,
+        edit: &mut dyn FnMut(&mut Map<String, Json>),
+    ) -> Result<(), StoreError> {
+        let Some(mut contact) = read_contact(&self.transaction, contact_id)? else {
+            return Ok(());
+        };
+        edit(&mut contact.fields);
         self.transaction
             .prepare_cached("UPDATE contacts SET data = ?2, updated_at = ?3 WHERE id = ?1")
             .and_then(|mut statement| {
                 statement.execute(params![
                     contact.id,
-                    Json::Object(contact.fields.clone()).to_string(),
-                    now_text()
+                    Json::Object(contact.fields).to_string(),
+                    now_seconds()
                 ])
             })
             .map(|_| ())
@@ -473,15 +775,30 @@ fn read_contact(connection: &Connection, id: &str) -> Result<Option<Contact>, St
         })
 }
 
+fn last_seq(connection: &Connection) -> Result<i64, StoreError> {
+    connection
+        .query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |row| {
+            row.get(0)
+        })
+        .map_err(database)
+}
+
 impl Store for SqliteStore {
     fn import(
         &mut self,
         work: &mut dyn FnMut(&mut dyn ImportSink) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let transaction = self.connection.transaction().map_err(database)?;
+        // IMMEDIATE: an import and a run's batch take turns writing; neither
+        // builds on a snapshot the other has already changed.
+        let transaction = self
+            .connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(database)?;
+        let next_seq = last_seq(&transaction)? + 1;
         let mut sink = Sink {
             transaction,
-            now: now_text(),
+            now: now_seconds(),
+            next_seq,
         };
         work(&mut sink)?;
         sink.transaction.commit().map_err(database)
@@ -500,7 +817,11 @@ impl Store for SqliteStore {
     }
 
     fn events_of(&self, contact_id: &str) -> Result<Vec<Event>, StoreError> {
-        read_events(&self.connection, contact_id)
+        read_events(&self.connection, contact_id, i64::MAX)
+    }
+
+    fn last_event_seq(&self) -> Result<i64, StoreError> {
+        last_seq(&self.connection)
     }
 
     fn contacts_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<Contact>, StoreError> {
@@ -530,7 +851,10 @@ impl Store for SqliteStore {
         commit: bool,
         work: &mut dyn FnMut(&mut dyn RunBatch) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let transaction = self.connection.transaction().map_err(database)?;
+        let transaction = self
+            .connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(database)?;
         let mut batch = Batch { transaction };
         work(&mut batch)?;
         if commit {
@@ -540,18 +864,19 @@ impl Store for SqliteStore {
         }
     }
 
-    fn resting(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
+    fn resting(&self) -> Result<Vec<Resting>, StoreError> {
         let mut statement = self
             .connection
-            .prepare_cached("SELECT journey, step, COUNT(*) FROM enrolments WHERE state = 'active' GROUP BY journey, step ORDER BY journey, step")
+            .prepare_cached("SELECT journey, step, step_print, COUNT(*) FROM enrolments WHERE state = 'active' GROUP BY journey, step, step_print ORDER BY journey, step")
             .map_err(database)?;
         let rows = statement
             .query_map([], |row| {
-                Ok((
-                    row.get(0)?,
-                    row.get(1)?,
-                    u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0),
-                ))
+                Ok(Resting {
+                    journey: row.get(0)?,
+                    step: StepId::new(row.get::<_, String>(1)?),
+                    print: row.get(2)?,
+                    count: u64::try_from(row.get::<_, i64>(3)?).unwrap_or(0),
+                })
             })
             .map_err(database)?;
         rows.collect::<Result<_, _>>().map_err(database)
@@ -560,21 +885,58 @@ impl Store for SqliteStore {
     fn record_versions(
         &mut self,
         versions: &[(String, String)],
-        at: &str,
+        at: Timestamp,
     ) -> Result<(), StoreError> {
         let transaction = self.connection.transaction().map_err(database)?;
         for (journey, version) in versions {
             transaction
                 .execute(
                     "INSERT INTO journey_versions (journey, version, deployed_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-                    params![journey, version, at],
+                    params![journey, version, at.seconds()],
                 )
                 .map_err(database)?;
         }
         transaction.commit().map_err(database)
     }
 
-    fn status(&self, now: &str) -> Result<Vec<JourneyStatus>, StoreError> {
+    fn progress(&self) -> Result<Vec<Progress>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare_cached("SELECT journey, deployed_at, until, seen_seq FROM journey_progress ORDER BY journey")
+            .map_err(database)?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok(Progress {
+                    journey: row.get(0)?,
+                    deployed_at: time(row, 1)?,
+                    until: time(row, 2)?,
+                    seen_seq: row.get(3)?,
+                })
+            })
+            .map_err(database)?;
+        rows.collect::<Result<_, _>>().map_err(database)
+    }
+
+    fn save_progress(&mut self, progress: &[Progress]) -> Result<(), StoreError> {
+        let transaction = self.connection.transaction().map_err(database)?;
+        for journey in progress {
+            transaction
+                .execute(
+                    "INSERT INTO journey_progress (journey, deployed_at, until, seen_seq) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (journey) DO UPDATE SET until = excluded.until, seen_seq = excluded.seen_seq",
+                    params![
+                        journey.journey,
+                        journey.deployed_at.seconds(),
+                        journey.until.seconds(),
+                        journey.seen_seq
+                    ],
+                )
+                .map_err(database)?;
+        }
+        transaction.commit().map_err(database)
+    }
+
+    fn status(&self, now: Timestamp) -> Result<Vec<JourneyStatus>, StoreError> {
         let mut by_journey: std::collections::BTreeMap<String, JourneyStatus> =
             std::collections::BTreeMap::new();
         let mut statement = self
@@ -582,10 +944,10 @@ impl Store for SqliteStore {
             .prepare("SELECT journey, state, step, SUM(CASE WHEN due_at IS NOT NULL AND due_at <= ?1 THEN 1 ELSE 0 END), COUNT(*) FROM enrolments GROUP BY journey, state, step ORDER BY journey, state, step")
             .map_err(database)?;
         let rows = statement
-            .query_map(params![now], |row| {
+            .query_map(params![now.seconds()], |row| {
                 Ok((
                     row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
+                    parsed::<EnrolmentState>(row, 1)?,
                     row.get::<_, String>(2)?,
                     u64::try_from(row.get::<_, i64>(3)?).unwrap_or(0),
                     u64::try_from(row.get::<_, i64>(4)?).unwrap_or(0),
@@ -600,23 +962,52 @@ impl Store for SqliteStore {
                     journey,
                     ..JourneyStatus::default()
                 });
-            match state.as_str() {
-                "active" => {
+            match state {
+                EnrolmentState::Active => {
                     entry.active += count;
                     entry.due += due;
                     entry.waiting.push((step, count));
                 }
-                "converted" => entry.converted += count,
-                "completed" => entry.completed += count,
-                "exited" => entry.exited += count,
-                "holdout" => entry.holdout += count,
-                _ => entry.handed_off += count,
+                EnrolmentState::Converted => entry.converted += count,
+                EnrolmentState::Completed => entry.completed += count,
+                EnrolmentState::Exited => entry.exited += count,
+                EnrolmentState::HandedOff => entry.handed_off += count,
+            }
+        }
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT e.journey, a.test, a.arm, COUNT(*),
+                        SUM(CASE WHEN e.state = 'converted' THEN 1 ELSE 0 END),
+                        SUM(CASE WHEN e.state = 'active' THEN 1 ELSE 0 END)
+                 FROM assignments a JOIN enrolments e ON e.id = a.enrolment_id
+                 GROUP BY e.journey, a.test, a.arm ORDER BY e.journey, a.test, a.arm",
+            )
+            .map_err(database)?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    ArmStatus {
+                        test: row.get(1)?,
+                        arm: row.get(2)?,
+                        entered: u64::try_from(row.get::<_, i64>(3)?).unwrap_or(0),
+                        converted: u64::try_from(row.get::<_, i64>(4)?).unwrap_or(0),
+                        active: u64::try_from(row.get::<_, i64>(5)?).unwrap_or(0),
+                    },
+                ))
+            })
+            .map_err(database)?;
+        for row in rows {
+            let (journey, arm) = row.map_err(database)?;
+            if let Some(entry) = by_journey.get_mut(&journey) {
+                entry.arms.push(arm);
             }
         }
         Ok(by_journey.into_values().collect())
     }
 
-    fn outbox_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+    fn outbox_counts(&self) -> Result<Vec<(OutboxStatus, u64)>, StoreError> {
         let mut statement = self
             .connection
             .prepare_cached("SELECT status, COUNT(*) FROM outbox GROUP BY status ORDER BY status")
@@ -624,7 +1015,7 @@ impl Store for SqliteStore {
         let rows = statement
             .query_map([], |row| {
                 Ok((
-                    row.get(0)?,
+                    parsed::<OutboxStatus>(row, 0)?,
                     u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
                 ))
             })
@@ -650,31 +1041,26 @@ impl Store for SqliteStore {
                     enrolment_id: row.get(0)?,
                     contact_id: contact_id.to_string(),
                     journey: row.get(1)?,
-                    from_step: row.get(2)?,
-                    to_step: row.get(3)?,
+                    from_step: row.get::<_, Option<String>>(2)?.map(StepId::new),
+                    to_step: row.get::<_, Option<String>>(3)?.map(StepId::new),
                     reason: row.get(4)?,
-                    at: row.get(5)?,
+                    at: time(row, 5)?,
                 })
             })
             .map_err(database)?;
         rows.collect::<Result<_, _>>().map_err(database)
     }
 
-    fn last_run_before(&self, now: &str) -> Result<Option<String>, StoreError> {
-        self.connection
-            .query_row(
-                "SELECT MAX(now) FROM runs WHERE finished_at IS NOT NULL AND now < ?1",
-                params![now],
-                |row| row.get(0),
-            )
-            .map_err(database)
-    }
-
-    fn record_run(&mut self, now: &str, started_at: &str, summary: &str) -> Result<(), StoreError> {
+    fn record_run(&mut self, run: &RunRecord) -> Result<(), StoreError> {
         self.connection
             .execute(
                 "INSERT INTO runs (now, started_at, finished_at, summary) VALUES (?1, ?2, ?3, ?4)",
-                params![now, started_at, now_text(), summary],
+                params![
+                    run.now.seconds(),
+                    run.started_at.seconds(),
+                    now_seconds(),
+                    run.summary
+                ],
             )
             .map(|_| ())
             .map_err(database)
@@ -683,56 +1069,58 @@ impl Store for SqliteStore {
     fn outbox_of(&self, contact_id: &str) -> Result<Vec<OutboxRow>, StoreError> {
         let mut statement = self
             .connection
-            .prepare_cached(
-                "SELECT key, enrolment_id, journey, step, channel, template, kind, send_at, expires_at, status FROM outbox
-                 WHERE contact_id = ?1 ORDER BY send_at, id",
-            )
+            .prepare_cached(&format!(
+                "SELECT {OUTBOX_COLUMNS} FROM outbox o WHERE o.contact_id = ?1 ORDER BY o.send_at, o.id"
+            ))
             .map_err(database)?;
         let rows = statement
-            .query_map(params![contact_id], |row| {
-                Ok(OutboxRow {
-                    key: row.get(0)?,
-                    enrolment_id: row.get(1)?,
-                    contact_id: contact_id.to_string(),
-                    journey: row.get(2)?,
-                    step: row.get(3)?,
-                    channel: row.get(4)?,
-                    template: row.get(5)?,
-                    kind: row.get(6)?,
-                    send_at: row.get(7)?,
-                    expires_at: row.get(8)?,
-                    status: row.get(9)?,
-                })
-            })
+            .query_map(params![contact_id], outbox_row)
             .map_err(database)?;
         rows.collect::<Result<_, _>>().map_err(database)
     }
 }
 
-const OUTBOX_COLUMNS: &str = "o.key, o.enrolment_id, o.contact_id, o.journey, o.step, o.channel, o.template, o.kind, o.send_at, o.expires_at, o.status";
+/// What a settled row becomes: status, attempt_at, sent_at, provider_id,
+/// error, note, and whether the claim counted as an attempt.
+type Outcome<'a> = (
+    OutboxStatus,
+    Option<Timestamp>,
+    Option<Timestamp>,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+    bool,
+);
+
+const OUTBOX_COLUMNS: &str = "o.key, o.contact_id, o.journey, o.channel, o.template, o.kind, o.send_at, o.expires_at, o.status, o.planned_at, o.note";
+/// The number of columns in [`OUTBOX_COLUMNS`].
+const OUTBOX_WIDTH: usize = 11;
 
 fn outbox_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
+    let key: String = row.get(0)?;
     Ok(OutboxRow {
-        key: row.get(0)?,
-        enrolment_id: row.get(1)?,
-        contact_id: row.get(2)?,
-        journey: row.get(3)?,
-        step: row.get(4)?,
-        channel: row.get(5)?,
-        template: row.get(6)?,
-        kind: row.get(7)?,
-        send_at: row.get(8)?,
-        expires_at: row.get(9)?,
-        status: row.get(10)?,
+        key: OutboxKey::parse(&key)
+            .ok_or_else(|| column_error(0, crate::model::UnknownState(key.clone())))?,
+        contact_id: row.get(1)?,
+        journey: row.get(2)?,
+        channel: channel_of(row, 3)?,
+        template: row.get(4)?,
+        kind: kind_of(row, 5)?,
+        send_at: time(row, 6)?,
+        expires_at: optional_time(row, 7)?,
+        status: parsed(row, 8)?,
+        planned_at: time(row, 9)?,
+        note: row.get(10)?,
     })
 }
 
 fn delivered_at(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Delivered> {
     Ok(Delivered {
         attempts: row.get(first)?,
-        sent_at: row.get(first + 1)?,
+        sent_at: optional_time(row, first + 1)?,
         provider_id: row.get(first + 2)?,
         error: row.get(first + 3)?,
+        note: row.get(first + 4)?,
     })
 }
 
@@ -740,9 +1128,9 @@ impl Outbox for SqliteStore {
     fn claim(
         &mut self,
         claimer: &str,
-        now: &str,
-        stale_before: &str,
-        channels: &[&str],
+        now: Timestamp,
+        stale_before: Timestamp,
+        channels: &[Channel],
         limit: usize,
     ) -> Result<Vec<Claimed>, StoreError> {
         if channels.is_empty() || limit == 0 {
@@ -758,7 +1146,7 @@ impl Outbox for SqliteStore {
         let channel_values = || {
             channels
                 .iter()
-                .map(|channel| rusqlite::types::Value::from((*channel).to_string()))
+                .map(|channel| rusqlite::types::Value::from(channel.as_str().to_string()))
         };
         let limit_value = i64::try_from(limit).unwrap_or(i64::MAX);
         // Two reads, each walking the index (status, attempt_at) or
@@ -784,7 +1172,7 @@ impl Outbox for SqliteStore {
             if remaining <= 0 {
                 break;
             }
-            let mut values: Vec<rusqlite::types::Value> = vec![cutoff.to_string().into()];
+            let mut values: Vec<rusqlite::types::Value> = vec![cutoff.seconds().into()];
             values.extend(channel_values());
             values.push(remaining.into());
             let mut statement = transaction.prepare_cached(&query).map_err(database)?;
@@ -804,34 +1192,27 @@ impl Outbox for SqliteStore {
                 .map_err(database)?;
             let mut read = transaction
                 .prepare_cached(&format!(
-                    "SELECT {OUTBOX_COLUMNS}, o.attempts, e.data, o.provider_id FROM outbox o
+                    "SELECT {OUTBOX_COLUMNS}, o.attempts, o.attempt_at, e.event_id, o.provider_id FROM outbox o
                      LEFT JOIN enrolments e ON e.id = o.enrolment_id WHERE o.id = ?1"
                 ))
                 .map_err(database)?;
             for id in ids {
                 update
-                    .execute(params![id, claimer, now])
+                    .execute(params![id, claimer, now.seconds()])
                     .map_err(database)?;
-                let (row, attempts, data, progress) = read
+                let found = read
                     .query_row(params![id], |row| {
-                        Ok((
-                            outbox_row(row)?,
-                            row.get::<_, u32>(11)?,
-                            row.get::<_, Option<String>>(12)?,
-                            row.get::<_, Option<String>>(13)?,
-                        ))
+                        Ok(Claimed {
+                            id,
+                            row: outbox_row(row)?,
+                            attempts: row.get(OUTBOX_WIDTH)?,
+                            attempt_at: time(row, OUTBOX_WIDTH + 1)?,
+                            event_id: row.get(OUTBOX_WIDTH + 2)?,
+                            progress: row.get(OUTBOX_WIDTH + 3)?,
+                        })
                     })
                     .map_err(database)?;
-                let trigger_event = data
-                    .and_then(|data| serde_json::from_str::<Json>(&data).ok())
-                    .and_then(|data| data.get("event")?.as_str().map(str::to_string));
-                claimed.push(Claimed {
-                    id,
-                    row,
-                    attempts,
-                    trigger_event,
-                    progress,
-                });
+                claimed.push(found);
             }
         }
         transaction.commit().map_err(database)?;
@@ -841,7 +1222,7 @@ impl Outbox for SqliteStore {
     fn settle(
         &mut self,
         claimer: &str,
-        now: &str,
+        now: Timestamp,
         outcomes: &[(i64, Settle)],
     ) -> Result<usize, StoreError> {
         let transaction = self
@@ -850,42 +1231,94 @@ impl Outbox for SqliteStore {
             .map_err(database)?;
         let mut held = 0;
         for (id, outcome) in outcomes {
-            let (status, attempt_at, sent_at, provider_id, error) = match outcome {
-                Settle::Sent { provider_id } => {
-                    ("sent", None, Some(now), provider_id.as_deref(), None)
-                }
-                Settle::Retry {
-                    at,
-                    error,
-                    progress,
-                } => (
-                    "pending",
-                    Some(at.as_str()),
-                    None,
-                    progress.as_deref(),
-                    Some(error.as_str()),
-                ),
-                Settle::Failed { error, .. } => ("failed", None, None, None, Some(error.as_str())),
-                Settle::Suppressed { error } => {
-                    ("suppressed", None, None, None, Some(error.as_str()))
-                }
-                Settle::Expired => ("expired", None, None, None, None),
-            };
+            let (status, attempt_at, sent_at, provider_id, error, note, attempt): Outcome<'_> =
+                match outcome {
+                    Settle::Sent { provider_id } => (
+                        OutboxStatus::Sent,
+                        None,
+                        Some(now),
+                        provider_id.as_deref(),
+                        None,
+                        None,
+                        true,
+                    ),
+                    Settle::Retry {
+                        at,
+                        error,
+                        progress,
+                    } => (
+                        OutboxStatus::Pending,
+                        Some(*at),
+                        None,
+                        progress.as_deref(),
+                        Some(error.as_str()),
+                        None,
+                        true,
+                    ),
+                    Settle::Failed { error, .. } => (
+                        OutboxStatus::Failed,
+                        None,
+                        None,
+                        None,
+                        Some(error.as_str()),
+                        None,
+                        true,
+                    ),
+                    Settle::Suppressed { error } => (
+                        OutboxStatus::Suppressed,
+                        None,
+                        None,
+                        None,
+                        Some(error.as_str()),
+                        None,
+                        false,
+                    ),
+                    Settle::Expired { note } => (
+                        OutboxStatus::Expired,
+                        None,
+                        None,
+                        None,
+                        None,
+                        Some(note.as_str()),
+                        false,
+                    ),
+                    Settle::Skipped { note } => (
+                        OutboxStatus::Skipped,
+                        None,
+                        None,
+                        None,
+                        None,
+                        Some(note.as_str()),
+                        false,
+                    ),
+                    Settle::Held { until, note } => (
+                        OutboxStatus::Pending,
+                        Some(*until),
+                        None,
+                        None,
+                        None,
+                        Some(note.as_str()),
+                        false,
+                    ),
+                };
             let changed = transaction
                 .prepare_cached(
                     "UPDATE outbox SET status = ?3, attempt_at = COALESCE(?4, attempt_at), sent_at = ?5,
-                       provider_id = ?6, error = ?7, claimed_by = NULL
+                       provider_id = COALESCE(?6, provider_id), error = COALESCE(?7, error), note = COALESCE(?8, note),
+                       attempts = attempts - ?9, claimed_by = NULL
                      WHERE id = ?1 AND claimed_by = ?2 AND status = 'sending'",
                 )
                 .and_then(|mut statement| {
                     statement.execute(params![
                         id,
                         claimer,
-                        status,
-                        attempt_at,
-                        sent_at,
+                        status.as_str(),
+                        attempt_at.map(Timestamp::seconds),
+                        sent_at.map(Timestamp::seconds),
                         provider_id,
-                        error
+                        error,
+                        note,
+                        i64::from(!attempt)
                     ])
                 })
                 .map_err(database)?;
@@ -905,15 +1338,47 @@ impl Outbox for SqliteStore {
         Ok(held)
     }
 
-    fn is_suppressed(&self, address: &str, channel: &str, at: &str) -> Result<bool, StoreError> {
+    fn is_suppressed(
+        &self,
+        address: &str,
+        channel: Channel,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
         is_suppressed(&self.connection, address, channel, at)
+    }
+
+    fn sent_since(
+        &self,
+        contact_id: &str,
+        channel: Channel,
+        since: Timestamp,
+    ) -> Result<Vec<Scheduled>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare_cached(
+                "SELECT journey, sent_at FROM outbox WHERE contact_id = ?1 AND channel = ?2 AND kind = 'marketing'
+                 AND status = 'sent' AND sent_at >= ?3 ORDER BY sent_at",
+            )
+            .map_err(database)?;
+        let rows = statement
+            .query_map(
+                params![contact_id, channel.as_str(), since.seconds()],
+                |row| {
+                    Ok(Scheduled {
+                        journey: row.get(0)?,
+                        at: time(row, 1)?,
+                    })
+                },
+            )
+            .map_err(database)?;
+        rows.collect::<Result<_, _>>().map_err(database)
     }
 
     fn due_by_channel(
         &self,
-        now: &str,
-        stale_before: &str,
-    ) -> Result<Vec<(String, u64)>, StoreError> {
+        now: Timestamp,
+        stale_before: Timestamp,
+    ) -> Result<Vec<(Channel, u64)>, StoreError> {
         let mut statement = self
             .connection
             .prepare_cached(
@@ -923,9 +1388,9 @@ impl Outbox for SqliteStore {
             )
             .map_err(database)?;
         let rows = statement
-            .query_map(params![now, stale_before], |row| {
+            .query_map(params![now.seconds(), stale_before.seconds()], |row| {
                 Ok((
-                    row.get(0)?,
+                    channel_of(row, 0)?,
                     u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
                 ))
             })
@@ -933,30 +1398,34 @@ impl Outbox for SqliteStore {
         rows.collect::<Result<_, _>>().map_err(database)
     }
 
-    fn tasks(&self, from: &str, to: &str) -> Result<Vec<(OutboxRow, Delivered)>, StoreError> {
+    fn tasks(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<(OutboxRow, Delivered)>, StoreError> {
         let mut statement = self
             .connection
             .prepare_cached(&format!(
-                "SELECT {OUTBOX_COLUMNS}, o.attempts, o.sent_at, o.provider_id, o.error FROM outbox o
+                "SELECT {OUTBOX_COLUMNS}, o.attempts, o.sent_at, o.provider_id, o.error, o.note FROM outbox o
                  WHERE o.channel = 'task' AND o.send_at >= ?1 AND o.send_at <= ?2 ORDER BY o.send_at, o.id"
             ))
             .map_err(database)?;
         let rows = statement
-            .query_map(params![from, to], |row| {
-                Ok((outbox_row(row)?, delivered_at(row, 11)?))
+            .query_map(params![from.seconds(), to.seconds()], |row| {
+                Ok((outbox_row(row)?, delivered_at(row, OUTBOX_WIDTH)?))
             })
             .map_err(database)?;
         rows.collect::<Result<_, _>>().map_err(database)
     }
 
-    fn delivered(&self, key: &str) -> Result<Option<Delivered>, StoreError> {
+    fn delivered(&self, key: &OutboxKey) -> Result<Option<Delivered>, StoreError> {
         self.connection
             .prepare_cached(
-                "SELECT attempts, sent_at, provider_id, error FROM outbox WHERE key = ?1",
+                "SELECT attempts, sent_at, provider_id, error, note FROM outbox WHERE key = ?1",
             )
             .and_then(|mut statement| {
                 statement
-                    .query_row(params![key], |row| delivered_at(row, 0))
+                    .query_row(params![key.to_string()], |row| delivered_at(row, 0))
                     .optional()
             })
             .map_err(database)
@@ -993,8 +1462,7 @@ mod tests {
 
     #[test]
     fn a_failed_import_writes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = SqliteStore::open(&dir.path().join("j.db")).unwrap();
+        let mut store = SqliteStore::in_memory().unwrap();
         let contact = Contact {
             id: "c-1".into(),
             fields: Map::new(),
@@ -1009,5 +1477,56 @@ mod tests {
             .import(&mut |sink| sink.put_contact(&contact).map(|_| ()))
             .unwrap();
         assert_eq!(store.contact_count().unwrap(), 1);
+    }
+
+    /// A store written by the previous schema (text times) reads the same
+    /// instants after the upgrade, in time order, year 10000 included.
+    #[test]
+    fn version_3_stores_move_to_seconds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.db");
+        {
+            let mut connection = Connection::open(&path).unwrap();
+            let transaction = connection.transaction().unwrap();
+            for migration in &MIGRATIONS[..3] {
+                transaction.execute_batch(migration).unwrap();
+            }
+            transaction.pragma_update(None, "user_version", 3).unwrap();
+            transaction
+                .execute_batch(
+                    "INSERT INTO events VALUES ('e-2', 'c-1', 'clicked', '2026-03-02T02:00:00Z', '{}');
+                     INSERT INTO events VALUES ('e-1', 'c-1', 'signed_up', '2026-03-01T02:00:00Z', '{}');
+                     INSERT INTO enrolments (contact_id, journey, version, state, step, due_at, entered_at, data)
+                         VALUES ('c-1', 'w', 'v1', 'holdout', 'ab@1/holdout', NULL, '2026-03-01T02:00:00Z', '{\"event\": \"e-1\", \"rescued\": true}');
+                     INSERT INTO runs (now, started_at, finished_at) VALUES ('2026-03-02T18:00:00Z', '2026-03-02T18:00:01Z', '2026-03-02T18:00:09Z');
+                     INSERT INTO journey_versions VALUES ('w', 'v1', '2026-03-01T00:00:00Z');",
+                )
+                .unwrap();
+            transaction.commit().unwrap();
+        }
+        let mut store = SqliteStore::open(&path).unwrap();
+        let events = store.events_of("c-1").unwrap();
+        assert_eq!(
+            events
+                .iter()
+                .map(|event| (event.id.as_str(), event.seq))
+                .collect::<Vec<_>>(),
+            [("e-1", 1), ("e-2", 2)]
+        );
+        assert_eq!(events[0].at.to_string(), "2026-03-01T02:00:00Z");
+        let progress = store.progress().unwrap();
+        assert_eq!(progress.len(), 1);
+        assert_eq!(progress[0].until.to_string(), "2026-03-02T18:00:00Z");
+        assert_eq!(progress[0].seen_seq, 2);
+        let mut enrolments = Vec::new();
+        store
+            .batch(false, &mut |batch| {
+                enrolments = batch.enrolments_of("c-1")?;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(enrolments[0].state, EnrolmentState::Completed);
+        assert_eq!(enrolments[0].event_id.as_deref(), Some("e-1"));
+        assert!(enrolments[0].data.rescued);
     }
 }

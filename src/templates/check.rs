@@ -3,7 +3,7 @@
 //! catalog, optional fields have fallbacks, marketing email can be
 //! unsubscribed from, SMS fit their parts, links have targets.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use minijinja::{ErrorKind, Value};
 
@@ -98,8 +98,8 @@ impl Checker<'_> {
                                 Code::MissingUnsubscribe,
                                 Span::new(
                                     template.file,
-                                    part.offset,
-                                    part.offset + first_line_length(&part.source),
+                                    part.at(0),
+                                    part.at(first_line_length(&part.source)),
                                 ),
                                 format!(
                                     "marketing email without an unsubscribe link in its {} part",
@@ -114,7 +114,7 @@ impl Checker<'_> {
             }
             if let Some(html) = template.part("html") {
                 for at in empty_hrefs(&html.source) {
-                    let start = html.offset + at;
+                    let start = html.at(at);
                     self.report(
                         Diagnostic::new(Code::EmptyHref, Span::new(template.file, start, start + 4), "a link with an empty `href`")
                             .label("goes nowhere")
@@ -134,13 +134,12 @@ impl Checker<'_> {
         if inline_task {
             let span = message.template.span;
             let quoted = sources.slice(span);
-            let part = Part {
-                name: "text",
-                source: message.template.node.clone(),
-                offset: span.start as usize + usize::from(quoted.starts_with('"')),
-                key: String::new(),
-            };
-            if let Err(error) = self.set.env.template_from_str(&part.source) {
+            let part = Part::new(
+                "text",
+                message.template.node.clone(),
+                span.start as usize + usize::from(quoted.starts_with('"')),
+            );
+            if let Err(error) = self.set.env.template_from_str(&part.compiled) {
                 self.report(super::template_error(span.file, &part, &error));
                 return;
             }
@@ -200,7 +199,7 @@ impl Checker<'_> {
         let names = if part.key.is_empty() {
             self.set
                 .env
-                .template_from_str(&part.source)
+                .template_from_str(&part.compiled)
                 .map(|compiled| {
                     let mut names: Vec<String> =
                         compiled.undeclared_variables(true).into_iter().collect();
@@ -213,13 +212,13 @@ impl Checker<'_> {
         };
         for name in names {
             if let Some(problem) = self.unknown_variable(&name, message_use) {
-                let at = find_name(&part.source, &name)
-                    .map_or(part.offset, |offset| part.offset + offset);
-                let length = name.len();
+                let found = find_name(&part.source, &name);
+                let at = found.map_or(part.at(0), |offset| part.at(offset));
+                let end = found.map_or(at + name.len(), |offset| part.at(offset + name.len()));
                 self.report(
                     Diagnostic::new(
                         Code::UnknownVariable,
-                        Span::new(file, at, at + length),
+                        Span::new(file, at, end.max(at)),
                         problem.0,
                     )
                     .label(format!("in the {} of this template", part.name))
@@ -309,7 +308,7 @@ impl Checker<'_> {
             )
             .collect();
         for (offset, field) in unguarded_optional_uses(&part.source, &optional) {
-            let start = part.offset + offset;
+            let start = part.at(offset);
             let length = "contact.".len() + field.len();
             self.report(
                 Diagnostic::new(Code::OptionalWithoutFallback, Span::new(file, start, start + length), format!("`contact.{field}` may be empty"))
@@ -337,7 +336,7 @@ impl Checker<'_> {
         };
         let length = sms::measure(text.trim());
         if length.segments > limit {
-            let start = body.offset + (body.source.len() - body.source.trim_start().len());
+            let start = body.at(body.source.len() - body.source.trim_start().len());
             self.report(
                 Diagnostic::new(
                     Code::SmsTooLong,
@@ -463,36 +462,47 @@ fn tags(source: &str) -> Vec<(usize, &str, bool)> {
 }
 
 /// Uses of optional `contact.x` fields with neither a `default` filter nor
-/// an enclosing `if` that tests them.
+/// an enclosing `if` (or `elif`, or the `else` of a negated test) that
+/// makes sure they are set.
 fn unguarded_optional_uses<'f>(source: &str, optional: &[&'f str]) -> Vec<(usize, &'f str)> {
     let mut found = Vec::new();
-    let mut conditions: Vec<String> = Vec::new();
+    let mut frames: Vec<IfFrame> = Vec::new();
     for (offset, content, statement) in tags(source) {
         let words: Vec<&str> = content
             .trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace())
             .splitn(2, char::is_whitespace)
             .collect();
         let keyword = words.first().copied().unwrap_or("");
+        let condition = words.get(1).copied().unwrap_or("");
         if statement {
             match keyword {
                 "if" => {
-                    conditions.push(words.get(1).copied().unwrap_or("").to_string());
+                    frames.push(IfFrame {
+                        earlier_false: BTreeSet::new(),
+                        current: set_when(condition, true),
+                        current_false: set_when(condition, false),
+                    });
                     continue;
                 }
                 "elif" => {
-                    if let Some(top) = conditions.last_mut() {
-                        *top = words.get(1).copied().unwrap_or("").to_string();
+                    if let Some(frame) = frames.last_mut() {
+                        let previous = std::mem::take(&mut frame.current_false);
+                        frame.earlier_false.extend(previous);
+                        frame.current = set_when(condition, true);
+                        frame.current_false = set_when(condition, false);
                     }
                     continue;
                 }
                 "else" => {
-                    if let Some(top) = conditions.last_mut() {
-                        top.clear();
+                    if let Some(frame) = frames.last_mut() {
+                        let previous = std::mem::take(&mut frame.current_false);
+                        frame.earlier_false.extend(previous);
+                        frame.current.clear();
                     }
                     continue;
                 }
                 "endif" => {
-                    conditions.pop();
+                    frames.pop();
                     continue;
                 }
                 _ => {}
@@ -504,9 +514,9 @@ fn unguarded_optional_uses<'f>(source: &str, optional: &[&'f str]) -> Vec<(usize
             while let Some(position) = find_name(&content[search..], &name) {
                 let at = search + position;
                 search = at + name.len();
-                let guarded_by_if = conditions
-                    .iter()
-                    .any(|condition| find_name(condition, &name).is_some());
+                let guarded_by_if = frames.iter().any(|frame| {
+                    frame.current.contains(&name) || frame.earlier_false.contains(&name)
+                });
                 let after = content[search..].trim_start();
                 let has_default =
                     after
@@ -528,6 +538,143 @@ fn unguarded_optional_uses<'f>(source: &str, optional: &[&'f str]) -> Vec<(usize
         }
     }
     found
+}
+
+/// One `{% if %}` being read: what its branches know to be set.
+struct IfFrame {
+    /// Set because an earlier branch's condition was false.
+    earlier_false: BTreeSet<String>,
+    /// Set because the current branch's condition is true.
+    current: BTreeSet<String>,
+    /// Set if the current branch's condition is false (for what follows).
+    current_false: BTreeSet<String>,
+}
+
+/// The `contact.x` names a condition proves set (truthy) when it is
+/// `truth`: `contact.x`, `contact.x is defined`, `not contact.x` when
+/// false, `a and b` when true, `a or b` when false, and so on. Anything it
+/// cannot read proves nothing.
+fn set_when(condition: &str, truth: bool) -> BTreeSet<String> {
+    let condition = condition.trim();
+    let condition = strip_parens(condition);
+    if let Some(parts) = split_top(condition, " or ") {
+        let sets = parts.iter().map(|part| set_when(part, truth));
+        return if truth {
+            intersect(sets)
+        } else {
+            sets.flatten().collect()
+        };
+    }
+    if let Some(parts) = split_top(condition, " and ") {
+        let sets = parts.iter().map(|part| set_when(part, truth));
+        return if truth {
+            sets.flatten().collect()
+        } else {
+            intersect(sets)
+        };
+    }
+    if let Some(inner) = condition.strip_prefix("not ") {
+        return set_when(inner, !truth);
+    }
+    let (path, positive) = if let Some(path) = condition
+        .strip_suffix(" is defined")
+        .or_else(|| condition.strip_suffix(" is not none"))
+        .or_else(|| condition.strip_suffix(" is not undefined"))
+    {
+        (path.trim(), true)
+    } else if let Some(path) = condition
+        .strip_suffix(" is undefined")
+        .or_else(|| condition.strip_suffix(" is none"))
+        .or_else(|| condition.strip_suffix(" is not defined"))
+    {
+        (path.trim(), false)
+    } else {
+        (condition, true)
+    };
+    let is_path = path.starts_with("contact.")
+        && path["contact.".len()..]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if is_path && positive == truth {
+        BTreeSet::from([path.to_string()])
+    } else {
+        BTreeSet::new()
+    }
+}
+
+fn intersect(mut sets: impl Iterator<Item = BTreeSet<String>>) -> BTreeSet<String> {
+    let Some(first) = sets.next() else {
+        return BTreeSet::new();
+    };
+    sets.fold(first, |known, next| {
+        known.intersection(&next).cloned().collect()
+    })
+}
+
+/// `(x)` without its outer parentheses, when they enclose all of it.
+fn strip_parens(text: &str) -> &str {
+    let mut text = text.trim();
+    while text.starts_with('(') && text.ends_with(')') {
+        let inner = &text[1..text.len() - 1];
+        if split_depth_ok(inner) {
+            text = inner.trim();
+        } else {
+            break;
+        }
+    }
+    text
+}
+
+/// Whether parentheses balance without going below zero.
+fn split_depth_ok(text: &str) -> bool {
+    let mut depth = 0_i32;
+    for c in text.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth < 0 {
+                    return false;
+                }
+            }
+            _ => {}
+        }
+    }
+    depth == 0
+}
+
+/// `text` split on `separator` outside parentheses and quotes; `None` when
+/// it does not occur there.
+fn split_top<'t>(text: &'t str, separator: &str) -> Option<Vec<&'t str>> {
+    let mut parts = Vec::new();
+    let mut depth = 0_i32;
+    let mut quote: Option<char> = None;
+    let mut start = 0;
+    let mut index = 0;
+    let bytes = text.as_bytes();
+    while index < text.len() {
+        let c = char::from(bytes[index]);
+        match quote {
+            Some(open) if c == open => quote = None,
+            Some(_) => {}
+            None if c == '"' || c == '\'' => quote = Some(c),
+            None if c == '(' => depth += 1,
+            None if c == ')' => depth -= 1,
+            None if depth == 0 && text[index..].starts_with(separator) => {
+                parts.push(&text[start..index]);
+                index += separator.len();
+                start = index;
+                continue;
+            }
+            None => {}
+        }
+        index += 1;
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    parts.push(&text[start..]);
+    Some(parts)
 }
 
 /// Values a template is rendered with when checking it: every field and
@@ -588,6 +735,23 @@ mod tests {
         let found = unguarded_optional_uses(source, &["company"]);
         let offsets: Vec<usize> = found.iter().map(|(offset, _)| *offset).collect();
         assert_eq!(offsets, vec![6, source.rfind("contact.company").unwrap()]);
+    }
+
+    #[test]
+    fn a_negated_test_guards_only_its_else() {
+        let source = "{% if not contact.city %}City: {{ contact.city }}{% else %}{{ contact.city }}{% endif %}";
+        let found = unguarded_optional_uses(source, &["city"]);
+        assert_eq!(
+            found,
+            vec![(source.find("contact.city }}").unwrap(), "city")]
+        );
+        // Both sides of `and` are set; `or` proves neither.
+        let both = "{% if contact.city and contact.company %}{{ contact.city }}{{ contact.company }}{% endif %}";
+        assert!(unguarded_optional_uses(both, &["city", "company"]).is_empty());
+        let either = "{% if contact.city or contact.company %}{{ contact.city }}{% endif %}";
+        assert_eq!(unguarded_optional_uses(either, &["city"]).len(), 1);
+        let elif = "{% if not contact.city %}-{% elif contact.company %}{{ contact.city }}{{ contact.company }}{% endif %}";
+        assert!(unguarded_optional_uses(elif, &["city", "company"]).is_empty());
     }
 
     #[test]

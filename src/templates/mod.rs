@@ -58,11 +58,148 @@ struct OtherFrontMatter {
 pub struct Part {
     /// `subject`, `preheader`, `text`, `html` or `body`.
     pub name: &'static str,
+    /// The text as written (a YAML value as YAML reads it).
     pub source: String,
     /// Byte offset of `source` in the template file.
     pub offset: usize,
     /// The name it is registered under in the environment.
     pub key: String,
+    /// Where each byte of `source` is in the file, when that is not simply
+    /// `offset` plus its index (a folded or escaped YAML value).
+    pub positions: Option<Vec<usize>>,
+    /// What minijinja compiles: `source` with line breaks after inline
+    /// block tags kept (see [`keep_line_breaks`]).
+    pub compiled: String,
+    /// Where `compiled` has a byte `source` has not.
+    inserted: Vec<usize>,
+}
+
+impl Part {
+    pub fn new(name: &'static str, source: String, offset: usize) -> Part {
+        let (compiled, inserted) = keep_line_breaks(&source);
+        Part {
+            name,
+            source,
+            offset,
+            key: String::new(),
+            positions: None,
+            compiled,
+            inserted,
+        }
+    }
+
+    /// The file offset of byte `index` of `source`.
+    pub fn at(&self, index: usize) -> usize {
+        match &self.positions {
+            Some(positions) => positions
+                .get(index)
+                .or(positions.last())
+                .copied()
+                .unwrap_or(self.offset),
+            None => self.offset + index,
+        }
+    }
+
+    /// The file offset of byte `index` of `compiled` (where minijinja
+    /// reports an error).
+    pub fn at_compiled(&self, index: usize) -> usize {
+        let shift = self.inserted.iter().filter(|at| **at < index).count();
+        self.at(index.saturating_sub(shift))
+    }
+}
+
+/// Block tags that hold no expression: the space before their `%}` can
+/// become the `+` that keeps the line break after them.
+const BARE_TAGS: &[&str] = &[
+    "else",
+    "endif",
+    "endfor",
+    "endblock",
+    "endset",
+    "endwith",
+    "endmacro",
+    "endcall",
+    "endfilter",
+    "endautoescape",
+    "break",
+    "continue",
+];
+
+/// Block tags on a line of their own leave no blank line behind
+/// (`trim_blocks`); a block tag that ends a line of text (`Hi{% if x %} {{
+/// x }}{% endif %}`) keeps the line break after it, which `trim_blocks`
+/// alone would eat. Such a tag gets minijinja's `+%}`; returns the text and
+/// where a byte was inserted (a bare tag's space is replaced instead, so
+/// nothing moves).
+pub fn keep_line_breaks(source: &str) -> (String, Vec<usize>) {
+    let mut out = String::with_capacity(source.len() + 8);
+    let mut inserted = Vec::new();
+    let mut offset = 0;
+    let mut raw = false;
+    for line in source.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let body = line.trim_end_matches(['\n', '\r']);
+        if body.contains("{% raw") || body.contains("{%- raw") {
+            raw = true;
+        }
+        if raw {
+            if body.contains("endraw") {
+                raw = false;
+            }
+            out.push_str(line);
+            continue;
+        }
+        let trimmed = body.trim_end();
+        let ends_with_tag = trimmed.ends_with("%}")
+            && !trimmed.ends_with("-%}")
+            && !trimmed.ends_with("+%}")
+            && line.len() > body.len();
+        let standalone = strip_tags(body).trim().is_empty();
+        let Some(tag_start) = trimmed.rfind("{%").filter(|_| ends_with_tag && !standalone) else {
+            out.push_str(line);
+            continue;
+        };
+        let close = trimmed.len() - 2;
+        let inner = trimmed[tag_start + 2..close].trim_matches(['-', '+', ' ', '\t']);
+        if BARE_TAGS.contains(&inner) && trimmed[..close].ends_with(' ') {
+            out.push_str(&line[..close - 1]);
+            out.push('+');
+            out.push_str(&line[close..]);
+        } else {
+            out.push_str(&line[..close]);
+            out.push('+');
+            inserted.push(start + close);
+            out.push_str(&line[close..]);
+        }
+    }
+    (out, inserted)
+}
+
+/// A line without its `{% ... %}` tags and `{# ... #}` comments.
+fn strip_tags(line: &str) -> String {
+    let mut out = String::new();
+    let mut rest = line;
+    loop {
+        let next = [rest.find("{%"), rest.find("{#")]
+            .into_iter()
+            .flatten()
+            .min();
+        let Some(open) = next else {
+            out.push_str(rest);
+            return out;
+        };
+        out.push_str(&rest[..open]);
+        let closing = if rest[open..].starts_with("{%") {
+            "%}"
+        } else {
+            "#}"
+        };
+        match rest[open..].find(closing) {
+            Some(length) => rest = &rest[open + length + 2..],
+            None => return out,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -223,7 +360,7 @@ pub fn load(
                 for part in &template.parts {
                     if let Err(error) = set
                         .env
-                        .add_template_owned(part.key.clone(), part.source.clone())
+                        .add_template_owned(part.key.clone(), part.compiled.clone())
                     {
                         diagnostics.push(template_error(file, part, &error));
                     }
@@ -255,8 +392,8 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), std::io::Erro
 pub fn template_error(file: FileId, part: &Part, error: &minijinja::Error) -> Diagnostic {
     let (start, end) = match error.range() {
         Some(range) => (
-            part.offset + range.start,
-            part.offset + range.end.max(range.start + 1),
+            part.at_compiled(range.start),
+            part.at_compiled(range.end.max(range.start + 1)),
         ),
         None => {
             let line_offset: usize = part
@@ -265,13 +402,13 @@ pub fn template_error(file: FileId, part: &Part, error: &minijinja::Error) -> Di
                 .take(error.line().unwrap_or(1).saturating_sub(1))
                 .map(str::len)
                 .sum();
-            (part.offset + line_offset, part.offset + line_offset + 1)
+            (part.at(line_offset), part.at(line_offset) + 1)
         }
     };
     let detail = error
         .detail()
         .map_or_else(|| error.kind().to_string(), ToString::to_string);
-    Diagnostic::new(Code::TemplateSyntax, Span::new(file, start, end.min(part.offset + part.source.len()).max(start)), format!("template error: {detail}"))
+    Diagnostic::new(Code::TemplateSyntax, Span::new(file, start, end.min(part.at(part.source.len())).max(start)), format!("template error: {detail}"))
         .label(format!("in the {} of this template", part.name))
         .help("templates use minijinja (Jinja2) syntax: `{{ contact.first_name }}`, `{% if ... %}...{% endif %}`")
 }
@@ -339,6 +476,29 @@ fn yaml_error(
         .help("the front matter takes `kind`, `subject`, `preheader`, `from` and `reply_to` (email) or `kind` (other messages)")
 }
 
+/// Where each byte of a YAML value (as YAML reads it) stands in `raw`, the
+/// text from where the value starts: the value's characters are found in
+/// order, skipping what YAML drops (quotes, escapes' backslashes, block
+/// indicators, indentation) and taking a folded line break for the space
+/// it became. `None` when they cannot be lined up.
+fn align(raw: &str, value: &str) -> Option<Vec<usize>> {
+    let mut positions = Vec::with_capacity(value.len() + 1);
+    let mut rest = raw.char_indices();
+    let mut last = 0;
+    for wanted in value.chars() {
+        loop {
+            let (at, found) = rest.next()?;
+            if found == wanted || (wanted == ' ' && found == '\n') {
+                positions.extend((0..wanted.len_utf8()).map(|byte| at + byte));
+                last = at + found.len_utf8();
+                break;
+            }
+        }
+    }
+    positions.push(last);
+    Some(positions)
+}
+
 /// Where a YAML key's value starts in the front matter, for mapping errors
 /// in `subject` and `preheader` back to the file.
 fn value_offset(text: &str, yaml_offset: usize, yaml: &str, key: &str) -> usize {
@@ -390,10 +550,8 @@ fn parse_file(
             None => (text, 0),
         };
         template.parts.push(Part {
-            name: "body",
-            source: body.to_string(),
-            offset: body_offset,
             key: key("body"),
+            ..Part::new("body", body.to_string(), body_offset)
         });
         return Ok(template);
     }
@@ -413,11 +571,14 @@ fn parse_file(
     template.reply_to = meta.reply_to;
     for (part, value) in [("subject", meta.subject), ("preheader", meta.preheader)] {
         if let Some(value) = value {
+            let offset = value_offset(text, front.yaml_offset, front.yaml, part);
+            let yaml_end = (front.yaml_offset + front.yaml.len()).min(text.len());
+            let positions = align(&text[offset.min(yaml_end)..yaml_end], &value)
+                .map(|positions| positions.into_iter().map(|at| offset + at).collect());
             template.parts.push(Part {
-                name: part,
-                offset: value_offset(text, front.yaml_offset, front.yaml, part),
-                source: value,
                 key: key(part),
+                positions,
+                ..Part::new(part, value, offset)
             });
         }
     }
@@ -495,12 +656,7 @@ fn blocks(file: FileId, body: &str, body_offset: usize) -> Result<Vec<Part>, Dia
                     offset += source.len() - stripped.len();
                     source = stripped;
                 }
-                parts.push(Part {
-                    name,
-                    source: source.to_string(),
-                    offset: body_offset + offset,
-                    key: String::new(),
-                });
+                parts.push(Part::new(name, source.to_string(), body_offset + offset));
                 open = None;
                 rest_start = tag_end;
             }

@@ -1,6 +1,7 @@
 //! Helpers the integration tests share. Each test binary uses a subset.
 #![allow(dead_code)]
 
+pub mod project;
 pub mod servers;
 
 use std::path::{Path, PathBuf};
@@ -11,9 +12,19 @@ pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The `journeyc` binary the tests run: `JOURNEYC_TEST_BIN` when set (to
+/// run the same tests against another build, such as the commit before a
+/// fix), else the one cargo built.
+pub fn bin() -> PathBuf {
+    std::env::var_os("JOURNEYC_TEST_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_journeyc")),
+        PathBuf::from,
+    )
+}
+
 /// Runs the built `journeyc` in `dir`.
 pub fn journeyc(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_journeyc"))
+    Command::new(bin())
         .args(args)
         .current_dir(dir)
         .output()

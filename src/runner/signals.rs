@@ -1,0 +1,267 @@
+//! What is due for a contact inside a journey: an exit rule, the goal, a
+//! rescue, or the end of the wait it rests at; and when a signal fires.
+
+use chrono::{DateTime, Utc};
+
+use super::engine::{resting_node, Due, Engine, JourneyRun, Moment, Resume};
+use super::eval;
+use super::person::{Person, STAGE_STAMPS, TAG_STAMPS};
+use super::time;
+use crate::ast::{self, Signal};
+use crate::graph::NodeKind;
+use crate::model::Timestamp;
+use crate::store::{Enrolment, Event};
+
+impl Engine<'_> {
+    /// The earliest of: an exit rule firing, the goal reached within its
+    /// window, a rescue (once per enrolment), the wait running out. At the
+    /// same moment they count in that order.
+    pub(super) fn next_for_enrolment(
+        &self,
+        person: &Person,
+        enrolment: &Enrolment,
+        run: &JourneyRun<'_>,
+        cursor: Moment,
+    ) -> Option<(Moment, Due)> {
+        let journey = run.journey;
+        let entered = enrolment.entered_at.utc();
+        let rested = enrolment.data.wait_started.map(Timestamp::utc);
+        // Nothing before the contact came to rest where it is was left
+        // undone: after a crash between batches, a run starting from the
+        // last finished one never replays a moment this contact is past.
+        let lower = match rested {
+            Some(rested) if rested > cursor.at => Moment::after(rested),
+            _ => cursor,
+        };
+        let fresh = lower.at == entered && rested.is_none_or(|rested| rested == entered);
+        let event = self.event_of(person, enrolment);
+        let mut best: Option<(Moment, Due)> = None;
+        let mut consider = |moment: Moment, due: Due| {
+            if moment.at <= self.now && best.as_ref().is_none_or(|(at, _)| moment < *at) {
+                best = Some((moment, due));
+            }
+        };
+        let window = Window {
+            lower,
+            until: self.now,
+            fresh,
+            entered,
+            event,
+        };
+        for (index, signal) in journey.rules.exits.iter().enumerate() {
+            if let Some(moment) = self.fires(person, run, signal, &window) {
+                consider(moment, Due::Exit(index));
+            }
+        }
+        if let Some(goal) = &journey.rules.goal {
+            let deadline = time::add(person.timezone, entered, goal.within.node);
+            let until = Window {
+                until: deadline.min(self.now),
+                ..window.clone()
+            };
+            if let Some(moment) = self.fires(person, run, &goal.condition, &until) {
+                consider(moment, Due::Goal);
+            }
+        }
+        if !enrolment.data.rescued {
+            for (index, (signal, _)) in journey.rules.rescues.iter().enumerate() {
+                if let Some(moment) = self.fires(person, run, signal, &window) {
+                    consider(moment, Due::Rescue(index));
+                }
+            }
+        }
+        match resting_node(journey, enrolment) {
+            Some(node) => match &journey.graph[node].kind {
+                NodeKind::WaitEvent {
+                    timeout,
+                    event: name,
+                    filter,
+                } => {
+                    let started = rested.unwrap_or(entered);
+                    let deadline = time::add(person.timezone, started, *timeout);
+                    let context = self.context(person, event, Some(entered), started);
+                    let got =
+                        Self::first_event(person, run, name, filter.as_ref(), context, |moment| {
+                            moment > lower && moment.at > started && moment.at <= deadline
+                        });
+                    match got {
+                        Some((id, moment)) => consider(moment, Due::Resume(Resume::Got(id))),
+                        None => consider(
+                            Moment::of(deadline).max(lower),
+                            Due::Resume(Resume::Timeout),
+                        ),
+                    }
+                }
+                _ => {
+                    let due = enrolment.due_at.map_or(lower.at, Timestamp::utc);
+                    consider(Moment::of(due).max(lower), Due::Resume(Resume::Over));
+                }
+            },
+            None => {
+                let ruled = journey
+                    .rules
+                    .moved
+                    .iter()
+                    .any(|(from, _)| *from == enrolment.step.as_str());
+                if ruled {
+                    consider(lower, Due::Moved);
+                }
+            }
+        }
+        best
+    }
+
+    /// The first moment in the window at which the signal fires.
+    fn fires(
+        &self,
+        person: &Person,
+        run: &JourneyRun<'_>,
+        signal: &Signal,
+        window: &Window<'_>,
+    ) -> Option<Moment> {
+        match signal {
+            Signal::Event {
+                event: name,
+                filter,
+            } => {
+                let context =
+                    self.context(person, window.event, Some(window.entered), window.until);
+                Self::first_event(
+                    person,
+                    run,
+                    &name.node,
+                    filter.as_ref(),
+                    context,
+                    |moment| moment > window.lower && moment.at <= window.until,
+                )
+                .map(|(_, moment)| moment)
+            }
+            // A stage or tag that holds fires when it was set, or at once
+            // if that was before.
+            Signal::Stage(stage) => person
+                .on_stage(&stage.node)
+                .then(|| {
+                    stamp_moment(person, STAGE_STAMPS, &stage.node)
+                        .map_or(window.lower, |moment| moment.max(window.lower))
+                })
+                .filter(|moment| moment.at <= window.until),
+            Signal::Tag(tag) => person
+                .has_tag(&tag.node)
+                .then(|| {
+                    stamp_moment(person, TAG_STAMPS, &tag.node)
+                        .map_or(window.lower, |moment| moment.max(window.lower))
+                })
+                .filter(|moment| moment.at <= window.until),
+            Signal::When(condition) => {
+                Self::checkpoints(person, run, window.lower, window.until, window.fresh)
+                    .into_iter()
+                    .find(|moment| {
+                        eval::holds(
+                            condition,
+                            self.context(person, window.event, Some(window.entered), moment.at),
+                        )
+                    })
+            }
+        }
+    }
+
+    /// The first event named `name` that `accept` takes (by the moment the
+    /// journey acts on it) and that matches `filter` (bare names in it are
+    /// the event's properties), by that moment.
+    pub(super) fn first_event(
+        person: &Person,
+        run: &JourneyRun<'_>,
+        name: &str,
+        filter: Option<&ast::Expr>,
+        context: eval::Context<'_>,
+        accept: impl Fn(Moment) -> bool,
+    ) -> Option<(String, Moment)> {
+        person
+            .events
+            .iter()
+            .filter(|candidate| candidate.name == name)
+            .filter_map(|candidate| {
+                run.event_moment(candidate)
+                    .map(|moment| (candidate, moment))
+            })
+            .filter(|(_, moment)| accept(*moment))
+            .filter(|(candidate, _)| {
+                filter.is_none_or(|filter| {
+                    eval::holds(
+                        filter,
+                        eval::Context {
+                            filter_event: Some(candidate),
+                            now: candidate.at.utc(),
+                            ..context
+                        },
+                    )
+                })
+            })
+            .min_by_key(|(_, moment)| *moment)
+            .map(|(candidate, moment)| (candidate.id.clone(), moment))
+    }
+
+    /// When conditions (`when ...`) are checked: at every event the journey
+    /// acts on, every change a run made to the contact, every stage or tag
+    /// set, and every local midnight, in `(lower, until]`; and at `lower`
+    /// itself when the contact has just entered.
+    pub(super) fn checkpoints(
+        person: &Person,
+        run: &JourneyRun<'_>,
+        lower: Moment,
+        until: DateTime<Utc>,
+        fresh: bool,
+    ) -> Vec<Moment> {
+        let mut moments: Vec<Moment> = Vec::new();
+        if fresh {
+            moments.push(lower);
+        }
+        moments.extend(
+            person
+                .events
+                .iter()
+                .filter_map(|event| run.event_moment(event)),
+        );
+        moments.extend(person.change_moments());
+        for key in [STAGE_STAMPS, TAG_STAMPS] {
+            if let Some(serde_json::Value::Object(stamps)) = person.field(key) {
+                moments.extend(
+                    stamps
+                        .keys()
+                        .filter_map(|name| stamp_moment(person, key, name)),
+                );
+            }
+        }
+        moments.extend(
+            time::midnights(person.timezone, lower.at.max(run.after), until)
+                .into_iter()
+                .map(Moment::of),
+        );
+        moments.retain(|moment| {
+            (*moment > lower || (fresh && *moment == lower)) && moment.at <= until
+        });
+        moments.sort_unstable();
+        moments.dedup();
+        moments
+    }
+}
+
+/// The span a signal is looked for in.
+#[derive(Clone)]
+struct Window<'e> {
+    /// Strictly after this (state signals that already hold fire at it).
+    lower: Moment,
+    until: DateTime<Utc>,
+    /// The contact entered at `lower`: a condition that holds then fires.
+    fresh: bool,
+    entered: DateTime<Utc>,
+    event: Option<&'e Event>,
+}
+
+/// When a stage or tag was set: the moment of this run's change that set
+/// it, or the stamp's instant.
+pub(super) fn stamp_moment(person: &Person, key: &'static str, name: &str) -> Option<Moment> {
+    person
+        .stamp_moment(key, name)
+        .or_else(|| person.stamped(key, name).map(Moment::of))
+}
