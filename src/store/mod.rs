@@ -84,8 +84,9 @@ pub trait ImportSink {
     /// when its id is already stored.
     fn put_event(&mut self, event: &Event) -> Result<bool, StoreError>;
     /// Puts an address (normalized, see [`normalize_address`]) on the
-    /// suppression list of a channel; returns `false` when it is already
-    /// there.
+    /// suppression list of a channel, from the earliest time any event put
+    /// it there; returns `false` when it was already there from then or
+    /// earlier.
     fn suppress(&mut self, suppression: &Suppression) -> Result<bool, StoreError>;
 }
 
@@ -357,6 +358,8 @@ pub trait Store {
         journey: Option<&str>,
     ) -> Result<Vec<Transition>, StoreError>;
     fn outbox_of(&self, contact_id: &str) -> Result<Vec<OutboxRow>, StoreError>;
+    /// Every enrolment of a contact, in the order they were made.
+    fn enrolments_of(&self, contact_id: &str) -> Result<Vec<Enrolment>, StoreError>;
     /// Logs a finished run.
     fn record_run(&mut self, run: &RunRecord) -> Result<(), StoreError>;
 }

@@ -505,8 +505,12 @@ fn insert_suppression(
     suppression: &Suppression,
 ) -> Result<bool, StoreError> {
     let inserted = connection
+        // An address is suppressed from its earliest unsubscribe, bounce or
+        // complaint, whatever order the provider's exports arrive in.
         .prepare_cached(
-            "INSERT INTO suppressions (address, channel, reason, at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+            "INSERT INTO suppressions (address, channel, reason, at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (address, channel) DO UPDATE SET at = excluded.at, reason = excluded.reason
+             WHERE excluded.at < suppressions.at",
         )
         .and_then(|mut statement| {
             statement.execute(params![
@@ -1064,6 +1068,19 @@ impl Store for SqliteStore {
             )
             .map(|_| ())
             .map_err(database)
+    }
+
+    fn enrolments_of(&self, contact_id: &str) -> Result<Vec<Enrolment>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare_cached(&format!(
+                "SELECT {ENROLMENT_COLUMNS} FROM enrolments WHERE contact_id = ?1 ORDER BY id"
+            ))
+            .map_err(database)?;
+        let rows = statement
+            .query_map(params![contact_id], |row| enrolment(row, contact_id))
+            .map_err(database)?;
+        rows.collect::<Result<_, _>>().map_err(database)
     }
 
     fn outbox_of(&self, contact_id: &str) -> Result<Vec<OutboxRow>, StoreError> {
