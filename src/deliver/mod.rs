@@ -65,10 +65,11 @@ pub struct Counts {
 /// What one `deliver` did: counts per channel, every failure, and the
 /// temporary ones that wait for a retry.
 #[derive(Debug, Default)]
-struct Report {
-    counts: BTreeMap<Channel, Counts>,
-    failures: Vec<String>,
-    retries: Vec<String>,
+pub struct Report {
+    pub counts: BTreeMap<Channel, Counts>,
+    pub failures: Vec<String>,
+    pub retries: Vec<String>,
+    pub seconds: f64,
 }
 
 /// Retries listed in the human summary; the rest are counted.
@@ -467,6 +468,19 @@ fn job<'c, S: Store + Outbox>(
     }))
 }
 
+/// When a message due at `at` becomes too late: `lateness` on the
+/// contact's calendar or as elapsed time, whichever is later (a day is a
+/// day even across a daylight-saving change, and never less than 24
+/// hours).
+fn late_after(
+    timezone: chrono_tz::Tz,
+    at: DateTime<Utc>,
+    lateness: crate::ast::Duration,
+) -> DateTime<Utc> {
+    let elapsed = i64::try_from(lateness.minutes).unwrap_or(i64::MAX / 120);
+    time::add(timezone, at, lateness).max(at + chrono::Duration::minutes(elapsed))
+}
+
 /// What keeps a due row from going out now: lateness (it is expired),
 /// quiet hours, a send window or days, or a cap over the messages that
 /// actually went out (it is held until it may go).
@@ -485,7 +499,7 @@ fn hold<S: Store + Outbox>(
         let send_at = row.send_at.utc();
         // The run that planned it came late (a missed night, a back-fill).
         let first_chance = send_at.max(row.planned_at.utc());
-        if first_chance > time::add(timezone, send_at, lateness) {
+        if first_chance > late_after(timezone, send_at, lateness) {
             return Ok(Some(Settle::Expired {
                 note: format!(
                     "planned at {}, more than the lateness of {lateness} after its time {}",
@@ -499,7 +513,7 @@ fn hold<S: Store + Outbox>(
         let release = rules.rules.as_ref().map_or(ready, |send_rules| {
             time::allowed_send_time(timezone, ready, send_rules)
         });
-        if now > time::add(timezone, release, lateness) {
+        if now > late_after(timezone, release, lateness) {
             return Ok(Some(Settle::Expired {
                 note: format!(
                     "not sent within the lateness of {lateness} after it could go at {}",
@@ -846,6 +860,69 @@ pub fn deliver(
     else {
         return Ok(Status::Problems);
     };
+    let report = deliver_at(&checked, &mut store, now, &only)?;
+    let failed: u64 = report.counts.values().map(|counts| counts.failed).sum();
+    let now_text = Timestamp::from(now).to_string();
+    if options.json {
+        let channels: BTreeMap<&str, &Counts> = report
+            .counts
+            .iter()
+            .map(|(channel, counts)| (channel.as_str(), counts))
+            .collect();
+        let summary = json!({
+            "now": now_text,
+            "channels": channels,
+            "failures": report.failures,
+            "retries": report.retries,
+            "seconds": (report.seconds * 1000.0).round() / 1000.0,
+        });
+        writeln!(out, "{summary}")?;
+    } else {
+        for problem in &report.failures {
+            writeln!(out, "failed: {problem}")?;
+        }
+        for retry in report.retries.iter().take(RETRIES_SHOWN) {
+            writeln!(out, "to retry: {retry}")?;
+        }
+        if report.retries.len() > RETRIES_SHOWN {
+            writeln!(
+                out,
+                "to retry: ... and {} more (`journeyc why CONTACT` tells each)",
+                report.retries.len() - RETRIES_SHOWN
+            )?;
+        }
+        if report.counts.is_empty() {
+            writeln!(out, "nothing due at {now_text}")?;
+        }
+        for (channel, counts) in &report.counts {
+            writeln!(
+                out,
+                "{channel}: {} sent, {} to retry, {} failed, {} suppressed, {} expired, {} held, {} skipped",
+                counts.sent,
+                counts.retried,
+                counts.failed,
+                counts.suppressed,
+                counts.expired,
+                counts.held,
+                counts.skipped
+            )?;
+        }
+    }
+    Ok(if failed > 0 {
+        Status::Problems
+    } else {
+        Status::Success
+    })
+}
+
+/// Sends what the outbox of `store` holds that is due at `now` (on the
+/// `only` channels, or all): the whole of `journeyc deliver`, on any store.
+pub fn deliver_at(
+    checked: &Checked,
+    store: &mut crate::store::sqlite::SqliteStore,
+    now: DateTime<Utc>,
+    only: &[Channel],
+) -> Result<Report, CommandError> {
     let settings = checked
         .settings
         .as_ref()
@@ -882,7 +959,7 @@ pub fn deliver(
     let capacity = (threads.values().sum::<usize>() * 8).clamp(16, 2000);
 
     let mut report = Report::default();
-    let mut steps = Steps::new(&checked);
+    let mut steps = Steps::new(checked);
     let mut dispatched = Dispatched::new();
     let started = Instant::now();
 
@@ -896,7 +973,6 @@ pub fn deliver(
                 let jobs_rx = Arc::clone(&jobs_rx);
                 let results_tx = results_tx.clone();
                 let senders = &senders;
-                let checked = &checked;
                 scope.spawn(move || loop {
                     let job = {
                         let receiver = jobs_rx
@@ -937,7 +1013,7 @@ pub fn deliver(
                 for claimed in claimed {
                     let channel = claimed.row.channel;
                     let id = claimed.id;
-                    match prepare(&mut steps, &checked, &store, claimed, now, &mut dispatched)? {
+                    match prepare(&mut steps, checked, &*store, claimed, now, &mut dispatched)? {
                         Ok(job) => {
                             let queue = queues
                                 .get(&channel)
@@ -976,68 +1052,17 @@ pub fn deliver(
             if outcomes.len() >= 200
                 || (!outcomes.is_empty() && last_settle.elapsed() > Duration::from_millis(200))
             {
-                record(&mut store, &claimer, now, &mut outcomes, &mut report)?;
+                record(store, &claimer, now, &mut outcomes, &mut report)?;
                 last_settle = Instant::now();
             }
         }
         drop(queues);
-        record(&mut store, &claimer, now, &mut outcomes, &mut report)?;
+        record(store, &claimer, now, &mut outcomes, &mut report)?;
         Ok(())
     })?;
 
-    let elapsed = started.elapsed().as_secs_f64();
-    let failed: u64 = report.counts.values().map(|counts| counts.failed).sum();
-    let now_text = Timestamp::from(now).to_string();
-    if options.json {
-        let channels: BTreeMap<&str, &Counts> = report
-            .counts
-            .iter()
-            .map(|(channel, counts)| (channel.as_str(), counts))
-            .collect();
-        let summary = json!({
-            "now": now_text,
-            "channels": channels,
-            "failures": report.failures,
-            "retries": report.retries,
-            "seconds": (elapsed * 1000.0).round() / 1000.0,
-        });
-        writeln!(out, "{summary}")?;
-    } else {
-        for problem in &report.failures {
-            writeln!(out, "failed: {problem}")?;
-        }
-        for retry in report.retries.iter().take(RETRIES_SHOWN) {
-            writeln!(out, "to retry: {retry}")?;
-        }
-        if report.retries.len() > RETRIES_SHOWN {
-            writeln!(
-                out,
-                "to retry: ... and {} more (`journeyc why CONTACT` tells each)",
-                report.retries.len() - RETRIES_SHOWN
-            )?;
-        }
-        if report.counts.is_empty() {
-            writeln!(out, "nothing due at {now_text}")?;
-        }
-        for (channel, counts) in &report.counts {
-            writeln!(
-                out,
-                "{channel}: {} sent, {} to retry, {} failed, {} suppressed, {} expired, {} held, {} skipped",
-                counts.sent,
-                counts.retried,
-                counts.failed,
-                counts.suppressed,
-                counts.expired,
-                counts.held,
-                counts.skipped
-            )?;
-        }
-    }
-    Ok(if failed > 0 {
-        Status::Problems
-    } else {
-        Status::Success
-    })
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
 }
 
 /// Settles the outcomes gathered so far and counts them.

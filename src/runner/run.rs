@@ -134,9 +134,9 @@ fn lock(store: &SqliteStore) -> Result<RunLock, CommandError> {
 
 /// Contacts resting at a step this version removed or changed, with no
 /// `moved` rule for them: the run refuses to start rather than drop them.
-fn stranded(checked: &Checked, store: &SqliteStore) -> Result<Vec<String>, CommandError> {
+fn stranded(checked: &Checked, store: &impl Store) -> Result<Vec<String>, StoreError> {
     let mut problems = Vec::new();
-    for resting in store.resting().map_err(|error| usage(error.to_string()))? {
+    for resting in store.resting()? {
         let Some(compiled) = checked
             .analysis
             .journeys
@@ -197,35 +197,73 @@ fn program(checked: &Checked) -> Program<'_> {
     program
 }
 
-/// `journeyc run [--now T] [--dry-run] [--journey NAME...]`
-pub fn run(
-    options: &RunOptions,
-    project_path: Option<&Path>,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> Result<Status, CommandError> {
-    // Cron starts a run on the minute; a run without `--now` is that
-    // minute, so nightly runs stay exactly a day apart.
-    let now = match options.now.as_deref() {
-        Some(text) => parse_now(Some(text))?,
-        None => {
-            let clock = Timestamp::now();
-            Timestamp::from_seconds(clock.seconds() - clock.seconds().rem_euclid(60)).utc()
+/// What one run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RunReport {
+    pub now: Option<Timestamp>,
+    pub dry_run: bool,
+    /// Journeys this run deployed.
+    pub launched: Vec<String>,
+    pub counts: Counts,
+}
+
+/// Why a run did not start, or stopped.
+#[derive(Debug)]
+pub enum RunFailure {
+    /// Contacts rest at steps that are gone or changed, without a `moved`
+    /// rule: one line each.
+    Stranded(Vec<String>),
+    /// A journey named for the run does not exist (with a suggestion).
+    UnknownJourney(String),
+    /// The project has errors.
+    Invalid,
+    Engine(RunError),
+}
+
+impl std::fmt::Display for RunFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunFailure::Stranded(lines) => f.write_str(&lines.join("\n")),
+            RunFailure::UnknownJourney(message) => f.write_str(message),
+            RunFailure::Invalid => {
+                f.write_str("the project has errors; `journeyc check` lists them")
+            }
+            RunFailure::Engine(error) => write!(f, "{error}"),
         }
+    }
+}
+
+impl std::error::Error for RunFailure {}
+
+impl From<StoreError> for RunFailure {
+    fn from(error: StoreError) -> Self {
+        RunFailure::Engine(RunError::Store(error))
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone, Default)]
+pub struct Plan<'o> {
+    /// Only these journeys (all when empty).
+    pub journeys: &'o [String],
+    pub dry_run: bool,
+}
+
+/// Moves every contact of `store` through the project's journeys up to
+/// `now`: the whole run, as `journeyc run` does it, on any store.
+/// `progress` hears how many contacts are done after each batch.
+pub fn run_at<S: Store>(
+    checked: &Checked,
+    store: &mut S,
+    now: DateTime<Utc>,
+    plan: &Plan<'_>,
+    progress: &mut dyn FnMut(u64),
+) -> Result<RunReport, RunFailure> {
+    let (Some(settings), Some(templates)) = (checked.settings.as_ref(), checked.templates.as_ref())
+    else {
+        return Err(RunFailure::Invalid);
     };
-    let Some((checked, mut store)) = load(project_path, err, Open::Create)? else {
-        return Ok(Status::Problems);
-    };
-    let _lock = lock(&store)?;
-    let settings = checked
-        .settings
-        .as_ref()
-        .ok_or_else(|| usage("the settings are invalid"))?;
-    let templates = checked
-        .templates
-        .as_ref()
-        .ok_or_else(|| usage("the templates could not be read"))?;
-    for name in &options.journeys {
+    for name in plan.journeys {
         if !checked
             .analysis
             .journeys
@@ -238,16 +276,14 @@ pub fn run(
                 .iter()
                 .map(|journey| journey.name.as_str());
             let hint = crate::diagnostic::did_you_mean(name, names).unwrap_or_default();
-            return Err(usage(format!("no journey named `{name}` {hint}")));
+            return Err(RunFailure::UnknownJourney(format!(
+                "no journey named `{name}` {hint}"
+            )));
         }
     }
-    let problems = stranded(&checked, &store)?;
+    let problems = stranded(checked, store)?;
     if !problems.is_empty() {
-        for line in &problems {
-            writeln!(err, "error: {line}")?;
-        }
-        writeln!(err, "failed: contacts resting at a step that is gone or changed are never dropped or moved silently; nothing was run")?;
-        return Ok(Status::Problems);
+        return Err(RunFailure::Stranded(problems));
     }
     let versions: HashMap<String, String> = checked
         .analysis
@@ -255,22 +291,19 @@ pub fn run(
         .iter()
         .map(|journey| (journey.name.clone(), version(journey)))
         .collect();
-    let progress: HashMap<String, Progress> = store
-        .progress()
-        .map_err(|error| usage(error.to_string()))?
+    let known: HashMap<String, Progress> = store
+        .progress()?
         .into_iter()
         .map(|progress| (progress.journey.clone(), progress))
         .collect();
-    let run_seq = store
-        .last_event_seq()
-        .map_err(|error| usage(error.to_string()))?;
+    let run_seq = store.last_event_seq()?;
     let mut journeys: Vec<JourneyRun<'_>> = checked
         .analysis
         .journeys
         .iter()
-        .filter(|journey| options.journeys.is_empty() || options.journeys.contains(&journey.name))
+        .filter(|journey| plan.journeys.is_empty() || plan.journeys.contains(&journey.name))
         .map(|journey| {
-            let known = progress.get(&journey.name);
+            let known = known.get(&journey.name);
             JourneyRun {
                 journey,
                 version: versions.get(&journey.name).cloned().unwrap_or_default(),
@@ -292,22 +325,20 @@ pub fn run(
         .filter(|run| run.launching)
         .map(|run| run.name().to_string())
         .collect();
-    if !options.dry_run {
+    if !plan.dry_run {
         let list: Vec<(String, String)> = versions
             .iter()
             .map(|(name, version)| (name.clone(), version.clone()))
             .collect();
-        store
-            .record_versions(&list, Timestamp::from(now))
-            .map_err(|error| usage(error.to_string()))?;
+        store.record_versions(&list, Timestamp::from(now))?;
     }
-    let program = program(&checked);
+    let program = program(checked);
     let started = Timestamp::now();
     let saved: Vec<Progress> = journeys
         .iter()
         .map(|run| Progress {
             journey: run.name().to_string(),
-            deployed_at: progress
+            deployed_at: known
                 .get(run.name())
                 .map_or(Timestamp::from(now), |known| known.deployed_at),
             until: Timestamp::from(run.after.max(now)),
@@ -321,9 +352,78 @@ pub fn run(
         journeys,
         now,
         run_seq,
+        max_agenda: crate::runner::engine::MAX_AGENDA,
     };
     let mut counts = Counts::default();
     let mut after: Option<String> = None;
+    let mut failure: Option<RunError> = None;
+    loop {
+        let page = store.contacts_page(after.as_deref(), BATCH)?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        crate::fault::pause("run.page-read");
+        let mut page = Some(page);
+        let outcome = store.batch(!plan.dry_run, &mut |batch| {
+            for contact in page.take().unwrap_or_default() {
+                match engine.contact(batch, contact, &mut counts) {
+                    Ok(()) => {}
+                    Err(RunError::Store(error)) => return Err(error),
+                    Err(other) => {
+                        failure = Some(other);
+                        return Err(StoreError::Database("the run stopped".into()));
+                    }
+                }
+            }
+            Ok(())
+        });
+        if let Some(failure) = failure.take() {
+            return Err(RunFailure::Engine(failure));
+        }
+        outcome?;
+        progress(counts.contacts);
+        tracing::debug!(
+            contacts = counts.contacts,
+            last = after.as_deref().unwrap_or(""),
+            "batch committed"
+        );
+    }
+    let report = RunReport {
+        now: Some(Timestamp::from(now)),
+        dry_run: plan.dry_run,
+        launched,
+        counts,
+    };
+    if !plan.dry_run {
+        store.save_progress(&saved)?;
+        store.record_run(&RunRecord {
+            now: Timestamp::from(now),
+            started_at: started,
+            summary: serde_json::to_string(&report).unwrap_or_default(),
+        })?;
+    }
+    Ok(report)
+}
+
+/// `journeyc run [--now T] [--dry-run] [--journey NAME...]`
+pub fn run(
+    options: &RunOptions,
+    project_path: Option<&Path>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Status, CommandError> {
+    // Cron starts a run on the minute; a run without `--now` is that
+    // minute, so nightly runs stay exactly a day apart.
+    let now = match options.now.as_deref() {
+        Some(text) => parse_now(Some(text))?,
+        None => {
+            let clock = Timestamp::now();
+            Timestamp::from_seconds(clock.seconds() - clock.seconds().rem_euclid(60)).utc()
+        }
+    };
+    let Some((checked, mut store)) = load(project_path, err, Open::Create)? else {
+        return Ok(Status::Problems);
+    };
+    let _lock = lock(&store)?;
     let total = store
         .contact_count()
         .map_err(|error| usage(error.to_string()))?;
@@ -338,42 +438,34 @@ pub fn run(
         progress_bar.set_style(style);
     }
     tracing::info!(now = %Timestamp::from(now), contacts = total, dry_run = options.dry_run, "run started");
-    let mut failure: Option<RunError> = None;
-    loop {
-        let page = store
-            .contacts_page(after.as_deref(), BATCH)
-            .map_err(|error| usage(error.to_string()))?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.id.clone());
-        crate::fault::pause("run.page-read");
-        let mut page = Some(page);
-        let outcome = store.batch(!options.dry_run, &mut |batch| {
-            for contact in page.take().unwrap_or_default() {
-                match engine.contact(batch, contact, &mut counts) {
-                    Ok(()) => {}
-                    Err(RunError::Store(error)) => return Err(error),
-                    Err(other) => {
-                        failure = Some(other);
-                        return Err(StoreError::Database("the run stopped".into()));
-                    }
-                }
+    let plan = Plan {
+        journeys: &options.journeys,
+        dry_run: options.dry_run,
+    };
+    let report = match run_at(&checked, &mut store, now, &plan, &mut |done| {
+        progress_bar.set_position(done);
+    }) {
+        Ok(report) => report,
+        Err(RunFailure::Stranded(problems)) => {
+            progress_bar.finish_and_clear();
+            for line in &problems {
+                writeln!(err, "error: {line}")?;
             }
-            Ok(())
-        });
-        if let Some(failure) = failure.take() {
-            return Err(usage(format!(
-                "{failure}; nothing of this batch of contacts was written"
-            )));
+            writeln!(err, "failed: contacts resting at a step that is gone or changed are never dropped or moved silently; nothing was run")?;
+            return Ok(Status::Problems);
         }
-        outcome.map_err(|error| usage(error.to_string()))?;
-        progress_bar.set_position(counts.contacts);
-        tracing::debug!(
-            contacts = counts.contacts,
-            last = after.as_deref().unwrap_or(""),
-            "batch committed"
-        );
-    }
+        Err(failure) => {
+            progress_bar.finish_and_clear();
+            return Err(usage(match failure {
+                RunFailure::Engine(RunError::Exhausted { .. }) => {
+                    format!("{failure}; nothing of its batch of contacts was written")
+                }
+                other => other.to_string(),
+            }));
+        }
+    };
     progress_bar.finish_and_clear();
+    let counts = &report.counts;
     tracing::info!(
         now = %Timestamp::from(now),
         contacts = counts.contacts,
@@ -382,26 +474,12 @@ pub fn run(
         transitions = counts.transitions,
         "run finished"
     );
-    let summary = serde_json::json!({
-        "now": Timestamp::from(now),
-        "dry_run": options.dry_run,
-        "launched": launched,
-        "counts": counts,
-    });
-    if !options.dry_run {
-        store
-            .save_progress(&saved)
-            .map_err(|error| usage(error.to_string()))?;
-        store
-            .record_run(&RunRecord {
-                now: Timestamp::from(now),
-                started_at: started,
-                summary: summary.to_string(),
-            })
-            .map_err(|error| usage(error.to_string()))?;
-    }
     if options.json {
-        writeln!(out, "{summary}")?;
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string(&report).unwrap_or_default()
+        )?;
         return Ok(Status::Success);
     }
     let prefix = if options.dry_run {
@@ -425,7 +503,7 @@ pub fn run(
         counts.expired,
         counts.transitions
     )?;
-    for name in &launched {
+    for name in &report.launched {
         writeln!(
             out,
             "launched `{name}`: it enrols contacts whose trigger comes from now on (`backfill 7d` in the journey would also take in the last 7 days')"
