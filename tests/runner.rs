@@ -7,6 +7,8 @@ use std::process::{Command, Output};
 mod common;
 #[path = "runner/findings.rs"]
 mod findings;
+#[path = "runner/invariants.rs"]
+mod invariants;
 
 use common::{copy_dir, journeyc, snapshot_settings};
 

@@ -6,7 +6,7 @@ use serde_json::Value as Json;
 
 use super::engine::{Engine, Moment};
 use super::eval;
-use super::person::{Edit, Person, STAGE_STAMPS, TAG_STAMPS};
+use super::person::{Edit, Person, STAGE_STAMPS, TAG_STAMPS, UNTAG_STAMPS};
 use crate::ast::StepKind;
 use crate::model::Timestamp;
 
@@ -32,6 +32,14 @@ impl Engine<'_> {
             StepKind::Untag(tag) => {
                 if person.has_tag(&tag.node) {
                     person.edit(Edit::RemoveTag(tag.node.clone()), moment);
+                    person.edit(
+                        Edit::Stamp {
+                            key: UNTAG_STAMPS,
+                            name: tag.node.clone(),
+                            at,
+                        },
+                        moment,
+                    );
                 }
                 format!("untag {}", tag.node)
             }

@@ -29,7 +29,12 @@ use crate::templates::TemplateSet;
 
 /// How many things one contact may have due in one run: a guard against a
 /// bug, far above what years of catch-up need.
-const MAX_AGENDA: usize = 200_000;
+pub const MAX_AGENDA: usize = 200_000;
+
+/// The tick of a stage or tag stamp stored by an earlier run or an
+/// import: after what the world did at that instant, before what this run
+/// does.
+pub const STAMP_TICK: u64 = u64::MAX / 2;
 
 /// A point in a run's order of events: an instant, and a tick that orders
 /// what happens at the same instant. What the world did (events,
@@ -164,6 +169,9 @@ pub struct Engine<'a> {
     /// Events that arrived after the run started (`seq` above this) wait
     /// for the next run.
     pub run_seq: i64,
+    /// How many things may fall due for one contact in one run before the
+    /// runner calls it a bug (`MAX_AGENDA` outside tests).
+    pub max_agenda: usize,
 }
 
 /// What is due for one journey of the contact.
@@ -315,10 +323,12 @@ impl Engine<'_> {
         };
         let mut person = Person::new(contact, events, self.settings.timezone.0);
         counts.contacts += 1;
+        // The run's own ticks come after what the world did at an instant
+        // (tick 0) and after the stamps of earlier runs and imports.
         let mut work = Work {
             batch,
             counts,
-            ticks: 0,
+            ticks: STAMP_TICK,
         };
         self.adopt_legacy_steps(&mut work, &mut enrolments)?;
         let mut cursors: Vec<Moment> = self
@@ -326,7 +336,8 @@ impl Engine<'_> {
             .iter()
             .map(|run| Moment::after(run.after))
             .collect();
-        for _ in 0..MAX_AGENDA {
+        let mut last_journey: Option<usize> = None;
+        for _ in 0..self.max_agenda {
             let mut next: Option<(Moment, usize, Due)> = None;
             for (index, run) in self.journeys.iter().enumerate() {
                 let Some((moment, due)) = self.next_due(&person, &enrolments, run, cursors[index])
@@ -363,12 +374,21 @@ impl Engine<'_> {
                 tick,
                 due,
             )?;
-            cursors[index] = tick;
+            // Past what was acted on, whatever its tick: nothing is done twice.
+            cursors[index] = tick.max(moment);
+            person.clock = Some(tick.max(moment));
+            last_journey = Some(index);
         }
-        let (journey, step) = enrolments
+        // Name where the contact was last moved: that is where it loops.
+        let journey = last_journey
+            .map(|index| self.journeys[index].journey.name.clone())
+            .unwrap_or_default();
+        let step = enrolments
             .list
-            .first()
-            .map(|enrolment| (enrolment.journey.clone(), enrolment.step.to_string()))
+            .iter()
+            .rev()
+            .find(|enrolment| enrolment.journey == journey)
+            .map(|enrolment| enrolment.step.to_string())
             .unwrap_or_default();
         Err(RunError::Exhausted {
             contact: person.contact.id.clone(),

@@ -113,22 +113,20 @@ impl Engine<'_> {
                         );
                     }
                 }
+                // When the stage was entered or the tag added, whatever
+                // journeys ahead of this one did since.
                 Trigger::Stage(stage) => {
-                    if person.on_stage(&stage.node) {
-                        if let Some(moment) = stamp_moment(person, STAGE_STAMPS, &stage.node)
-                            .filter(|moment| *moment > scan_lower)
-                        {
-                            consider(moment, plain(format!("stage became {}", stage.node)));
-                        }
+                    if let Some(moment) = stamp_moment(person, STAGE_STAMPS, &stage.node)
+                        .filter(|moment| *moment > scan_lower)
+                    {
+                        consider(moment, plain(format!("stage became {}", stage.node)));
                     }
                 }
                 Trigger::Tag(tag) => {
-                    if person.has_tag(&tag.node) {
-                        if let Some(moment) = stamp_moment(person, TAG_STAMPS, &tag.node)
-                            .filter(|moment| *moment > scan_lower)
-                        {
-                            consider(moment, plain(format!("tag {} added", tag.node)));
-                        }
+                    if let Some(moment) = stamp_moment(person, TAG_STAMPS, &tag.node)
+                        .filter(|moment| *moment > scan_lower)
+                    {
+                        consider(moment, plain(format!("tag {} added", tag.node)));
                     }
                 }
                 Trigger::Date { field, at } => {

@@ -85,6 +85,68 @@ fn from_json(value: &Json, field_type: Option<&FieldType>) -> Value {
     }
 }
 
+/// When a stamp map (`__tagged_at`, `__untagged_at`,
+/// `__stage_changed_at`) says `name` was last set.
+fn stamp(contact: &Map<String, Json>, key: &str, name: &str) -> Option<DateTime<Utc>> {
+    contact
+        .get(key)?
+        .get(name)?
+        .as_str()
+        .and_then(parse_instant)
+}
+
+/// Whether the contact had the tag at `at`: the tag list is how things
+/// are now, and the stamps of when each tag was last added and removed
+/// tell how they were before (a journey that runs behind the others, after
+/// a run of only some journeys, must not see a tag from its future).
+pub fn tag_at(contact: &Map<String, Json>, tag: &str, at: DateTime<Utc>) -> bool {
+    let now = matches!(contact.get("tags"), Some(Json::Array(items))
+        if items.iter().any(|item| item.as_str() == Some(tag)));
+    let added = stamp(contact, crate::runner::person::TAG_STAMPS, tag);
+    let removed = stamp(contact, crate::runner::person::UNTAG_STAMPS, tag);
+    if now {
+        match added {
+            Some(added) if added > at => {
+                // Added after `at`; it was there before only if a removal
+                // before that addition came after `at`.
+                removed.is_some_and(|removed| removed <= added && removed > at)
+            }
+            _ => true,
+        }
+    } else {
+        match removed {
+            Some(removed) if removed > at => added.is_none_or(|added| added <= at),
+            _ => false,
+        }
+    }
+}
+
+/// The contact's stage at `at`: the stage most recently entered by then,
+/// by the stamps; the stage it has now when no stamp says otherwise.
+pub fn stage_at(contact: &Map<String, Json>, at: DateTime<Utc>) -> Option<String> {
+    let current = contact
+        .get("stage")
+        .and_then(Json::as_str)
+        .map(str::to_string);
+    let Some(Json::Object(stamps)) = contact.get(crate::runner::person::STAGE_STAMPS) else {
+        return current;
+    };
+    let current_since = current
+        .as_deref()
+        .and_then(|stage| stamps.get(stage))
+        .and_then(Json::as_str)
+        .and_then(parse_instant);
+    if current_since.is_none_or(|since| since <= at) {
+        return current;
+    }
+    stamps
+        .iter()
+        .filter_map(|(stage, since)| Some((since.as_str().and_then(parse_instant)?, stage)))
+        .filter(|(since, _)| *since <= at)
+        .max()
+        .map(|(_, stage)| stage.clone())
+}
+
 /// Whether a condition holds (anything but `true` does not).
 pub fn holds(expr: &Expr, context: Context<'_>) -> bool {
     eval(expr, context) == Value::Bool(true)
@@ -93,6 +155,9 @@ pub fn holds(expr: &Expr, context: Context<'_>) -> bool {
 fn field(name: &str, context: Context<'_>) -> Value {
     if name == "enrolled_at" {
         return context.enrolled_at.map_or(Value::Null, Value::Instant);
+    }
+    if name == "stage" {
+        return stage_at(context.contact, context.now).map_or(Value::Null, Value::Text);
     }
     let field_type = context.settings.field(name).map(|spec| spec.field_type);
     context
@@ -269,13 +334,10 @@ fn minutes(duration: ast::Duration) -> i64 {
 fn call(function: &str, args: &[Expr], context: Context<'_>) -> Value {
     let first = args.first();
     match function {
-        "has_tag" => {
-            let tag = first.map(|arg| eval(arg, context));
-            let tags = field("tags", context);
-            Value::Bool(
-                matches!((&tags, &tag), (Value::List(items), Some(tag)) if items.contains(tag)),
-            )
-        }
+        "has_tag" => match first.map(|arg| eval(arg, context)) {
+            Some(Value::Text(tag)) => Value::Bool(tag_at(context.contact, &tag, context.now)),
+            _ => Value::Bool(false),
+        },
         "is_set" => Value::Bool(match first.map(|arg| eval(arg, context)) {
             None | Some(Value::Null) => false,
             Some(Value::Text(text)) => !text.trim().is_empty(),

@@ -13,3 +13,6 @@ pub mod run;
 pub mod signals;
 pub mod time;
 pub mod walk;
+
+#[cfg(test)]
+mod memory;

@@ -1,7 +1,7 @@
 //! Queueing a message: the send time by the policy (quiet hours, windows,
 //! caps next to the contact's other planned sends), then what stops it
-//! (no address on that channel, the suppression list at the time of
-//! sending, `expires after`).
+//! (no address on that channel, the suppression list as it stood when the
+//! step came, `expires after`).
 
 use chrono::{DateTime, Utc};
 
@@ -78,11 +78,14 @@ impl Engine<'_> {
                 }
             }
         }
+        // Suppressed by the time the step came: what a run at that moment
+        // knew. A later unsubscribe stops the message when `deliver` comes
+        // to send it.
         if status == OutboxStatus::Pending && rules.suppressible {
             if let Some((_, Some(address))) = address {
                 if work
                     .batch
-                    .suppressed(address, channel, Timestamp::from(send_at))?
+                    .suppressed(address, channel, Timestamp::from(at))?
                 {
                     status = OutboxStatus::Suppressed;
                     notes.push(format!("suppressed: {address} is on the suppression list"));

@@ -14,6 +14,9 @@ use crate::store::{Contact, Event};
 /// was set: entries `on stage` and `on tag` and the signals read them.
 pub const STAGE_STAMPS: &str = "__stage_changed_at";
 pub const TAG_STAMPS: &str = "__tagged_at";
+/// When each tag was last removed, so that a journey behind the others
+/// can tell a tag it had then.
+pub const UNTAG_STAMPS: &str = "__untagged_at";
 /// Points journeys gave (`score lead +10`).
 pub const SCORE_CHANGES: &str = "__scores";
 
@@ -100,6 +103,10 @@ pub struct Person {
     /// Changes made in this run, in order, with the moment of each.
     pub edits: Vec<Edit>,
     pub changed: Vec<Moment>,
+    /// The moment of the last thing the run did for this contact. The
+    /// working copy is the contact as it is from then on: a condition
+    /// read from it holds at that moment or later, never before.
+    pub clock: Option<Moment>,
 }
 
 impl Person {
@@ -123,6 +130,7 @@ impl Person {
             created,
             edits: Vec::new(),
             changed: Vec::new(),
+            clock: None,
         }
     }
 

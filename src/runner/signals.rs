@@ -33,7 +33,11 @@ impl Engine<'_> {
             Some(rested) if rested > cursor.at => Moment::after(rested),
             _ => cursor,
         };
-        let fresh = lower.at == entered && rested.is_none_or(|rested| rested == entered);
+        // Entered by this run just now: a condition that holds at once fires
+        // at once. (An enrolment from an earlier run was judged then.)
+        let fresh = entered > run.after
+            && lower.at == entered
+            && rested.is_none_or(|rested| rested == entered);
         let event = self.event_of(person, enrolment);
         let mut best: Option<(Moment, Due)> = None;
         let mut consider = |moment: Moment, due: Due| {
@@ -136,22 +140,25 @@ impl Engine<'_> {
                 )
                 .map(|(_, moment)| moment)
             }
-            // A stage or tag that holds fires when it was set, or at once
-            // if that was before.
-            Signal::Stage(stage) => person
-                .on_stage(&stage.node)
-                .then(|| {
-                    stamp_moment(person, STAGE_STAMPS, &stage.node)
-                        .map_or(window.lower, |moment| moment.max(window.lower))
-                })
-                .filter(|moment| moment.at <= window.until),
-            Signal::Tag(tag) => person
-                .has_tag(&tag.node)
-                .then(|| {
-                    stamp_moment(person, TAG_STAMPS, &tag.node)
-                        .map_or(window.lower, |moment| moment.max(window.lower))
-                })
-                .filter(|moment| moment.at <= window.until),
+            // A stage or tag fires when it was set; one that already held
+            // at the start of the window fires at once.
+            Signal::Stage(stage) => {
+                let held = eval::stage_at(&person.contact.fields, window.lower.at).as_deref()
+                    == Some(stage.node.as_str());
+                let set = stamp_moment(person, STAGE_STAMPS, &stage.node)
+                    .filter(|moment| *moment > window.lower);
+                held.then_some(window.lower)
+                    .or(set)
+                    .filter(|moment| moment.at <= window.until)
+            }
+            Signal::Tag(tag) => {
+                let held = eval::tag_at(&person.contact.fields, &tag.node, window.lower.at);
+                let set = stamp_moment(person, TAG_STAMPS, &tag.node)
+                    .filter(|moment| *moment > window.lower);
+                held.then_some(window.lower)
+                    .or(set)
+                    .filter(|moment| moment.at <= window.until)
+            }
             Signal::When(condition) => {
                 Self::checkpoints(person, run, window.lower, window.until, window.fresh)
                     .into_iter()
@@ -204,7 +211,9 @@ impl Engine<'_> {
     /// When conditions (`when ...`) are checked: at every event the journey
     /// acts on, every change a run made to the contact, every stage or tag
     /// set, and every local midnight, in `(lower, until]`; and at `lower`
-    /// itself when the contact has just entered.
+    /// itself when the contact has just entered. Never before the last
+    /// thing this run did for the contact, which the working copy already
+    /// shows.
     pub(super) fn checkpoints(
         person: &Person,
         run: &JourneyRun<'_>,
@@ -237,8 +246,13 @@ impl Engine<'_> {
                 .into_iter()
                 .map(Moment::of),
         );
+        // Before the last thing the run did, the contact may have been
+        // different from the working copy: those moments were judged then.
+        let floor = person.clock;
         moments.retain(|moment| {
-            (*moment > lower || (fresh && *moment == lower)) && moment.at <= until
+            (*moment > lower || (fresh && *moment == lower))
+                && floor.is_none_or(|floor| *moment >= floor)
+                && moment.at <= until
         });
         moments.sort_unstable();
         moments.dedup();
@@ -259,9 +273,13 @@ struct Window<'e> {
 }
 
 /// When a stage or tag was set: the moment of this run's change that set
-/// it, or the stamp's instant.
+/// it, or the stamp's instant, after what the world did at that instant
+/// (a stamp is a consequence: of a journey's step, or of an import).
 pub(super) fn stamp_moment(person: &Person, key: &'static str, name: &str) -> Option<Moment> {
-    person
-        .stamp_moment(key, name)
-        .or_else(|| person.stamped(key, name).map(Moment::of))
+    person.stamp_moment(key, name).or_else(|| {
+        person.stamped(key, name).map(|at| Moment {
+            at,
+            tick: super::engine::STAMP_TICK,
+        })
+    })
 }
