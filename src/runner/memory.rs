@@ -306,6 +306,37 @@ fn a_holdout_rests_until_the_goal_window_closes_and_its_conversion_counts() {
 }
 
 #[test]
+fn a_rescue_reaches_the_variants_but_never_the_holdout() {
+    let in_arm = |wanted: bool| {
+        (0..500)
+            .map(|n| format!("c{n}"))
+            .find(|id| (super::engine::bucket(id, "t", "offer") >= 5000) == wanted)
+            .expect("a contact")
+    };
+    let (holdout, variant) = (in_arm(true), in_arm(false));
+    let project = compile(
+        SETTINGS,
+        "journey t {\n  entry on event \"signed_up\"\n  goal event \"purchased\" within 10d\n  rescue on event \"signed_up\" -> saved\n  ab offer {\n    variant a 50% {\n      wait 5d\n    }\n    holdout 50%\n  }\n  end\n  saved: email \"t/rescue\"\n}\n",
+    );
+    for id in [&holdout, &variant] {
+        let mut memory = Memory {
+            contacts: vec![contact(id)],
+            events: vec![event("e1", id, "signed_up", at(2, 1), 1)],
+            ..Memory::default()
+        };
+        run(&project, &mut memory, id, at(1, 0), at(3, 0), 1000).expect("runs");
+        // A rescue rule that fires: the variant's contact gets the
+        // rescue letter; the control group gets nothing.
+        memory
+            .events
+            .push(event("e2", id, "signed_up", at(4, 1), 2));
+        run(&project, &mut memory, id, at(3, 0), at(5, 0), 1000).expect("runs");
+        let rescued = memory.outbox.iter().any(|row| row.template == "t/rescue");
+        assert_eq!(rescued, *id == variant, "{id}: {:?}", memory.outbox);
+    }
+}
+
+#[test]
 fn a_cap_defers_a_send_placed_before_one_already_planned() {
     let project = compile(
         &format!("{SETTINGS}caps: {{ email: 1 per 7d }}\n"),

@@ -67,7 +67,11 @@ impl Engine<'_> {
                 consider(moment, Due::Goal);
             }
         }
-        if !enrolment.data.rescued {
+        // The control group receives nothing from the journey, rescue
+        // messages included, or the uplift it measures would be wrong.
+        let in_holdout = resting_node(journey, enrolment)
+            .is_some_and(|node| matches!(journey.graph[node].kind, NodeKind::Holdout));
+        if !enrolment.data.rescued && !in_holdout {
             for (index, (signal, _)) in journey.rules.rescues.iter().enumerate() {
                 if let Some(moment) = self.fires(person, run, signal, &window) {
                     consider(moment, Due::Rescue(index));

@@ -207,6 +207,9 @@ pub struct Received {
     pub data: String,
     /// The id the server answered with: `Q000001`, `Q000002`, …
     pub queue_id: String,
+    /// The user the session logged in as (servers started with a login).
+    #[serde(default)]
+    pub login: Option<String>,
 }
 
 impl Received {
@@ -247,18 +250,28 @@ impl SmtpServer {
     /// certificate for 127.0.0.1 from a CA made for this run (see
     /// [`SmtpServer::ca_file`]).
     pub fn start_tls(tls: &str) -> SmtpServer {
+        SmtpServer::spawn(tls, None)
+    }
+
+    /// A plain server that offers AUTH PLAIN and LOGIN and takes mail only
+    /// after a login with exactly `user` and `password`.
+    pub fn start_with_auth(user: &str, password: &str) -> SmtpServer {
+        SmtpServer::spawn("none", Some(&format!("{user}:{password}")))
+    }
+
+    fn spawn(tls: &str, auth: Option<&str>) -> SmtpServer {
         let dir = tempfile::tempdir().expect("temporary folder");
         let path = dir
             .path()
             .to_str()
             .expect("UTF-8 temporary path")
             .to_owned();
-        let (process, port) = Process::start(
-            "SMTP server",
-            &script("smtp_server.py"),
-            &["--port", "0", "--dir", &path, "--tls", tls],
-            dir.path(),
-        );
+        let mut args = vec!["--port", "0", "--dir", &path, "--tls", tls];
+        if let Some(auth) = auth {
+            args.extend(["--auth", auth]);
+        }
+        let (process, port) =
+            Process::start("SMTP server", &script("smtp_server.py"), &args, dir.path());
         SmtpServer { port, process, dir }
     }
 

@@ -7,11 +7,15 @@ retries and bounces against a real conversation.
     python smtp_server.py --port PORT --dir DIR
 
 PORT 0 picks a free port. Once listening it prints `READY <port>` on stdout.
+With `--auth USER:PASS` the server offers AUTH PLAIN and LOGIN (also without
+TLS, as a relay on loopback may), refuses MAIL before a login, and 535s any
+other credentials.
 
 Files in DIR, one JSON object per line:
 
 - received.jsonl: every accepted message, {"mail_from", "rcpt_tos", "data",
-  "queue_id"}; data is the message as UTF-8 text, CRLF kept, dot-stuffing
+  "queue_id", "login"}; login is the user name the session authenticated
+  as (null without --auth); data is the message as UTF-8 text, CRLF kept, dot-stuffing
   undone.
 - rcpt.jsonl: every RCPT decision, {"rcpt", "code", "attempt"}; attempt counts
   the RCPT commands for that exact address, across connections, from 1.
@@ -35,7 +39,7 @@ import re
 import signal
 import sys
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 # Large enough for any message journeyc renders, attachments included.
 DATA_SIZE_LIMIT = 32 * 1024 * 1024
@@ -108,10 +112,37 @@ class Handler:
             "rcpt_tos": envelope.rcpt_tos,
             "data": envelope.original_content.decode("utf-8", errors="replace"),
             "queue_id": queue_id,
+            "login": login_name(session),
         }
         self.received.write(json.dumps(record, ensure_ascii=False) + "\n")
         self.received.flush()
         return f"250 2.0.0 Ok: queued as {queue_id}"
+
+
+def login_name(session):
+    data = getattr(session, "auth_data", None)
+    if isinstance(data, LoginPassword):
+        return data.login.decode("utf-8", errors="replace")
+    if isinstance(data, bytes):
+        return data.decode("utf-8", errors="replace")
+    return None
+
+
+class Authenticator:
+    """Accepts exactly one user name and password."""
+
+    def __init__(self, credentials):
+        user, _, password = credentials.partition(":")
+        self.user = user.encode("utf-8")
+        self.password = password.encode("utf-8")
+
+    def __call__(self, server, session, envelope, mechanism, auth_data):
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login == self.user
+            and auth_data.password == self.password
+        )
+        return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
 
 
 def tls_context(directory):
@@ -175,7 +206,7 @@ def tls_context(directory):
     return context
 
 
-async def serve(port, directory, tls="none"):
+async def serve(port, directory, tls="none", auth=None):
     loop = asyncio.get_running_loop()
     handler = Handler(directory)
     context = tls_context(directory) if tls != "none" else None
@@ -193,6 +224,9 @@ async def serve(port, directory, tls="none"):
             # STARTTLS: offered, and required before MAIL.
             tls_context=context if tls == "starttls" else None,
             require_starttls=tls == "starttls",
+            authenticator=Authenticator(auth) if auth else None,
+            auth_required=bool(auth),
+            auth_require_tls=False,
         )
 
     server = await loop.create_server(
@@ -218,9 +252,10 @@ def main():
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--dir", required=True)
     parser.add_argument("--tls", choices=["none", "starttls", "implicit"], default="none")
+    parser.add_argument("--auth", metavar="USER:PASS")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    asyncio.run(serve(args.port, args.dir, args.tls))
+    asyncio.run(serve(args.port, args.dir, args.tls, args.auth))
 
 
 if __name__ == "__main__":
