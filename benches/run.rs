@@ -19,6 +19,16 @@
 //! enrols someone. Peak memory is GNU time's maximum RSS when
 //! `/usr/bin/time` is there, otherwise (or with `--poll-proc`) `VmHWM`
 //! polled from `/proc/PID/status`.
+//!
+//! The journeys are deployed by a run on the empty store the night before
+//! the first night: the contacts and their six weeks of history arrive in
+//! between, so the first night enrols what the last day brought (stage and
+//! tag changes of the import, the day's events) with the whole history
+//! there for conditions and scores, and later nights are ordinary nights.
+//! (Deployed before the six weeks began, the first night would walk every
+//! contact through all six: a catch-up, measured on its own.)
+//! `--binary PATH` runs another build of journeyc (an earlier commit's,
+//! for a ratio measured in the same session).
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -33,6 +43,9 @@ use serde_json::{json, Value as Json};
 /// When the contacts and events are imported: the afternoon before the
 /// first run. Stage and tag changes made by the import are stamped then.
 const IMPORT_AT: &str = "2026-11-23T12:00:00Z";
+/// The deployment: a run on the empty store the night before the first
+/// night.
+const DEPLOY_AT: &str = "2026-11-22T18:00:00Z";
 /// The first run: 02:00 in Shanghai on 24 November 2026.
 const FIRST_NIGHT: &str = "2026-11-23T18:00:00Z";
 /// Events are spread over this many days before the import.
@@ -942,8 +955,17 @@ fn main() {
     let root: PathBuf = manifest.join("target/bench-run");
     let _ = std::fs::remove_dir_all(&root);
     copy_project(&manifest.join("journeys"), &root);
-    std::fs::copy(env!("CARGO_BIN_EXE_journeyc"), root.join(BINARY))
-        .expect("copy the release binary");
+    let binary = args
+        .iter()
+        .position(|arg| arg == "--binary")
+        .and_then(|index| args.get(index + 1))
+        .map_or_else(
+            || PathBuf::from(env!("CARGO_BIN_EXE_journeyc")),
+            PathBuf::from,
+        );
+    std::fs::copy(&binary, root.join(BINARY))
+        .unwrap_or_else(|error| panic!("copy the binary {}: {error}", binary.display()));
+    println!("binary: {}", binary.display());
 
     let started = Instant::now();
     let events = generate(&root, contacts).expect("write the population");
@@ -962,6 +984,13 @@ fn main() {
     println!("peak memory: {}", meter.describe());
     println!();
 
+    let deployed = measure(
+        meter,
+        &root,
+        &["run", "--now", DEPLOY_AT, "--format", "json"],
+    );
+    succeeded(&format!("journeyc run --now {DEPLOY_AT}"), &deployed);
+    println!("deployed at {DEPLOY_AT} (a run on the empty store)");
     let mut table = String::new();
     let _ = writeln!(
         table,

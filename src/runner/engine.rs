@@ -157,6 +157,18 @@ impl From<StoreError> for RunError {
     }
 }
 
+/// The hand-offs among a contact's enrolments, made and taken: what one
+/// journey's next step can read of another's enrolments.
+fn handoffs(enrolments: &Enrolments) -> (usize, usize) {
+    enrolments
+        .list
+        .iter()
+        .filter(|enrolment| enrolment.state == EnrolmentState::HandedOff)
+        .fold((0, 0), |(made, taken), enrolment| {
+            (made + 1, taken + usize::from(enrolment.data.handoff_taken))
+        })
+}
+
 /// What the run knows for every contact.
 pub struct Engine<'a> {
     pub settings: &'a Settings,
@@ -307,6 +319,7 @@ impl Engine<'_> {
             now: at,
             timezone: person.timezone,
             enrolled_at,
+            memo: Some((&person.scores, person.edits.len())),
         }
     }
 
@@ -337,16 +350,30 @@ impl Engine<'_> {
             .map(|run| Moment::after(run.after))
             .collect();
         let mut last_journey: Option<usize> = None;
+        // What is next for each journey, kept while nothing it reads has
+        // changed: an act changes its own journey; an edit of the contact
+        // or a hand-off may change any. (The clock only moves forward, and
+        // a kept moment at or after it is what a fresh look would find.)
+        let mut upcoming: Vec<Option<Option<(Moment, Due)>>> = vec![None; self.journeys.len()];
+        let mut seen = (person.edits.len(), handoffs(&enrolments));
         for _ in 0..self.max_agenda {
             let mut next: Option<(Moment, usize, Due)> = None;
             for (index, run) in self.journeys.iter().enumerate() {
-                let Some((moment, due)) = self.next_due(&person, &enrolments, run, cursors[index])
-                else {
+                let kept = match &upcoming[index] {
+                    Some(Some((moment, _))) => person.clock.is_none_or(|clock| *moment >= clock),
+                    Some(None) => true,
+                    None => false,
+                };
+                if !kept {
+                    upcoming[index] =
+                        Some(self.next_due(&person, &enrolments, run, cursors[index]));
+                }
+                let Some(Some((moment, due))) = &upcoming[index] else {
                     continue;
                 };
-                if moment.at <= self.now && next.as_ref().is_none_or(|(best, _, _)| moment < *best)
+                if moment.at <= self.now && next.as_ref().is_none_or(|(best, _, _)| *moment < *best)
                 {
-                    next = Some((moment, index, due));
+                    next = Some((*moment, index, due.clone()));
                 }
             }
             let Some((moment, index, due)) = next else {
@@ -378,6 +405,12 @@ impl Engine<'_> {
             cursors[index] = tick.max(moment);
             person.clock = Some(tick.max(moment));
             last_journey = Some(index);
+            upcoming[index] = None;
+            let now_seen = (person.edits.len(), handoffs(&enrolments));
+            if now_seen != seen {
+                seen = now_seen;
+                upcoming.fill(None);
+            }
         }
         // Name where the contact was last moved: that is where it loops.
         let journey = last_journey

@@ -48,6 +48,32 @@ pub struct Context<'a> {
     pub now: DateTime<Utc>,
     pub timezone: Tz,
     pub enrolled_at: Option<DateTime<Utc>>,
+    /// Where a contact's scores keep what its events are worth, and the
+    /// version of the contact's fields they were worked out for.
+    pub memo: Option<(&'a ScoreMemo, usize)>,
+}
+
+/// What each event of one contact scores, per scoring model and rule: the
+/// points do not change with the time a score is asked at (only their
+/// decay does), so a run works them out once per contact and per version
+/// of its fields, not at every moment it asks.
+#[derive(Default)]
+pub struct ScoreMemo {
+    by_model: std::cell::RefCell<HashMap<String, (usize, std::rc::Rc<EventPoints>)>>,
+}
+
+/// Per rule of a model, in order: what can be worked out once.
+type EventPoints = Vec<Worth>;
+
+/// What one rule of a scoring model is worth for a contact, as far as it
+/// does not depend on the time the score is asked at.
+enum Worth {
+    /// `on event`: each matching event's time and points.
+    Events(Vec<(DateTime<Utc>, f64)>),
+    /// `when CONDITION` over fields only: whether it holds.
+    Holds(bool),
+    /// Asked each time (it reads the time, tags or events).
+    Asked,
 }
 
 impl<'a> Context<'a> {
@@ -205,21 +231,35 @@ fn compare(left: &Value, right: &Value, timezone: Tz) -> Option<std::cmp::Orderi
     }
 }
 
-fn lower(text: &str) -> String {
+fn lower(text: &str) -> std::borrow::Cow<'_, str> {
     // Full-width ASCII (ｐｒｉｃｅ) folds to ASCII, then case is ignored.
-    text.chars()
-        .map(|c| match c {
-            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
-            '\u{3000}' => ' ',
-            other => other,
-        })
-        .flat_map(char::to_lowercase)
-        .collect()
+    let fold = |c: char| match c {
+        '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+        '\u{3000}' => ' ',
+        other => other,
+    };
+    // Most text needs no change (lower-case, or Chinese): no copy then.
+    let unchanged = text.chars().all(|c| {
+        if c.is_ascii() {
+            !c.is_ascii_uppercase()
+        } else {
+            fold(c) == c && c.to_lowercase().eq(std::iter::once(c))
+        }
+    });
+    if unchanged {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(
+        text.chars()
+            .map(fold)
+            .flat_map(char::to_lowercase)
+            .collect(),
+    )
 }
 
 fn contains(haystack: &Value, needle: &Value) -> bool {
     match (haystack, needle) {
-        (Value::Text(text), Value::Text(part)) => lower(text).contains(&lower(part)),
+        (Value::Text(text), Value::Text(part)) => lower(text).contains(lower(part).as_ref()),
         (Value::List(items), needle) => items.iter().any(|item| item == needle),
         _ => false,
     }
@@ -319,7 +359,7 @@ pub fn eval(expr: &Expr, context: Context<'_>) -> Value {
                     matches!((&left, &right), (Value::Text(a), Value::Text(b)) if a.starts_with(b.as_str()))
                 }
                 BinaryOp::EndsWith => {
-                    matches!((&left, &right), (Value::Text(a), Value::Text(b)) if lower(a).ends_with(&lower(b)))
+                    matches!((&left, &right), (Value::Text(a), Value::Text(b)) if lower(a).ends_with(lower(b).as_ref()))
                 }
                 BinaryOp::And | BinaryOp::Or => false,
             })
@@ -415,39 +455,52 @@ pub fn score(model: &ast::ScoreModel, context: Context<'_>) -> f64 {
             0.5_f64.powf(age / half_life as f64)
         })
     };
-    let past: Vec<(&Event, DateTime<Utc>)> = context
-        .events
-        .iter()
-        .filter(|event| !event.name.starts_with("__"))
-        .map(|event| (event, event.at.utc()))
-        .filter(|(_, at)| *at <= context.now)
-        .collect();
+    let past = || {
+        context
+            .events
+            .iter()
+            .filter(|event| !event.name.starts_with("__"))
+            .map(|event| (event, event.at.utc()))
+            .filter(|(_, at)| *at <= context.now)
+    };
+    let memo = context
+        .memo
+        .map(|(memo, version)| memo.points(model, version, context));
+    let worth = |index: usize| memo.as_ref().map_or(&Worth::Asked, |memo| &memo[index]);
     let mut total = 0.0;
-    for rule in &model.rules {
+    for (index, rule) in model.rules.iter().enumerate() {
         match &rule.kind {
             ScoreRuleKind::OnEvent {
                 event,
                 filter,
                 points,
             } => {
-                for (candidate, at) in &past {
-                    let matches = candidate.name == event.node
-                        && filter
-                            .as_ref()
-                            .is_none_or(|filter| holds(filter, context.with_filter(candidate)));
-                    if matches {
-                        total += points.node * decay(*at);
+                if let Worth::Events(scored) = worth(index) {
+                    for (at, points) in scored {
+                        if *at <= context.now {
+                            total += points * decay(*at);
+                        }
+                    }
+                    continue;
+                }
+                for (candidate, at) in past() {
+                    if event_scores(candidate, &event.node, filter.as_ref(), context) {
+                        total += points.node * decay(at);
                     }
                 }
             }
             ScoreRuleKind::When { condition, points } => {
-                if holds(condition, context) {
+                let held = match worth(index) {
+                    Worth::Holds(held) => *held,
+                    _ => holds(condition, context),
+                };
+                if held {
                     total += points.node;
                 }
             }
             ScoreRuleKind::Silence { within, points } => {
                 let since = context.now - chrono::Duration::minutes(minutes(within.node));
-                if !past.iter().any(|(_, at)| *at > since) {
+                if !past().any(|(_, at)| at > since) {
                     total += points.node;
                 }
             }
@@ -474,6 +527,88 @@ pub fn score(model: &ast::ScoreModel, context: Context<'_>) -> f64 {
         }
     }
     total
+}
+
+/// Whether `candidate` is an event a rule `on event NAME [where FILTER]`
+/// counts.
+fn event_scores(
+    candidate: &Event,
+    name: &str,
+    filter: Option<&Expr>,
+    context: Context<'_>,
+) -> bool {
+    candidate.name == name
+        && filter.is_none_or(|filter| holds(filter, context.with_filter(candidate)))
+}
+
+/// An expression whose value does not depend on the time it is asked at,
+/// given the contact's fields and the event it looks at: it calls no
+/// function (`has_tag` reads tag history, `days_since` the clock), counts
+/// no events, and reads neither the stage (which has a history) nor what
+/// differs from journey to journey.
+fn time_free(expr: &Expr) -> bool {
+    match &expr.kind {
+        ExprKind::Call { .. } | ExprKind::Count { .. } => false,
+        // The stage is read as it was at the time asked; `enrolled_at` and
+        // `event.` differ from journey to journey.
+        ExprKind::Path(names) => {
+            names.first().is_none_or(|name| name.node != "event")
+                && !names
+                    .iter()
+                    .any(|name| name.node == "stage" || name.node == "enrolled_at")
+        }
+        ExprKind::List(items) => items.iter().all(time_free),
+        ExprKind::Not(inner) | ExprKind::Group(inner) => time_free(inner),
+        ExprKind::Binary { left, right, .. } => time_free(left) && time_free(right),
+        _ => true,
+    }
+}
+
+impl ScoreMemo {
+    /// The points of every event of the contact for each rule of `model`,
+    /// worked out once per version of the contact's fields.
+    fn points(
+        &self,
+        model: &ast::ScoreModel,
+        version: usize,
+        context: Context<'_>,
+    ) -> std::rc::Rc<EventPoints> {
+        if let Some((seen, points)) = self.by_model.borrow().get(&model.name.node) {
+            if *seen == version {
+                return points.clone();
+            }
+        }
+        let points: EventPoints = model
+            .rules
+            .iter()
+            .map(|rule| match &rule.kind {
+                ScoreRuleKind::OnEvent {
+                    event,
+                    filter,
+                    points,
+                } if filter.as_ref().is_none_or(time_free) => Worth::Events(
+                    context
+                        .events
+                        .iter()
+                        .filter(|candidate| !candidate.name.starts_with("__"))
+                        .filter(|candidate| {
+                            event_scores(candidate, &event.node, filter.as_ref(), context)
+                        })
+                        .map(|candidate| (candidate.at.utc(), points.node))
+                        .collect(),
+                ),
+                ScoreRuleKind::When { condition, .. } if time_free(condition) => {
+                    Worth::Holds(holds(condition, context))
+                }
+                _ => Worth::Asked,
+            })
+            .collect();
+        let points = std::rc::Rc::new(points);
+        self.by_model
+            .borrow_mut()
+            .insert(model.name.node.clone(), (version, points.clone()));
+        points
+    }
 }
 
 /// The values a condition read, for `journeyc why`: ` (lifetime_value =

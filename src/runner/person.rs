@@ -107,6 +107,8 @@ pub struct Person {
     /// working copy is the contact as it is from then on: a condition
     /// read from it holds at that moment or later, never before.
     pub clock: Option<Moment>,
+    /// What the contact's events score, worked out once.
+    pub scores: super::eval::ScoreMemo,
 }
 
 impl Person {
@@ -131,6 +133,7 @@ impl Person {
             edits: Vec::new(),
             changed: Vec::new(),
             clock: None,
+            scores: super::eval::ScoreMemo::default(),
         }
     }
 
