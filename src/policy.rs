@@ -93,6 +93,20 @@ pub struct Policy {
     pub over_cap: OverCap,
 }
 
+impl Policy {
+    /// The earliest send the caps look back to from `at`: the longest
+    /// cap's window before it.
+    pub fn cap_horizon(&self, at: Timestamp) -> Timestamp {
+        let longest = self
+            .caps
+            .iter()
+            .map(|cap| cap.per.minutes)
+            .max()
+            .unwrap_or(0);
+        at.plus_minutes(-i64::try_from(longest).unwrap_or(i64::MAX))
+    }
+}
+
 /// The rules for a message of `journey` on `channel` of `kind`.
 pub fn policy(
     settings: &Settings,

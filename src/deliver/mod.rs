@@ -525,13 +525,7 @@ fn hold<S: Store + Outbox>(
     if rules.rules.is_none() && rules.caps.is_empty() {
         return Ok(None);
     }
-    let horizon = rules
-        .caps
-        .iter()
-        .map(|cap| cap.per.minutes)
-        .max()
-        .unwrap_or(0);
-    let since = Timestamp::from(now).plus_minutes(-i64::try_from(horizon).unwrap_or(i64::MAX));
+    let since = rules.cap_horizon(Timestamp::from(now));
     let mut sent = if rules.caps.is_empty() {
         Vec::new()
     } else {

@@ -51,17 +51,10 @@ impl Engine<'_> {
                 });
             }
             _ => {
-                let horizon = rules
-                    .caps
-                    .iter()
-                    .map(|cap| cap.per.minutes)
-                    .max()
-                    .unwrap_or(0);
                 let sends = if rules.caps.is_empty() {
                     Vec::new()
                 } else {
-                    let from = Timestamp::from(at)
-                        .plus_minutes(-i64::try_from(horizon).unwrap_or(i64::MAX));
+                    let from = rules.cap_horizon(Timestamp::from(at));
                     work.batch.scheduled(&person.contact.id, channel, from)?
                 };
                 let Placement {

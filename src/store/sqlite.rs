@@ -524,6 +524,30 @@ fn insert_suppression(
     Ok(inserted == 1)
 }
 
+/// A contact's marketing sends on a channel from `from` on, as `query`
+/// (over contact, channel and time, selecting journey and time) finds them.
+fn marketing_sends(
+    connection: &Connection,
+    query: &str,
+    contact_id: &str,
+    channel: Channel,
+    from: Timestamp,
+) -> Result<Vec<Scheduled>, StoreError> {
+    let mut statement = connection.prepare_cached(query).map_err(database)?;
+    let rows = statement
+        .query_map(
+            params![contact_id, channel.as_str(), from.seconds()],
+            |row| {
+                Ok(Scheduled {
+                    journey: row.get(0)?,
+                    at: time(row, 1)?,
+                })
+            },
+        )
+        .map_err(database)?;
+    rows.collect::<Result<_, _>>().map_err(database)
+}
+
 fn read_events(
     connection: &Connection,
     contact_id: &str,
@@ -709,25 +733,14 @@ impl RunBatch for Batch<'_> {
         channel: Channel,
         from: Timestamp,
     ) -> Result<Vec<Scheduled>, StoreError> {
-        let mut statement = self
-            .transaction
-            .prepare_cached(
-                "SELECT journey, send_at FROM outbox WHERE contact_id = ?1 AND channel = ?2 AND kind = 'marketing'
-                 AND status IN ('pending', 'sending', 'sent') AND send_at >= ?3 ORDER BY send_at, id",
-            )
-            .map_err(database)?;
-        let rows = statement
-            .query_map(
-                params![contact_id, channel.as_str(), from.seconds()],
-                |row| {
-                    Ok(Scheduled {
-                        journey: row.get(0)?,
-                        at: time(row, 1)?,
-                    })
-                },
-            )
-            .map_err(database)?;
-        rows.collect::<Result<_, _>>().map_err(database)
+        marketing_sends(
+            &self.transaction,
+            "SELECT journey, send_at FROM outbox WHERE contact_id = ?1 AND channel = ?2 AND kind = 'marketing'
+             AND status IN ('pending', 'sending', 'sent') AND send_at >= ?3 ORDER BY send_at, id",
+            contact_id,
+            channel,
+            from,
+        )
     }
 
     fn suppressed(
@@ -1370,25 +1383,14 @@ impl Outbox for SqliteStore {
         channel: Channel,
         since: Timestamp,
     ) -> Result<Vec<Scheduled>, StoreError> {
-        let mut statement = self
-            .connection
-            .prepare_cached(
-                "SELECT journey, sent_at FROM outbox WHERE contact_id = ?1 AND channel = ?2 AND kind = 'marketing'
-                 AND status = 'sent' AND sent_at >= ?3 ORDER BY sent_at",
-            )
-            .map_err(database)?;
-        let rows = statement
-            .query_map(
-                params![contact_id, channel.as_str(), since.seconds()],
-                |row| {
-                    Ok(Scheduled {
-                        journey: row.get(0)?,
-                        at: time(row, 1)?,
-                    })
-                },
-            )
-            .map_err(database)?;
-        rows.collect::<Result<_, _>>().map_err(database)
+        marketing_sends(
+            &self.connection,
+            "SELECT journey, sent_at FROM outbox WHERE contact_id = ?1 AND channel = ?2 AND kind = 'marketing'
+             AND status = 'sent' AND sent_at >= ?3 ORDER BY sent_at",
+            contact_id,
+            channel,
+            since,
+        )
     }
 
     fn due_by_channel(
