@@ -269,10 +269,17 @@ pub fn fmt(
     let mut status = Status::Success;
     let mut sources = crate::span::SourceMap::new();
     for path in files {
-        let text = std::fs::read_to_string(&path).map_err(|error| ProjectError::Io {
-            path: path.clone(),
-            error,
-        })?;
+        let text = match crate::files::read_text(&path) {
+            Ok(text) => text,
+            Err(crate::files::FileProblem::Io { path, error }) => {
+                return Err(ProjectError::Io { path, error }.into())
+            }
+            Err(problem) => {
+                writeln!(err, "error: {problem}")?;
+                status = Status::Problems;
+                continue;
+            }
+        };
         let file = sources.add(path.clone(), text);
         let source = &sources.get(file).text;
         let formatted = match crate::format::format_source(file, source) {

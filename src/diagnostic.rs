@@ -60,6 +60,9 @@ codes! {
     MissingEntry = "E104", Error, "journey without an entry trigger";
     EmptyJourney = "E105", Error, "journey without steps";
     TooDeep = "E106", Error, "nesting too deep";
+    TooLarge = "E107", Error, "journey, expression, template or file beyond journeyc's limits";
+    OutsideProject = "E108", Error, "symlink that leaves the project, loops or leads nowhere";
+    Unreadable = "E109", Error, "file that is not UTF-8 text";
     UnknownLabel = "E110", Error, "goto or rescue to a label that does not exist";
     DuplicateLabel = "E111", Error, "step label used twice in one journey";
     Cycle = "E112", Error, "steps that loop back on themselves";

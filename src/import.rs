@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone as _, Utc};
@@ -95,7 +94,13 @@ enum Rows {
         records: csv::StringRecordsIntoIter<std::fs::File>,
         headers: Vec<String>,
     },
-    Lines(std::iter::Enumerate<std::io::Lines<std::io::BufReader<std::fs::File>>>),
+    Lines {
+        reader: std::io::BufReader<std::fs::File>,
+        /// Records of the current line after the first, when old Mac line
+        /// endings (CR alone) put several on one.
+        pending: std::collections::VecDeque<String>,
+        line: usize,
+    },
 }
 
 impl Rows {
@@ -112,7 +117,9 @@ impl Rows {
         match extension.as_str() {
             "csv" => {
                 let file = std::fs::File::open(path).map_err(io)?;
-                let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(file);
+                // Rows with the wrong number of cells are rejected one by
+                // one (with their line), not the whole file.
+                let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(file);
                 let headers: Vec<String> = reader
                     .headers()
                     .map_err(|error| ImportError::Format {
@@ -130,9 +137,11 @@ impl Rows {
             }
             "jsonl" | "ndjson" | "json" => {
                 let file = std::fs::File::open(path).map_err(io)?;
-                Ok(Rows::Lines(
-                    std::io::BufReader::new(file).lines().enumerate(),
-                ))
+                Ok(Rows::Lines {
+                    reader: std::io::BufReader::new(file),
+                    pending: std::collections::VecDeque::new(),
+                    line: 0,
+                })
             }
             _ => Err(ImportError::Format {
                 path: path.to_path_buf(),
@@ -146,7 +155,7 @@ impl Rows {
     fn headers(&self) -> Option<&[String]> {
         match self {
             Rows::Csv { headers, .. } => Some(headers),
-            Rows::Lines(_) => None,
+            Rows::Lines { .. } => None,
         }
     }
 
@@ -155,21 +164,44 @@ impl Rows {
     fn next(&mut self, path: &Path) -> Option<Result<Row, ImportError>> {
         match self {
             Rows::Csv { records, headers } => {
+                let problem =
+                    |reason: String| Map::from_iter([("\u{0}".to_string(), Json::String(reason))]);
                 let record = match records.next()? {
                     Ok(record) => record,
                     Err(error) => {
+                        let line = error
+                            .position()
+                            .map_or(0, |position| usize::try_from(position.line()).unwrap_or(0));
+                        // A row that is not UTF-8 is rejected; the rows
+                        // after it are still read.
+                        if let csv::ErrorKind::Utf8 { err, .. } = error.kind() {
+                            let reason = format!("cell {} is not UTF-8 text", err.field() + 1);
+                            return Some(Ok(Row {
+                                line,
+                                cells: problem(reason),
+                            }));
+                        }
                         return Some(Err(ImportError::Format {
                             path: path.to_path_buf(),
-                            line: error.position().map_or(0, |position| {
-                                usize::try_from(position.line()).unwrap_or(0)
-                            }),
+                            line,
                             reason: format!("not valid CSV: {error}"),
-                        }))
+                        }));
                     }
                 };
                 let line = record
                     .position()
                     .map_or(0, |position| usize::try_from(position.line()).unwrap_or(0));
+                if record.len() != headers.len() {
+                    let reason = format!(
+                        "the row has {} cells, the header has {}",
+                        record.len(),
+                        headers.len()
+                    );
+                    return Some(Ok(Row {
+                        line,
+                        cells: problem(reason),
+                    }));
+                }
                 let cells = headers
                     .iter()
                     .zip(record.iter())
@@ -184,31 +216,63 @@ impl Rows {
                     .collect();
                 Some(Ok(Row { line, cells }))
             }
-            Rows::Lines(lines) => loop {
-                let (index, line) = lines.next()?;
-                let text = match line {
-                    Ok(text) => text,
-                    Err(error) => {
-                        return Some(Err(ImportError::Io {
-                            path: path.to_path_buf(),
-                            error,
-                        }))
+            Rows::Lines {
+                reader,
+                pending,
+                line,
+            } => loop {
+                let problem =
+                    |reason: String| Map::from_iter([("\u{0}".to_string(), Json::String(reason))]);
+                let text = match pending.pop_front() {
+                    Some(text) => text,
+                    None => {
+                        let mut bytes = Vec::new();
+                        match std::io::BufRead::read_until(reader, b'\n', &mut bytes) {
+                            Ok(0) => return None,
+                            Ok(_) => {}
+                            Err(error) => {
+                                return Some(Err(ImportError::Io {
+                                    path: path.to_path_buf(),
+                                    error,
+                                }))
+                            }
+                        }
+                        *line += 1;
+                        let text = match String::from_utf8(bytes) {
+                            Ok(text) => text,
+                            Err(error) => {
+                                let column = error.utf8_error().valid_up_to() + 1;
+                                return Some(Ok(Row {
+                                    line: *line,
+                                    cells: problem(format!("not UTF-8 text from byte {column}")),
+                                }));
+                            }
+                        };
+                        let text = if *line == 1 {
+                            text.trim_start_matches('\u{feff}').to_string()
+                        } else {
+                            text
+                        };
+                        // A JSON string holds no raw CR, so a CR alone
+                        // ends a record (old Mac line endings).
+                        let mut records = text
+                            .trim_end_matches(['\n', '\r'])
+                            .split('\r')
+                            .map(str::to_string);
+                        let first = records.next().unwrap_or_default();
+                        pending.extend(records);
+                        first
                     }
                 };
                 if text.trim().is_empty() {
                     continue;
                 }
-                let problem =
-                    |reason: String| Map::from_iter([("\u{0}".to_string(), Json::String(reason))]);
                 let cells = match serde_json::from_str::<Json>(&text) {
                     Ok(Json::Object(cells)) => cells,
                     Ok(_) => problem("not an object".to_string()),
                     Err(error) => problem(format!("not JSON: {error}")),
                 };
-                return Some(Ok(Row {
-                    line: index + 1,
-                    cells,
-                }));
+                return Some(Ok(Row { line: *line, cells }));
             },
         }
     }
@@ -726,12 +790,7 @@ pub fn command(
     };
     let mut store =
         crate::store::open(&settings).map_err(|error| CommandError::Usage(error.to_string()))?;
-    let at = match now {
-        Some(text) => crate::runner::eval::parse_instant(text).ok_or_else(|| {
-            CommandError::Usage(format!("`--now {text}` is not an RFC 3339 time"))
-        })?,
-        None => Utc::now(),
-    };
+    let at = crate::runner::run::parse_now(now)?;
     let report = import(&settings, &mut store, kind, file, at)
         .map_err(|error| CommandError::Usage(error.to_string()))?;
     let what = match kind {
@@ -756,7 +815,7 @@ pub fn command(
                 "{}:{}: {}",
                 file.display(),
                 rejected.line,
-                rejected.reason
+                printable(&rejected.reason)
             )?;
         }
         let mut parts = vec![format!("{} new", report.created)];
@@ -790,4 +849,18 @@ pub fn command(
     } else {
         Status::Problems
     })
+}
+
+/// Text from a file as it may reach a terminal or a log: control
+/// characters (CR, LF, ESC, ...) written as escapes, never raw.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|character| {
+            if character.is_control() {
+                character.escape_default().to_string()
+            } else {
+                character.to_string()
+            }
+        })
+        .collect()
 }

@@ -9,6 +9,7 @@ pub mod commands;
 pub mod deliver;
 pub mod diagnostic;
 pub mod fault;
+pub mod files;
 pub mod format;
 pub mod graph;
 pub mod import;

@@ -120,8 +120,8 @@ enum Command {
         /// Default: now.
         #[arg(long)]
         now: Option<String>,
-        /// How many days back to list (and one day ahead).
-        #[arg(long, default_value_t = 7)]
+        /// How many days back to list (and one day ahead), 1 to 3650.
+        #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=3650))]
         days: u32,
         /// Only this assignee's tasks.
         #[arg(long)]

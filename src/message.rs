@@ -98,6 +98,15 @@ pub fn header_safe(value: &str) -> String {
     replaced.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// Whether `value` is a mailbox (`Name <address>` or an address) that a
+/// message can carry; the reason when not.
+pub fn check_mailbox(value: &str) -> Result<(), String> {
+    header_safe(value)
+        .parse::<Mailbox>()
+        .map(|_| ())
+        .map_err(|error| error.to_string())
+}
+
 fn mailbox(what: &'static str, value: &str) -> Result<Mailbox, BuildError> {
     header_safe(value)
         .parse()
@@ -125,13 +134,17 @@ fn with_preheader(html: &str, preheader: &str) -> String {
     format!("<div style=\"display:none;max-height:0;overflow:hidden;mso-hide:all\">{escaped}</div>\n{html}")
 }
 
+/// A display name longer than this is cut: header lines must stay within
+/// RFC 5322's 998 characters, address and encoding included.
+const MAX_NAME: usize = 200;
+
 pub fn build(email: &Email) -> Result<Message, BuildError> {
     let from = mailbox("sender", &email.from)?;
     let address = header_safe(&email.to_address);
     let to = match email
         .to_name
         .as_deref()
-        .map(header_safe)
+        .map(|name| header_safe(name).chars().take(MAX_NAME).collect::<String>())
         .filter(|name| !name.is_empty())
     {
         Some(name) => Mailbox::new(

@@ -19,6 +19,32 @@ struct JourneyParser;
 /// exhaust the stack of the parser or of the checks that recurse the tree.
 pub const MAX_NESTING: usize = 64;
 
+/// The most operators (`and`, `or`, `not`, `==`, `in`, ...) one
+/// expression may hold, groups included: deeper trees than this could
+/// exhaust the stack of the checks and the formatter that walk them.
+pub const MAX_OPERATORS: usize = 256;
+
+fn is_operator(rule: Rule) -> bool {
+    matches!(
+        rule,
+        Rule::op_or
+            | Rule::op_and
+            | Rule::op_not
+            | Rule::op_eq
+            | Rule::op_ne
+            | Rule::op_le
+            | Rule::op_ge
+            | Rule::op_lt
+            | Rule::op_gt
+            | Rule::op_not_in
+            | Rule::op_in
+            | Rule::op_contains_any
+            | Rule::op_contains
+            | Rule::op_starts_with
+            | Rule::op_ends_with
+    )
+}
+
 /// Parses one file. A syntax error stops the file (other files are still
 /// checked); everything after it would only produce noise. Values that
 /// parse but cannot be (`25:00`, `2026-02-30`) are returned beside the
@@ -1018,11 +1044,19 @@ impl<'s> Builder<'s> {
         Ok(Spanned::new(text, self.span(pair)))
     }
 
+    // A value out of range is reported beside the tree (with a stand-in
+    // in it), so the rest of the file is still checked.
+    #[allow(clippy::unnecessary_wraps)]
     fn integer(&self, pair: &Pair<'_, Rule>) -> Built<Spanned<u64>> {
-        pair.as_str()
-            .parse()
-            .map(|value| Spanned::new(value, self.span(pair)))
-            .map_err(|_| self.invalid(pair, format!("`{}` is too large", pair.as_str())))
+        let value = pair.as_str().parse().unwrap_or_else(|_| {
+            self.value_errors.borrow_mut().push(
+                self.invalid(pair, format!("`{}` is too large", pair.as_str()))
+                    .label("too large")
+                    .help(format!("numbers go up to {}", u64::MAX)),
+            );
+            1
+        });
+        Ok(Spanned::new(value, self.span(pair)))
     }
 
     fn delta(&self, pair: &Pair<'_, Rule>) -> Built<Spanned<f64>> {
@@ -1039,12 +1073,16 @@ impl<'s> Builder<'s> {
             .map_err(|_| self.invalid(pair, format!("`{}` is not a percentage", pair.as_str())))
     }
 
+    #[allow(clippy::unnecessary_wraps)]
     fn duration(&self, pair: &Pair<'_, Rule>) -> Built<Spanned<Duration>> {
-        parse_duration(pair.as_str())
-            .map(|duration| Spanned::new(duration, self.span(pair)))
-            .ok_or_else(|| {
+        let duration = parse_duration(pair.as_str()).unwrap_or_else(|| {
+            self.value_errors.borrow_mut().push(
                 self.invalid(pair, format!("`{}` is too long a duration", pair.as_str()))
-            })
+                    .label("too long"),
+            );
+            Duration::days(1)
+        });
+        Ok(Spanned::new(duration, self.span(pair)))
     }
 
     // Same shape as the other value readers, so call sites read alike.
@@ -1063,16 +1101,19 @@ impl<'s> Builder<'s> {
 
     #[allow(clippy::unnecessary_wraps)]
     fn date(&self, pair: &Pair<'_, Rule>) -> Built<Spanned<chrono::NaiveDate>> {
-        chrono::NaiveDate::parse_from_str(pair.as_str(), "%Y-%m-%d")
-            .map(|date| Spanned::new(date, self.span(pair)))
-            .map_err(|_| {
-                self.invalid(
-                    pair,
-                    format!("`{}` is not a date in the calendar", pair.as_str()),
-                )
-                .label("no such date")
-                .help("write year-month-day, such as `2026-12-24`")
-            })
+        let date =
+            chrono::NaiveDate::parse_from_str(pair.as_str(), "%Y-%m-%d").unwrap_or_else(|_| {
+                self.value_errors.borrow_mut().push(
+                    self.invalid(
+                        pair,
+                        format!("`{}` is not a date in the calendar", pair.as_str()),
+                    )
+                    .label("no such date")
+                    .help("write year-month-day, such as `2026-12-24`"),
+                );
+                chrono::NaiveDate::MIN
+            });
+        Ok(Spanned::new(date, self.span(pair)))
     }
 
     fn weekday(&self, pair: &Pair<'_, Rule>) -> Spanned<chrono::Weekday> {
@@ -1081,6 +1122,21 @@ impl<'s> Builder<'s> {
     }
 
     fn expr(&self, pair: Pair<'_, Rule>) -> Built<Expr> {
+        let operators = pair
+            .clone()
+            .into_inner()
+            .flatten()
+            .filter(|inner| is_operator(inner.as_rule()))
+            .count();
+        if operators > MAX_OPERATORS {
+            return Err(Diagnostic::new(
+                Code::TooLarge,
+                self.span(&pair),
+                format!("an expression with {operators} operators, more than {MAX_OPERATORS}"),
+            )
+            .label("too long")
+            .help("name parts of it as segments (`segment name = ...`) and combine those"));
+        }
         let pratt = PrattParser::new()
             .op(Op::infix(Rule::op_or, Assoc::Left))
             .op(Op::infix(Rule::op_and, Assoc::Left))

@@ -66,10 +66,20 @@ fn usage(message: impl Into<String>) -> CommandError {
 type Fields = Map<String, Json>;
 
 fn read_vars(path: &Path) -> Result<(Fields, Fields), CommandError> {
-    let text = std::fs::read_to_string(path).map_err(|error| ProjectError::Io {
-        path: path.to_path_buf(),
-        error,
+    let text = crate::files::read_text(path).map_err(|problem| match problem {
+        crate::files::FileProblem::Io { path, error } => {
+            CommandError::from(ProjectError::Io { path, error })
+        }
+        problem => usage(problem.to_string()),
     })?;
+    if let Some(at) = crate::files::yaml_too_deep(&text) {
+        let (line, column) = crate::files::line_column(&text, at);
+        return Err(usage(format!(
+            "{}:{line}:{column}: nests deeper than {} levels",
+            path.display(),
+            crate::files::MAX_YAML_DEPTH
+        )));
+    }
     let value: Json = serde_yaml::from_str(&text)
         .map_err(|error| usage(format!("`{}` is not JSON or YAML: {error}", path.display())))?;
     let Json::Object(mut object) = value else {
@@ -239,10 +249,8 @@ pub fn render_message(
     if message.channel == Channel::Task && !message.task_template {
         let text = set
             .env
-            .render_str(
-                &crate::templates::keep_line_breaks(&message.template.node).0,
-                context,
-            )
+            .template_from_str(&crate::templates::keep_line_breaks(&message.template.node).0)
+            .and_then(|template| crate::templates::render_bounded(&template, context))
             .map_err(|error| failed("task text", &error))?;
         return Ok(Rendered::Task {
             assignee: assignee(message, contact, settings),
@@ -260,9 +268,17 @@ pub fn render_message(
         })?;
     let mut parts: BTreeMap<&str, String> = BTreeMap::new();
     for part in &template.parts {
-        let rendered = set
-            .render_part(part, &context)
-            .map_err(|error| failed(part.name, &error))?;
+        let rendered = set.render_part(part, &context).map_err(|error| {
+            usage(format!(
+                "{}: cannot render the {} of `{}`: {}",
+                template.locate(part, &error),
+                part.name,
+                message.template.node,
+                error
+                    .detail()
+                    .map_or_else(|| error.kind().to_string(), ToString::to_string)
+            ))
+        })?;
         parts.insert(part.name, rendered);
     }
     let body = || {

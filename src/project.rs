@@ -8,10 +8,11 @@ use std::path::{Path, PathBuf};
 
 use crate::analyzer::{self, Analysis};
 use crate::ast;
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Code, Diagnostic};
+use crate::files::{Boundary, FileProblem};
 use crate::parser;
 use crate::settings::{self, Settings};
-use crate::span::{FileId, SourceMap};
+use crate::span::{FileId, SourceMap, Span};
 use crate::templates::{self, TemplateSet};
 
 /// Problems that stop a command before any checking: exit code 2.
@@ -27,6 +28,8 @@ pub enum ProjectError {
     NotJourney {
         path: PathBuf,
     },
+    /// A folder the command was pointed at that cannot be walked.
+    File(FileProblem),
 }
 
 impl fmt::Display for ProjectError {
@@ -40,6 +43,7 @@ impl fmt::Display for ProjectError {
                 path.display()
             ),
             ProjectError::NotJourney { path } => write!(f, "`{}` is not a .journey file or a folder", path.display()),
+            ProjectError::File(problem) => write!(f, "{problem}"),
         }
     }
 }
@@ -74,18 +78,12 @@ impl Checked {
             .iter()
             .filter(|diagnostic| {
                 let path = self.sources.path(diagnostic.span.file);
-                // Settings and templates serve every journey: their
-                // problems are always reported.
-                let is_settings = path
-                    .file_name()
-                    .is_some_and(|name| name == settings::FILE_NAME)
-                    || path
-                        .extension()
-                        .and_then(|extension| extension.to_str())
-                        .is_some_and(|extension| {
-                            ["email", "sms", "task", "webhook"].contains(&extension)
-                        });
-                paths.is_none_or(|paths| is_settings || paths.contains(path))
+                // Settings, templates and the files the project refuses
+                // serve every journey: their problems are always reported.
+                let is_journey = path
+                    .extension()
+                    .is_some_and(|extension| extension == "journey");
+                paths.is_none_or(|paths| !is_journey || paths.contains(path))
             })
             .collect();
         selected.sort_by(|a, b| {
@@ -178,31 +176,15 @@ fn normalize(path: &Path) -> PathBuf {
 }
 
 /// Every file under a folder that `wanted` accepts (given its name),
-/// sorted; hidden folders and `target/` are skipped.
+/// sorted; hidden folders and `target/` are skipped. Symlinks that leave
+/// `folder`, loop or lead nowhere are not followed ([`load`] reports them).
 fn files_under(
     folder: &Path,
     wanted: &dyn Fn(&Path, &str) -> bool,
 ) -> Result<Vec<PathBuf>, ProjectError> {
-    let mut found = Vec::new();
-    let mut pending = vec![folder.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).map_err(io_error(&dir))? {
-            let path = entry.map_err(io_error(&dir))?.path();
-            let name = path
-                .file_name()
-                .and_then(|name| name.to_str())
-                .unwrap_or("");
-            if path.is_dir() {
-                if !name.starts_with('.') && name != "target" {
-                    pending.push(path);
-                }
-            } else if wanted(&path, name) {
-                found.push(normalize(&path));
-            }
-        }
-    }
-    found.sort();
-    Ok(found)
+    let boundary = Boundary::of_folder(folder);
+    let (found, _) = boundary.walk(folder, wanted).map_err(ProjectError::File)?;
+    Ok(found.iter().map(|path| normalize(path)).collect())
 }
 
 /// Every `.journey` file under a folder, sorted.
@@ -277,9 +259,20 @@ fn project_files_of(settings_path: &Path) -> Result<Vec<PathBuf>, ProjectError> 
         Ok(settings) => settings.journey_dirs(),
         Err(_) => vec![root.join("journeys")],
     };
+    // Folders outside the project are reported by `load`, not walked.
+    let boundary = Boundary::of_settings(settings_path);
     let mut files = Vec::new();
-    for dir in dirs.iter().filter(|dir| dir.is_dir()) {
-        files.extend(journey_files(dir)?);
+    for dir in dirs
+        .iter()
+        .filter(|dir| dir.is_dir() && boundary.check(dir).is_ok())
+    {
+        let (found, _) = boundary
+            .walk(dir, &|path, _| {
+                path.extension()
+                    .is_some_and(|extension| extension == "journey")
+            })
+            .map_err(ProjectError::File)?;
+        files.extend(found.iter().map(|path| normalize(path)));
     }
     Ok(files)
 }
@@ -305,12 +298,36 @@ pub fn load(settings_path: &Path, extra: &BTreeSet<PathBuf>) -> Result<Checked, 
             .unwrap_or(Path::new(""))
             .join("journeys")],
     };
-    for dir in dirs.iter().filter(|dir| dir.is_dir()) {
-        paths.extend(journey_files(dir)?);
+    let boundary = Boundary::of_settings(settings_path);
+    for dir in &dirs {
+        match boundary.walk(dir, &|path, _| {
+            path.extension()
+                .is_some_and(|extension| extension == "journey")
+        }) {
+            Ok((found, problems)) => {
+                paths.extend(found.iter().map(|path| normalize(path)));
+                diagnostics.extend(
+                    problems
+                        .iter()
+                        .map(|problem| file_diagnostic(&mut sources, problem)),
+                );
+            }
+            // A journey folder that does not exist holds no journeys.
+            Err(FileProblem::Io { error, .. }) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(FileProblem::Io { path, error }) => return Err(ProjectError::Io { path, error }),
+            Err(problem) => diagnostics.push(file_diagnostic(&mut sources, &problem)),
+        }
     }
     let mut files = Vec::new();
     for path in paths {
-        let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
+        let text = match boundary.read(&path) {
+            Ok(text) => text,
+            Err(FileProblem::Io { path, error }) => return Err(ProjectError::Io { path, error }),
+            Err(problem) => {
+                diagnostics.push(file_diagnostic(&mut sources, &problem));
+                continue;
+            }
+        };
         let file = sources.add(path, text);
         match parser::parse(file, &sources.get(file).text) {
             Ok((ast, mut value_errors)) => {
@@ -324,7 +341,7 @@ pub fn load(settings_path: &Path, extra: &BTreeSet<PathBuf>) -> Result<Checked, 
         Some(settings) => {
             let dir = settings.templates_dir();
             let (set, mut problems) =
-                templates::load(settings, &mut sources).map_err(io_error(&dir))?;
+                templates::load(settings, &boundary, &mut sources).map_err(io_error(&dir))?;
             diagnostics.append(&mut problems);
             Some(set)
         }
@@ -360,4 +377,37 @@ pub fn load(settings_path: &Path, extra: &BTreeSet<PathBuf>) -> Result<Checked, 
         files,
         templates,
     })
+}
+
+/// A file that cannot be read, as a diagnostic at the file (at the bad
+/// byte for text that is not UTF-8).
+pub fn file_diagnostic(sources: &mut SourceMap, problem: &FileProblem) -> Diagnostic {
+    let (text, at) = match problem {
+        FileProblem::NotUtf8 { valid, .. } => (valid.clone(), valid.len()),
+        _ => (String::new(), 0),
+    };
+    let code = match problem {
+        FileProblem::Outside { .. } | FileProblem::Loop { .. } | FileProblem::Dangling { .. } => {
+            Code::OutsideProject
+        }
+        FileProblem::TooLarge { .. } => Code::TooLarge,
+        FileProblem::NotUtf8 { .. } | FileProblem::Io { .. } => Code::Unreadable,
+    };
+    let help = match code {
+        Code::OutsideProject => "keep journeys and templates inside the project folder; copy the file in instead of linking it",
+        Code::TooLarge => "split the file",
+        _ => "save the file as UTF-8",
+    };
+    let file = sources.add(problem.path().to_path_buf(), text);
+    Diagnostic::new(
+        code,
+        Span::new(file, at, at),
+        format!("`{}` {}", problem.path().display(), problem.message()),
+    )
+    .label(if matches!(problem, FileProblem::NotUtf8 { .. }) {
+        "not UTF-8 from here"
+    } else {
+        "refused"
+    })
+    .help(help)
 }

@@ -699,7 +699,11 @@ impl Settings {
         path: &Path,
         sources: &mut SourceMap,
     ) -> Result<Result<Settings, Diagnostic>, std::io::Error> {
-        let text = std::fs::read_to_string(path)?;
+        let text = match crate::files::Boundary::of_settings(path).read(path) {
+            Ok(text) => text,
+            Err(crate::files::FileProblem::Io { error, .. }) => return Err(error),
+            Err(problem) => return Ok(Err(crate::project::file_diagnostic(sources, &problem))),
+        };
         let file = sources.add(path.to_path_buf(), text);
         Ok(Settings::parse(file, sources).map(|mut settings| {
             settings.root = path.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -715,6 +719,9 @@ impl Settings {
         } else {
             source.text.as_str()
         };
+        if let Some(at) = crate::files::yaml_too_deep(text) {
+            return Err(crate::templates::too_deep_yaml(file, at, "journeyc.yaml"));
+        }
         let mut settings: Settings = serde_yaml::from_str(text).map_err(|error| {
             let (start, end) = match error.location() {
                 Some(location) => {
@@ -771,6 +778,36 @@ impl Settings {
         for stage in &self.stages {
             if !seen.insert(stage) {
                 return Err(at_key(stage, format!("stage `{stage}` is listed twice")));
+            }
+        }
+        if let Some(email) = &self.channels.email {
+            for (key, value) in [
+                ("from", Some(&email.from)),
+                ("reply_to", email.reply_to.as_ref()),
+            ] {
+                let Some(value) = value else { continue };
+                if let Err(reason) = crate::message::check_mailbox(value) {
+                    return Err(at_key(
+                        key,
+                        format!("`{key}: {value}` is not an email address: {reason}"),
+                    )
+                    .help("write `Name <address@example.com>` or `address@example.com`"));
+                }
+            }
+            if let Some(url) = email
+                .transport
+                .as_ref()
+                .and_then(|transport| transport.url.as_ref())
+            {
+                let authority = url.split_once("://").map_or("", |(_, rest)| rest);
+                let authority = authority.split(['/', '?']).next().unwrap_or("");
+                if authority
+                    .rsplit_once('@')
+                    .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+                {
+                    return Err(at_key("url", "the transport URL holds a password, in the repository".to_string())
+                        .help("remove it; name environment variables with `username_env` and `password_env`, or give the whole URL in `url_env`"));
+                }
             }
         }
         if let Some(sms) = &self.channels.sms {

@@ -1,6 +1,8 @@
 //! The command line as a user meets it: full output and exit codes.
 
 mod common;
+#[path = "cli/hostile.rs"]
+mod hostile;
 
 use common::{journeyc as run_in, root, snapshot_settings, text};
 use std::path::Path;

@@ -423,11 +423,18 @@ pub fn caps_always_defer(
         for &first in order.iter().filter(|&&node| sends_on(node)) {
             // longest[node][k]: the slowest arrival at `node` having sent k
             // more times on the channel since `first` (k <= window).
+            // Only the nodes reached with at most `window` sends since
+            // `first` are visited, in topological order (a heap of their
+            // ranks): the check costs what the window holds per send, not
+            // the whole journey.
             let mut longest: BTreeMap<NodeIndex, Vec<Option<u64>>> = BTreeMap::new();
             let mut initial = vec![None; window + 1];
             initial[0] = Some(0);
             longest.insert(first, initial);
-            for &node in &order[position[&first]..] {
+            let mut frontier = std::collections::BinaryHeap::new();
+            frontier.push(std::cmp::Reverse(position[&first]));
+            while let Some(std::cmp::Reverse(rank)) = frontier.pop() {
+                let node = order[rank];
                 let Some(arrivals) = longest.get(&node).cloned() else {
                     continue;
                 };
@@ -470,9 +477,10 @@ pub fn caps_always_defer(
                             }
                             diagnostics.push(diagnostic);
                         }
-                        let slots = longest
-                            .entry(next)
-                            .or_insert_with(|| vec![None; window + 1]);
+                        let slots = longest.entry(next).or_insert_with(|| {
+                            frontier.push(std::cmp::Reverse(position[&next]));
+                            vec![None; window + 1]
+                        });
                         if slots[count_after].is_none_or(|known| known < at) {
                             slots[count_after] = Some(at);
                         }

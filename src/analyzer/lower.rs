@@ -103,6 +103,21 @@ impl<'d> Lowerer<'d> {
         }
     }
 
+    /// Only the start: the journey is refused (too large to draw), and
+    /// the commands that need its steps stop on that error.
+    pub fn lower_start(mut self, journey: &ast::Journey) -> Lowered {
+        let start = self.add(
+            &Id::new("@start", "@start"),
+            NodeKind::Start,
+            journey.name.span,
+        );
+        Lowered {
+            graph: self.graph,
+            start,
+            labels: HashMap::new(),
+        }
+    }
+
     fn add(&mut self, id: &Id, kind: NodeKind, span: Span) -> NodeIndex {
         let print = fingerprint(&kind);
         self.graph.add_node(Node {
@@ -526,6 +541,25 @@ pub fn labels_in_repeats(steps: &[Step], inside: bool, out: &mut Vec<(String, bo
             labels_in_repeats(&block.steps, nested, out);
         }
     }
+}
+
+/// How many steps `steps` become once every `repeat` is unrolled (each
+/// repeat also adds its pauses), saturating instead of overflowing, so a
+/// journey too large to compile is refused before it is drawn.
+pub fn unrolled_size(steps: &[Step]) -> u64 {
+    steps.iter().fold(0u64, |total, step| {
+        let inner = child_blocks(&step.kind).iter().fold(0u64, |sum, block| {
+            sum.saturating_add(unrolled_size(&block.steps))
+        });
+        let own = match &step.kind {
+            StepKind::Repeat { count, .. } => {
+                let count = count.node.clamp(1, super::MAX_REPEAT);
+                inner.saturating_add(1).saturating_mul(count)
+            }
+            _ => inner.saturating_add(1),
+        };
+        total.saturating_add(own)
+    })
 }
 
 /// The blocks nested directly in a step.

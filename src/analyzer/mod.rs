@@ -22,6 +22,8 @@ use types::{quoted_list, zero_duration, Names, Scope, Type, TypeChecker};
 
 /// The most repetitions a `repeat` may unroll into.
 pub const MAX_REPEAT: u64 = 100;
+/// The most steps one journey may have once its repeats are unrolled.
+pub const MAX_STEPS: u64 = 10_000;
 
 /// What the analyzer produces for one project.
 #[derive(Debug, Default)]
@@ -380,6 +382,31 @@ impl JourneyAnalyzer<'_, '_> {
         }
         self.duplicate_labels(&steps);
         self.steps(&steps, scope);
+
+        let size = lower::unrolled_size(&steps);
+        if size > MAX_STEPS {
+            self.report(
+                Diagnostic::new(
+                    Code::TooLarge,
+                    journey.name.span,
+                    format!(
+                        "journey `{}` has {} steps once its repeats are unrolled, more than {MAX_STEPS}",
+                        journey.name.node,
+                        if size == u64::MAX { "too many".to_string() } else { size.to_string() }
+                    ),
+                )
+                .label("too large to compile")
+                .help("repeat fewer times, or move the repeated part into a journey of its own joined by `handoff`"),
+            );
+            let lowered = lower::Lowerer::new(self.diagnostics).lower_start(journey);
+            return CompiledJourney::new(
+                journey.name.node.clone(),
+                journey.span,
+                rules,
+                lowered.graph,
+                lowered.start,
+            );
+        }
 
         let reported_before = self.diagnostics.len();
         let lowered = lower::Lowerer::new(self.diagnostics).lower(journey);

@@ -35,6 +35,10 @@ pub enum Attempt {
         error: String,
         bounce: Option<&'static str>,
     },
+    /// The provider refused journeyc itself (SMTP 530/534/535/538, HTTP
+    /// 401: wrong or missing credentials): no message can go until that
+    /// is fixed, so delivery stops and the message stays queued.
+    Refused { error: String },
 }
 
 impl Attempt {
@@ -139,17 +143,27 @@ impl EmailSender {
         {
             return Ok(EmailSender::Files(root.join(folder)));
         }
+        let shown = redacted(&url);
         if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
             return Err(format!(
-                "{what}: `{url}` is not an smtp://, smtps:// or file: URL"
+                "{what}: `{shown}` is not an smtp://, smtps:// or file: URL"
             ));
         }
-        let mut builder =
-            SmtpTransport::from_url(&url).map_err(|error| format!("{what}: `{url}`: {error}"))?;
+        let security = SmtpSecurity::of(&url);
+        if security.password_in_url && transport.url.is_some() {
+            return Err(format!(
+                "{what}: the URL `{shown}` in journeyc.yaml holds a password; keep credentials out of the repository: name environment variables with `username_env` and `password_env` (or give the whole URL in `url_env`)"
+            ));
+        }
+        let lettre_url = security.without_tls_none(&url);
+        let mut builder = SmtpTransport::from_url(&lettre_url)
+            .map_err(|error| format!("{what}: `{shown}`: {}", redacted(&error.to_string())))?;
+        let mut logs_in = security.password_in_url;
         match (&transport.username_env, &transport.password_env) {
             (Some(user), Some(password)) => {
                 let read = |name: &str| env(name).map_err(|error| format!("{what}: {error}"));
                 builder = builder.credentials(Credentials::new(read(user)?, read(password)?));
+                logs_in = true;
             }
             (None, None) => {}
             _ => {
@@ -157,6 +171,18 @@ impl EmailSender {
                     "{what}: give both `username_env` and `password_env`, or neither"
                 ))
             }
+        }
+        if logs_in && !security.encrypted && !security.loopback {
+            if !security.tls_none {
+                return Err(format!(
+                    "{what}: `{shown}` would send the password in clear text (SMTP AUTH without TLS); use smtps:// or add ?tls=required, or add ?tls=none to send it unencrypted all the same"
+                ));
+            }
+            tracing::warn!(
+                url = %shown,
+                "SMTP AUTH without TLS (?tls=none): the password crosses the network in clear text"
+            );
+            eprintln!("warning: {what}: `{shown}` sends the password in clear text (?tls=none)");
         }
         if let Some(ca_file) = &transport.ca_file {
             builder = builder.tls(company_tls(&url, &root.join(ca_file), what)?);
@@ -183,6 +209,104 @@ impl EmailSender {
             },
         }
     }
+}
+
+/// What an SMTP URL says about the safety of logging in.
+struct SmtpSecurity {
+    /// `smtps://` or `?tls=required`: AUTH goes only over TLS.
+    encrypted: bool,
+    /// `?tls=none`: the user accepted no TLS explicitly.
+    tls_none: bool,
+    /// The host is this machine (`localhost`, `127.0.0.0/8`, `::1`).
+    loopback: bool,
+    password_in_url: bool,
+}
+
+impl SmtpSecurity {
+    fn of(url: &str) -> SmtpSecurity {
+        let (scheme, rest) = url.split_once("://").unwrap_or(("smtp", url));
+        let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+        let (userinfo, host_port) = authority.rsplit_once('@').unwrap_or(("", authority));
+        let host = if let Some(bracketed) = host_port.strip_prefix('[') {
+            bracketed.split(']').next().unwrap_or(bracketed)
+        } else {
+            host_port.split(':').next().unwrap_or(host_port)
+        };
+        let query = rest.split_once('?').map_or("", |(_, query)| query);
+        let tls = query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("tls="))
+            .unwrap_or("");
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|address| address.is_loopback());
+        SmtpSecurity {
+            encrypted: scheme == "smtps" || tls == "required",
+            tls_none: tls == "none",
+            loopback,
+            password_in_url: userinfo.contains(':'),
+        }
+    }
+
+    /// The URL as lettre takes it: `tls=none` is journeyc's word for
+    /// lettre's default (no TLS).
+    fn without_tls_none(&self, url: &str) -> String {
+        if !self.tls_none {
+            return url.to_string();
+        }
+        let Some((base, query)) = url.split_once('?') else {
+            return url.to_string();
+        };
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|pair| *pair != "tls=none")
+            .collect();
+        if kept.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        }
+    }
+}
+
+/// A URL (or a text holding URLs) with the password of each
+/// `scheme://user:password@host` replaced by `***`, for messages and logs.
+pub fn redacted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (before, after) = rest.split_at(at + 3);
+        out.push_str(before);
+        let end = after
+            .find(|c: char| {
+                c == '/'
+                    || c == '?'
+                    || c == '#'
+                    || c.is_whitespace()
+                    || c == '`'
+                    || c == '\''
+                    || c == '"'
+            })
+            .unwrap_or(after.len());
+        let authority = &after[..end];
+        match authority.rsplit_once('@') {
+            Some((userinfo, host)) => {
+                let user = userinfo.split(':').next().unwrap_or("");
+                if userinfo.contains(':') {
+                    out.push_str(user);
+                    out.push_str(":***@");
+                    out.push_str(host);
+                } else {
+                    out.push_str(authority);
+                }
+            }
+            None => out.push_str(authority),
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// TLS as the URL asks for it (`smtps://` from the start; `?tls=required`
@@ -221,7 +345,8 @@ fn company_tls(url: &str, ca_file: &Path, what: &str) -> Result<Tls, String> {
         Tls::Opportunistic(parameters)
     } else {
         return Err(format!(
-            "{what}: `ca_file` is set but `{url}` uses no TLS; use smtps:// or add ?tls=required"
+            "{what}: `ca_file` is set but `{}` uses no TLS; use smtps:// or add ?tls=required",
+            redacted(url)
         ));
     })
 }
@@ -239,9 +364,12 @@ fn queue_id(line: &str) -> String {
 /// permanent, and 550, 551 and 553 (no such mailbox, not local, bad
 /// mailbox name) are hard bounces.
 fn smtp_failure(error: &lettre::transport::smtp::Error) -> Attempt {
-    let text = error.to_string();
+    let text = redacted(&error.to_string());
+    let code = error.status().map(|code| code.to_string());
+    if matches!(code.as_deref(), Some("530" | "534" | "535" | "538")) {
+        return Attempt::Refused { error: text };
+    }
     if error.is_permanent() {
-        let code = error.status().map(|code| code.to_string());
         let bounce = matches!(code.as_deref(), Some("550" | "551" | "553")).then_some("bounced");
         return Attempt::Permanent {
             error: text,
@@ -265,7 +393,7 @@ fn http_outcome(
         Err(error) => {
             return (
                 Attempt::Temporary {
-                    error: format!("no answer: {error}"),
+                    error: redacted(&format!("no answer: {error}")),
                     retry_after: None,
                 },
                 None,
@@ -299,6 +427,9 @@ fn http_outcome(
         429 | 500..=599 => Attempt::Temporary {
             error: format!("HTTP {status}: {summary}"),
             retry_after,
+        },
+        401 => Attempt::Refused {
+            error: format!("HTTP 401 (the credentials were refused): {summary}"),
         },
         _ => Attempt::Permanent {
             error: format!("HTTP {status}: {summary}"),
@@ -464,6 +595,7 @@ pub fn body_template(
 ) -> Result<minijinja::Environment<'static>, String> {
     let mut environment = minijinja::Environment::new();
     environment.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    environment.set_fuel(Some(crate::templates::FUEL));
     environment
         .add_template_owned("body", source)
         .map_err(|error| format!("{what}: the body template: {error}"))?;
@@ -477,7 +609,7 @@ pub fn render_json(
 ) -> Result<String, String> {
     let text = environment
         .get_template("body")
-        .and_then(|template| template.render(context))
+        .and_then(|template| crate::templates::render_bounded(&template, context))
         .map_err(|error| format!("cannot render the body: {error}"))?;
     serde_json::from_str::<Json>(&text)
         .map_err(|error| format!("the rendered body is not JSON ({error}): {text}"))?;

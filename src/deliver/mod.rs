@@ -263,6 +263,11 @@ fn settle(
             });
             Settle::Failed { error, suppression }
         }
+        // Not an attempt: the message waits for the credentials.
+        Attempt::Refused { error } => Settle::Held {
+            until: Timestamp::from(now),
+            note: format!("not sent: {error}"),
+        },
     }
 }
 
@@ -987,6 +992,7 @@ pub fn deliver_at(
 
         let mut in_flight = 0usize;
         let mut exhausted = channels.is_empty();
+        let mut refused: Option<String> = None;
         let mut outcomes: Vec<(i64, Settle, Channel)> = Vec::new();
         let mut last_settle = Instant::now();
         loop {
@@ -1031,6 +1037,11 @@ pub fn deliver_at(
                         next.take().or_else(|| results_rx.try_recv().ok())
                     {
                         in_flight -= 1;
+                        if let Attempt::Refused { error } = &sent.attempt {
+                            exhausted = true;
+                            refused
+                                .get_or_insert_with(|| format!("{}: {error}", claimed.row.channel));
+                        }
                         let outcome = settle(
                             settings,
                             now,
@@ -1052,7 +1063,12 @@ pub fn deliver_at(
         }
         drop(queues);
         record(store, &claimer, now, &mut outcomes, &mut report)?;
-        Ok(())
+        match refused {
+            Some(error) => Err(usage(format!(
+                "delivery stopped: the provider refused journeyc's credentials ({error}); nothing was marked failed, the messages stay queued for the next `journeyc deliver`"
+            ))),
+            None => Ok(()),
+        }
     })?;
 
     report.seconds = started.elapsed().as_secs_f64();

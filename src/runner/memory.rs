@@ -164,7 +164,12 @@ fn compile(settings: &str, source: &str) -> Compiled {
         .filter(|d| d.severity == crate::diagnostic::Severity::Error)
         .collect();
     assert!(errors.is_empty(), "{errors:?}");
-    let (templates, _) = crate::templates::load(&settings, &mut sources).expect("templates");
+    let (templates, _) = crate::templates::load(
+        &settings,
+        &crate::files::Boundary::of_folder(&settings.root),
+        &mut sources,
+    )
+    .expect("templates");
     Compiled {
         _dir: dir,
         settings,

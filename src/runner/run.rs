@@ -31,14 +31,30 @@ fn usage(message: impl Into<String>) -> CommandError {
 }
 
 /// `--now`: an RFC 3339 instant, or the clock (to the second).
+/// `--now` must lie between [`NOW_FROM`] and [`NOW_UNTIL`]: a run
+/// centuries away is a typo, and its waits would run past the calendar.
 pub(crate) fn parse_now(now: Option<&str>) -> Result<DateTime<Utc>, CommandError> {
-    match now {
-        None => Ok(Timestamp::now().utc()),
-        Some(text) => Timestamp::parse(text)
-            .map(Timestamp::utc)
-            .map_err(|error| usage(format!("`--now {text}` is {error}"))),
+    let moment = match now {
+        None => Timestamp::now(),
+        Some(text) => {
+            Timestamp::parse(text).map_err(|error| usage(format!("`--now {text}` is {error}")))?
+        }
+    };
+    let (from, until) = (
+        Timestamp::parse(NOW_FROM).unwrap_or(Timestamp::MIN),
+        Timestamp::parse(NOW_UNTIL).unwrap_or(Timestamp::MAX),
+    );
+    if moment < from || moment > until {
+        return Err(usage(format!(
+            "`--now {}` is outside the times journeyc runs at ({NOW_FROM} to {NOW_UNTIL})",
+            now.unwrap_or("(the clock)")
+        )));
     }
+    Ok(moment.utc())
 }
+
+pub const NOW_FROM: &str = "2000-01-01T00:00:00Z";
+pub const NOW_UNTIL: &str = "2199-12-31T23:59:59Z";
 
 /// The content hash of a journey: its compiled graph and rules, so edits
 /// to comments or layout are not a new version.

@@ -26,6 +26,7 @@ pub fn check(
     let mut checker = Checker {
         settings,
         set,
+        sources,
         diagnostics: Vec::new(),
         reported: HashSet::new(),
     };
@@ -41,6 +42,7 @@ pub fn check(
 struct Checker<'a> {
     settings: &'a Settings,
     set: &'a TemplateSet,
+    sources: &'a SourceMap,
     diagnostics: Vec<Diagnostic>,
     /// (file, offset, code) already reported: a template used by several
     /// steps is reported once.
@@ -59,6 +61,28 @@ impl Checker<'_> {
 
     /// Checks that hold for the template whoever uses it.
     fn template(&mut self, template: &Template) {
+        for (key, value) in [("from", &template.from), ("reply_to", &template.reply_to)] {
+            let Some(value) = value else { continue };
+            if let Err(reason) = crate::message::check_mailbox(value) {
+                let text = &self.sources.get(template.file).text;
+                let start = text
+                    .match_indices(&format!("{key}:"))
+                    .find(|(at, _)| *at == 0 || text[..*at].ends_with('\n'))
+                    .map_or(0, |(at, _)| at);
+                let end = text[start..]
+                    .find('\n')
+                    .map_or(text.len(), |length| start + length);
+                self.report(
+                    Diagnostic::new(
+                        Code::TemplateSyntax,
+                        Span::new(template.file, start, end),
+                        format!("`{key}: {value}` is not an email address: {reason}"),
+                    )
+                    .label("in the front matter")
+                    .help("write `Name <address@example.com>` or `address@example.com`"),
+                );
+            }
+        }
         if template.channel == Channel::Email {
             let subject = template
                 .part("subject")
@@ -361,17 +385,15 @@ impl Checker<'_> {
     /// kind of value fails here rather than on the night of sending.
     fn sample_render(&mut self, template: &Template, context: &Value) {
         for part in &template.parts {
+            // A part that does not compile was reported already.
+            if self.set.env.get_template(&part.key).is_err() {
+                continue;
+            }
             if let Err(error) = self.set.render_part(part, context) {
-                let relevant = matches!(
-                    error.kind(),
-                    ErrorKind::InvalidOperation
-                        | ErrorKind::UnknownFilter
-                        | ErrorKind::UnknownFunction
-                        | ErrorKind::UnknownTest
-                        | ErrorKind::MissingArgument
-                        | ErrorKind::TooManyArguments
-                        | ErrorKind::BadSerialization
-                );
+                // Whatever fails for the sample contact fails when sent;
+                // only a missing value is the variable checks' business
+                // (a sample cannot hold every optional field).
+                let relevant = error.kind() != ErrorKind::UndefinedError;
                 if relevant {
                     let mut diagnostic = super::template_error(template.file, part, &error);
                     diagnostic.message =

@@ -51,15 +51,33 @@ fn date(
     };
     if let Ok(moment) = DateTime::parse_from_rfc3339(text) {
         let local = timezone(state, default_timezone).from_utc_datetime(&moment.naive_utc());
-        return Ok(local.format(format.unwrap_or(date_time_format)).to_string());
+        return formatted(local.format(format.unwrap_or(date_time_format)), format);
     }
     if let Ok(day) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(day.format(format.unwrap_or(date_format)).to_string());
+        return formatted(day.format(format.unwrap_or(date_format)), format);
     }
     Err(Error::new(
         ErrorKind::InvalidOperation,
         format!("`date` cannot read `{text}`: expected 2026-09-25 or an RFC 3339 time"),
     ))
+}
+
+/// Writes a date with a format the template gave; chrono reports a format
+/// it cannot read (`%Q`, a lone `%`) as a formatting error, which becomes
+/// the template's error instead of a crash.
+fn formatted(date: impl std::fmt::Display, format: Option<&str>) -> Result<String, Error> {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    write!(text, "{date}").map_err(|_| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!(
+                "`date` cannot use the format `{}`: use strftime codes such as `%Y-%m-%d %H:%M`",
+                format.unwrap_or_default()
+            ),
+        )
+    })?;
+    Ok(text)
 }
 
 /// Unlike Jinja's own, an empty field counts as missing: a contact whose

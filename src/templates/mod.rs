@@ -11,7 +11,7 @@ mod filters;
 pub mod sms;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
 use serde::Deserialize;
@@ -211,9 +211,20 @@ pub struct Template {
     pub from: Option<String>,
     pub reply_to: Option<String>,
     pub parts: Vec<Part>,
+    /// The file and its text, so render errors at delivery name the
+    /// file's own line.
+    pub path: PathBuf,
+    pub source: String,
 }
 
 impl Template {
+    /// `path:line:column` of a render error in `part`.
+    pub fn locate(&self, part: &Part, error: &minijinja::Error) -> String {
+        let span = template_error(self.file, part, error).span;
+        let (line, column) = crate::files::line_column(&self.source, span.start as usize);
+        format!("{}:{line}:{column}", self.path.display())
+    }
+
     pub fn part(&self, name: &str) -> Option<&Part> {
         self.parts.iter().find(|part| part.name == name)
     }
@@ -258,7 +269,7 @@ impl TemplateSet {
 
     /// Renders one part with a context; the error names the template.
     pub fn render_part(&self, part: &Part, context: &Value) -> Result<String, minijinja::Error> {
-        self.env.get_template(&part.key)?.render(context.clone())
+        render_bounded(&self.env.get_template(&part.key)?, context.clone())
     }
 }
 
@@ -292,9 +303,56 @@ pub fn context(
 
 /// The environment every template renders in: strict about undefined
 /// names, HTML-escaping only the `html` parts, with journeyc's filters.
+/// How many instructions one rendering may take: a loop a template runs
+/// without end stops here with an error instead of holding up the night.
+/// The shipped templates take a few hundred.
+pub const FUEL: u64 = 1_000_000;
+
+/// How much text one rendering may write (1 MiB): more is no message a
+/// person reads, and the night must not run out of memory writing it.
+pub const MAX_OUTPUT: usize = 1 << 20;
+
+/// Renders with [`MAX_OUTPUT`] as the bound on what it writes (the
+/// environment's fuel bounds the time).
+pub fn render_bounded(
+    template: &minijinja::Template<'_, '_>,
+    context: Value,
+) -> Result<String, minijinja::Error> {
+    struct Bounded(Vec<u8>);
+    impl std::io::Write for Bounded {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            if self.0.len() + bytes.len() > MAX_OUTPUT {
+                return Err(std::io::Error::other("output limit"));
+            }
+            self.0.extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut out = Bounded(Vec::new());
+    match template.render_captured_to(context, &mut out) {
+        Ok(_) => String::from_utf8(out.0).map_err(|_| {
+            minijinja::Error::new(
+                minijinja::ErrorKind::BadSerialization,
+                "the output is not UTF-8",
+            )
+        }),
+        Err(error) if error.kind() == minijinja::ErrorKind::WriteFailure => {
+            Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                format!("the template writes more than {} KiB", MAX_OUTPUT / 1024),
+            ))
+        }
+        Err(error) => Err(error),
+    }
+}
+
 pub fn environment(settings: &Settings) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_fuel(Some(FUEL));
     // Block tags on their own lines leave no blank lines behind.
     if let Ok(syntax) = minijinja::syntax::SyntaxConfig::builder()
         .trim_blocks(true)
@@ -323,6 +381,7 @@ pub fn environment(settings: &Settings) -> Environment<'static> {
 /// is an I/O error.
 pub fn load(
     settings: &Settings,
+    boundary: &crate::files::Boundary,
     sources: &mut SourceMap,
 ) -> Result<(TemplateSet, Vec<Diagnostic>), std::io::Error> {
     let dir = settings.templates_dir();
@@ -336,9 +395,26 @@ pub fn load(
     if !dir.is_dir() {
         return Ok((set, diagnostics));
     }
-    let mut files = Vec::new();
-    collect_files(&dir, &mut files)?;
-    files.sort();
+    let files = match boundary.walk(&dir, &|path, _| {
+        path.extension()
+            .and_then(|extension| extension.to_str())
+            .and_then(channel_of_extension)
+            .is_some()
+    }) {
+        Ok((files, problems)) => {
+            diagnostics.extend(
+                problems
+                    .iter()
+                    .map(|problem| crate::project::file_diagnostic(sources, problem)),
+            );
+            files
+        }
+        Err(crate::files::FileProblem::Io { error, .. }) => return Err(error),
+        Err(problem) => {
+            diagnostics.push(crate::project::file_diagnostic(sources, &problem));
+            return Ok((set, diagnostics));
+        }
+    };
     for path in files {
         let Some(channel) = path
             .extension()
@@ -353,10 +429,19 @@ pub fn load(
             .map(|part| part.as_os_str().to_string_lossy())
             .collect::<Vec<_>>()
             .join("/");
-        let text = std::fs::read_to_string(&path)?;
+        let text = match boundary.read(&path) {
+            Ok(text) => text,
+            Err(crate::files::FileProblem::Io { error, .. }) => return Err(error),
+            Err(problem) => {
+                diagnostics.push(crate::project::file_diagnostic(sources, &problem));
+                set.broken.insert((channel, name));
+                continue;
+            }
+        };
         let file = sources.add(path.clone(), text);
         match parse_file(&name, channel, file, &sources.get(file).text) {
-            Ok(template) => {
+            Ok(mut template) => {
+                template.path.clone_from(&path);
                 for part in &template.parts {
                     if let Err(error) = set
                         .env
@@ -376,16 +461,18 @@ pub fn load(
     Ok((set, diagnostics))
 }
 
-fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), std::io::Error> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            collect_files(&path, out)?;
-        } else {
-            out.push(path);
-        }
-    }
-    Ok(())
+/// YAML nested deeper than [`crate::files::MAX_YAML_DEPTH`], at `at`.
+pub fn too_deep_yaml(file: FileId, at: usize, what: &str) -> Diagnostic {
+    Diagnostic::new(
+        Code::TooDeep,
+        Span::new(file, at, at + 1),
+        format!(
+            "{what} nests deeper than {} levels",
+            crate::files::MAX_YAML_DEPTH
+        ),
+    )
+    .label("too deep")
+    .help("flatten the YAML")
 }
 
 /// A minijinja error in a part, at its place in the file.
@@ -533,8 +620,16 @@ fn parse_file(
         from: None,
         reply_to: None,
         parts: Vec::new(),
+        path: PathBuf::new(),
+        source: text.to_string(),
     };
     let front = front_matter(text);
+    if let Some(front) = &front {
+        if let Some(at) = crate::files::yaml_too_deep(front.yaml) {
+            let at = front.yaml_offset + at;
+            return Err(too_deep_yaml(file, at, "the front matter"));
+        }
+    }
     if channel != Channel::Email {
         let (body, body_offset) = match &front {
             Some(front) => {
@@ -611,10 +706,11 @@ fn blocks(file: FileId, body: &str, body_offset: usize) -> Result<Vec<Part>, Dia
     let mut search = 0;
     while let Some(found) = body[search..].find("{%") {
         let tag_start = search + found;
-        let Some(tag_length) = body[tag_start..].find("%}") else {
+        // `{%}` is no tag: its `%}` starts inside the `{%`.
+        let Some(tag_length) = body[tag_start + 2..].find("%}") else {
             break;
         };
-        let tag_end = tag_start + tag_length + 2;
+        let tag_end = tag_start + 2 + tag_length + 2;
         let inner = body[tag_start + 2..tag_end - 2]
             .trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
         let words: Vec<&str> = inner.split_whitespace().collect();
