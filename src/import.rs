@@ -593,7 +593,7 @@ fn event_row(settings: &Settings, cells: &Map<String, Json>) -> Result<Event, St
         name,
         at: crate::model::Timestamp::from(at),
         seq: 0,
-        properties,
+        properties: properties.into(),
     })
 }
 

@@ -147,7 +147,7 @@ fn contact_from_store(
             .into_iter()
             .rev()
             .find(|candidate| candidate.name == name)
-            .map(|candidate| candidate.properties)
+            .map(|candidate| candidate.properties.into_map())
             .unwrap_or_default(),
         None => Fields::new(),
     };

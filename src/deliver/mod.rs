@@ -449,7 +449,7 @@ fn job<'c, S: Store + Outbox>(
                         .rev()
                         .find(|event| event.name == *name && event.at <= row.send_at)
                 })
-                .map(|event| event.properties.clone())
+                .map(|event| event.properties.map().clone())
                 .unwrap_or_default()
         }
         None => Map::new(),

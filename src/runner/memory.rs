@@ -234,7 +234,7 @@ fn event(id: &str, contact: &str, name: &str, when: DateTime<Utc>, seq: i64) -> 
         name: name.into(),
         at: Timestamp::from(when),
         seq,
-        properties: Map::new(),
+        properties: Map::new().into(),
     }
 }
 

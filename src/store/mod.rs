@@ -37,7 +37,62 @@ pub struct Event {
     /// the events that had arrived when it started, and knows which ones
     /// came after an earlier run had passed their time.
     pub seq: i64,
-    pub properties: Map<String, Json>,
+    pub properties: Properties,
+}
+
+/// An event's properties. Read from the store they stay the JSON text
+/// until something looks into them: a night reads every event of every
+/// contact, and most are only counted or matched by name.
+#[derive(Debug, Clone, Default)]
+pub struct Properties {
+    text: Option<String>,
+    parsed: std::sync::OnceLock<Map<String, Json>>,
+}
+
+impl Properties {
+    /// Properties stored as a JSON object's text.
+    pub fn from_text(text: String) -> Properties {
+        Properties {
+            text: Some(text),
+            parsed: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The properties, parsed on first use (text that is not a JSON
+    /// object reads as no properties).
+    pub fn map(&self) -> &Map<String, Json> {
+        self.parsed.get_or_init(|| match &self.text {
+            Some(text) => match serde_json::from_str(text) {
+                Ok(Json::Object(object)) => object,
+                _ => Map::new(),
+            },
+            None => Map::new(),
+        })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Json> {
+        self.map().get(name)
+    }
+
+    pub fn into_map(self) -> Map<String, Json> {
+        self.map();
+        self.parsed.into_inner().unwrap_or_default()
+    }
+}
+
+impl From<Map<String, Json>> for Properties {
+    fn from(map: Map<String, Json>) -> Properties {
+        Properties {
+            text: None,
+            parsed: std::sync::OnceLock::from(map),
+        }
+    }
+}
+
+impl PartialEq for Properties {
+    fn eq(&self, other: &Properties) -> bool {
+        self.map() == other.map()
+    }
 }
 
 #[derive(Debug)]

@@ -462,7 +462,7 @@ impl ImportSink for Sink<'_> {
     }
 
     fn put_event(&mut self, event: &Event) -> Result<bool, StoreError> {
-        let properties = Json::Object(event.properties.clone()).to_string();
+        let properties = Json::Object(event.properties.map().clone()).to_string();
         let inserted = self
             .transaction
             .prepare_cached("INSERT INTO events (id, contact_id, name, at, seq, properties) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING")
@@ -566,7 +566,7 @@ fn read_events(
                 name: row.get(1)?,
                 at: time(row, 2)?,
                 seq: row.get(3)?,
-                properties: parse_object(&row.get::<_, String>(4)?),
+                properties: crate::store::Properties::from_text(row.get(4)?),
             })
         })
         .map_err(database)?;
