@@ -3,6 +3,8 @@
 mod common;
 #[path = "cli/hostile.rs"]
 mod hostile;
+#[path = "cli/mutations.rs"]
+mod mutations;
 
 use common::{journeyc as run_in, root, snapshot_settings, text};
 use std::path::Path;

@@ -1001,3 +1001,123 @@ fn an_untrusted_certificate_sends_nothing() {
         .expect("row");
     assert_eq!(row.status, "pending");
 }
+
+/// A whole scenario (import, nights, delivery over SMTP with a login,
+/// Twilio and webhooks, every reporting command) with trace logs on and
+/// secrets planted in every credential: none of them appears in any output,
+/// log line, written file or the store.
+#[test]
+fn a_full_scenario_with_trace_logs_leaks_no_secret() {
+    let dir = project();
+    let dir = dir.path();
+    edit_settings(
+        dir,
+        "transport: { url_env: JOURNEYC_TEST_SMTP_URL, connections: 4, timeout: 5s }",
+        "transport: { url_env: JOURNEYC_TEST_SMTP_URL, username_env: JOURNEYC_TEST_SMTP_USER, password_env: JOURNEYC_TEST_SMTP_PASSWORD, connections: 4, timeout: 5s }",
+    );
+    edit_settings(
+        dir,
+        "crm: { url_env: JOURNEYC_TEST_CRM_URL, timeout: 2s }",
+        "crm: { url_env: JOURNEYC_TEST_CRM_URL, headers_env: { Authorization: JOURNEYC_TEST_CRM_TOKEN }, timeout: 2s }",
+    );
+    let secrets = [
+        "planted-smtp-password-81",
+        "planted-twilio-token-82",
+        "Bearer planted-crm-token-83",
+        "planted-unsubscribe-secret-84-long-enough",
+    ];
+    let smtp = SmtpServer::start_with_auth("news", secrets[0]);
+    let http = HttpStub::start_with_auth("AC-test", secrets[1]);
+    let base = http.base_url();
+    let env = [
+        ("JOURNEYC_TEST_SMTP_URL", smtp.url()),
+        ("JOURNEYC_TEST_SMTP_USER", "news".to_string()),
+        ("JOURNEYC_TEST_SMTP_PASSWORD", secrets[0].to_string()),
+        ("JOURNEYC_TEST_SMS_URL", base.clone()),
+        ("JOURNEYC_TEST_SMS_SID", "AC-test".into()),
+        ("JOURNEYC_TEST_SMS_TOKEN", secrets[1].to_string()),
+        ("JOURNEYC_TEST_CRM_URL", format!("{base}/crm")),
+        ("JOURNEYC_TEST_CRM_TOKEN", secrets[2].to_string()),
+        ("JOURNEYC_TEST_TEAM_URL", format!("{base}/team")),
+        ("JOURNEYC_UNSUBSCRIBE_SECRET", secrets[3].to_string()),
+        ("JOURNEYC_LOG", "trace".to_string()),
+    ];
+    let mut printed = String::new();
+    let mut step = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_journeyc"))
+            .args(args)
+            .current_dir(dir)
+            .envs(env.iter().map(|(name, value)| (*name, value.as_str())))
+            .output()
+            .expect("journeyc runs");
+        let both = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            matches!(output.status.code(), Some(0 | 1)),
+            "{args:?}: {both}"
+        );
+        printed.push_str(&both);
+    };
+    step(&["run", "--now", "2026-02-28T00:00:00Z"]);
+    std::fs::write(dir.join("contacts.csv"), CONTACTS).expect("write");
+    step(&[
+        "import",
+        "contacts",
+        "contacts.csv",
+        "--now",
+        "2026-03-01T00:00:00Z",
+    ]);
+    step(&["check"]);
+    for now in ["2026-03-01T02:00:00Z", "2026-03-02T02:00:00Z"] {
+        step(&["run", "--now", now]);
+        step(&["deliver", "--now", &now.replace("T02:00", "T02:05")]);
+    }
+    step(&["status", "--format", "json"]);
+    step(&["why", "c-1", "--format", "json"]);
+    step(&["tasks", "--now", "2026-03-02T03:00:00Z"]);
+    step(&["graph", "launch"]);
+    // Something really went out, with the login and the token.
+    assert!(!smtp.received().is_empty(), "{printed}");
+    assert!(!http.requests().is_empty(), "{printed}");
+    assert!(
+        printed.contains("TRACE") || printed.contains("DEBUG"),
+        "trace logs are on"
+    );
+
+    let mut written = vec![std::fs::read(dir.join("journeyc.db")).expect("store")];
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        for entry in std::fs::read_dir(&folder).expect("folder") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                written.push(std::fs::read(&path).expect("file"));
+            }
+        }
+    }
+    let basic = base64_of(&format!("AC-test:{}", secrets[1]));
+    for secret in secrets
+        .iter()
+        .map(|secret| secret.trim_start_matches("Bearer "))
+        .chain([basic.as_str()])
+    {
+        assert!(!printed.contains(secret), "`{secret}` in the output");
+        for bytes in &written {
+            assert!(
+                !bytes
+                    .windows(secret.len())
+                    .any(|window| window == secret.as_bytes()),
+                "`{secret}` in a file the scenario wrote"
+            );
+        }
+    }
+}
+
+fn base64_of(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}

@@ -605,7 +605,9 @@ fn value_offset(text: &str, yaml_offset: usize, yaml: &str, key: &str) -> usize 
     yaml_offset
 }
 
-fn parse_file(
+/// Reads one template file's text (front matter and parts) as the
+/// template `name` of `channel`; the parts are not compiled yet.
+pub fn parse_file(
     name: &str,
     channel: Channel,
     file: FileId,

@@ -1,0 +1,66 @@
+//! An email template: front matter and parts read, each part compiled and
+//! rendered with a sample contact, within journeyc's fuel and output bound.
+#![no_main]
+
+use std::sync::OnceLock;
+
+use journeyc::ast::Channel;
+use journeyc::settings::Settings;
+use journeyc::span::SourceMap;
+use libfuzzer_sys::fuzz_target;
+
+fn settings() -> &'static Settings {
+    static SETTINGS: OnceLock<Settings> = OnceLock::new();
+    SETTINGS.get_or_init(|| {
+        let mut sources = SourceMap::new();
+        let text = include_str!("../../journeys/journeyc.yaml").to_string();
+        let file = sources.add("journeyc.yaml".into(), text);
+        Settings::parse(file, &sources).expect("the shipped settings parse")
+    })
+}
+
+fuzz_target!(|bytes: &[u8]| {
+    let Ok(text) = journeyc::files::decode(std::path::Path::new("fuzz.email"), bytes.to_vec())
+    else {
+        return;
+    };
+    let mut sources = SourceMap::new();
+    let file = sources.add("fuzz.email".into(), text);
+    let channel = if bytes.first().is_some_and(|byte| byte % 2 == 0) {
+        Channel::Email
+    } else {
+        Channel::Sms
+    };
+    let Ok(template) =
+        journeyc::templates::parse_file("fuzz", channel, file, &sources.get(file).text)
+    else {
+        return;
+    };
+    let mut env = journeyc::templates::environment(settings());
+    let context = minijinja_context();
+    for part in &template.parts {
+        if env
+            .add_template_owned(part.key.clone(), part.compiled.clone())
+            .is_ok()
+        {
+            if let Ok(compiled) = env.get_template(&part.key) {
+                let _ = journeyc::templates::render_bounded(&compiled, context.clone());
+            }
+        }
+    }
+});
+
+fn minijinja_context() -> minijinja::Value {
+    minijinja::Value::from_serialize(serde_json_value())
+}
+
+fn serde_json_value(
+) -> std::collections::BTreeMap<&'static str, std::collections::BTreeMap<&'static str, &'static str>>
+{
+    let mut contact = std::collections::BTreeMap::new();
+    contact.insert("first_name", "王芳");
+    contact.insert("timezone", "Asia/Shanghai");
+    let mut root = std::collections::BTreeMap::new();
+    root.insert("contact", contact);
+    root
+}
