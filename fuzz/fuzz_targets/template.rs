@@ -51,16 +51,8 @@ fuzz_target!(|bytes: &[u8]| {
 });
 
 fn minijinja_context() -> minijinja::Value {
-    minijinja::Value::from_serialize(serde_json_value())
-}
-
-fn serde_json_value(
-) -> std::collections::BTreeMap<&'static str, std::collections::BTreeMap<&'static str, &'static str>>
-{
-    let mut contact = std::collections::BTreeMap::new();
-    contact.insert("first_name", "王芳");
-    contact.insert("timezone", "Asia/Shanghai");
-    let mut root = std::collections::BTreeMap::new();
-    root.insert("contact", contact);
-    root
+    minijinja::context! {
+        contact => minijinja::context! { first_name => "王芳", timezone => "Asia/Shanghai" },
+        now => "2026-11-23T10:00:00Z",
+    }
 }

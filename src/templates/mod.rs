@@ -156,7 +156,11 @@ pub fn keep_line_breaks(source: &str) -> (String, Vec<usize>) {
             && !trimmed.ends_with("+%}")
             && line.len() > body.len();
         let standalone = strip_tags(body).trim().is_empty();
-        let Some(tag_start) = trimmed.rfind("{%").filter(|_| ends_with_tag && !standalone) else {
+        // `{%}` is no tag: its `%}` starts inside the `{%`.
+        let Some(tag_start) = trimmed
+            .rfind("{%")
+            .filter(|&at| ends_with_tag && !standalone && at + 4 <= trimmed.len())
+        else {
             out.push_str(line);
             continue;
         };
@@ -816,4 +820,18 @@ fn outside_blocks(
     )
     .label("stands between the blocks")
     .help(help))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the template fuzz target: a line ending in `{%}` made the
+    /// line-break keeper slice backwards.
+    #[test]
+    fn a_line_ending_in_a_bare_percent_tag_is_left_alone() {
+        let (kept, inserted) = keep_line_breaks("Hi }}{%}\nthere\n");
+        assert_eq!(kept, "Hi }}{%}\nthere\n");
+        assert!(inserted.is_empty());
+    }
 }
