@@ -258,22 +258,9 @@ pub fn rule_name(rule: Rule) -> String {
         Rule::goto => "`goto`",
         Rule::end => "`end`",
         Rule::expr | Rule::operand | Rule::prefix_op | Rule::group | Rule::path | Rule::call | Rule::count => "an expression",
-        Rule::infix_op
-        | Rule::op_or
-        | Rule::op_and
-        | Rule::op_eq
-        | Rule::op_ne
-        | Rule::op_le
-        | Rule::op_ge
-        | Rule::op_lt
-        | Rule::op_gt
-        | Rule::op_not_in
-        | Rule::op_in
-        | Rule::op_contains_any
-        | Rule::op_contains
-        | Rule::op_starts_with
-        | Rule::op_ends_with => "an operator",
         Rule::op_not => "`not`",
+        Rule::infix_op => "an operator",
+        rule if is_operator(rule) => "an operator",
         Rule::list => "a list `[...]`",
         Rule::ident | Rule::ident_char | Rule::reserved => "a name",
         Rule::string | Rule::string_inner | Rule::escape => "a string in double quotes",
