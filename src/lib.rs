@@ -5,6 +5,7 @@
 
 pub mod analyzer;
 pub mod ast;
+pub mod cli;
 pub mod commands;
 pub mod deliver;
 pub mod diagnostic;
