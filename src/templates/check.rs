@@ -682,7 +682,9 @@ fn split_top<'t>(text: &'t str, separator: &str) -> Option<Vec<&'t str>> {
             None if c == '"' || c == '\'' => quote = Some(c),
             None if c == '(' => depth += 1,
             None if c == ')' => depth -= 1,
-            None if depth == 0 && text[index..].starts_with(separator) => {
+            // Compared as bytes: `index` may be inside a character (the
+            // separators are ASCII, so a match never is).
+            None if depth == 0 && bytes[index..].starts_with(separator.as_bytes()) => {
                 parts.push(&text[start..index]);
                 index += separator.len();
                 start = index;
@@ -750,6 +752,18 @@ pub fn sample_context(settings: &Settings, message_use: &MessageUse) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the mutated-templates campaign: a condition with Chinese
+    /// text before `and` made the splitter slice inside a character.
+    #[test]
+    fn conditions_with_chinese_text_are_split_on_characters() {
+        assert_eq!(
+            split_top("展！ and contact.city", " and "),
+            Some(vec!["展！", "contact.city"])
+        );
+        let source = "{% if 展 and contact.city %}{{ contact.city }}{% endif %}";
+        assert!(unguarded_optional_uses(source, &["city"]).is_empty());
+    }
 
     #[test]
     fn finds_unguarded_optional_fields() {
