@@ -2,22 +2,12 @@
 //! rendered with a sample contact, within journeyc's fuel and output bound.
 #![no_main]
 
-use std::sync::OnceLock;
+#[path = "shipped.rs"]
+mod shipped;
 
 use journeyc::ast::Channel;
-use journeyc::settings::Settings;
 use journeyc::span::SourceMap;
 use libfuzzer_sys::fuzz_target;
-
-fn settings() -> &'static Settings {
-    static SETTINGS: OnceLock<Settings> = OnceLock::new();
-    SETTINGS.get_or_init(|| {
-        let mut sources = SourceMap::new();
-        let text = include_str!("../../journeys/journeyc.yaml").to_string();
-        let file = sources.add("journeyc.yaml".into(), text);
-        Settings::parse(file, &sources).expect("the shipped settings parse")
-    })
-}
 
 fuzz_target!(|bytes: &[u8]| {
     let Ok(text) = journeyc::files::decode(std::path::Path::new("fuzz.email"), bytes.to_vec())
@@ -36,7 +26,7 @@ fuzz_target!(|bytes: &[u8]| {
     else {
         return;
     };
-    let mut env = journeyc::templates::environment(settings());
+    let mut env = journeyc::templates::environment(shipped::settings());
     let context = minijinja_context();
     for part in &template.parts {
         if env

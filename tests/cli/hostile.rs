@@ -101,6 +101,17 @@ fn welcome() -> Project {
     project
 }
 
+/// The welcome project whose email has `front` in its front matter
+/// (before the subject) and `text` as its text part, from line 5.
+fn welcome_saying(front: &str, text: &str) -> Project {
+    let project = welcome();
+    project.write(
+        "templates/welcome/day0.email",
+        &format!("---\n{front}subject: \"Welcome\"\n---\n{{% block text %}}\n{text}\n{{{{ unsubscribe_url }}}}\n{{% endblock %}}\n"),
+    );
+    project
+}
+
 /// Deploys the journeys, imports `contacts` (CSV) and a sign-up for each
 /// of `ids` at 10:00 in Shanghai, and runs an hour later: each has the
 /// welcome email due at 10:00.
@@ -175,11 +186,7 @@ fn broken_tags_and_date_formats_are_template_errors() {
         ("Hi {{ now | date(\"%Q\") }}", "cannot use the format"),
         ("Hi {{ now | date(\"%Y%\") }}", "cannot use the format"),
     ] {
-        let project = welcome();
-        project.write(
-            "templates/welcome/day0.email",
-            &format!("---\nsubject: \"Welcome\"\n---\n{{% block text %}}\n{body}\n{{{{ unsubscribe_url }}}}\n{{% endblock %}}\n"),
-        );
+        let project = welcome_saying("", body);
         let printed = fails(&within(project.path(), &["check"]), 1);
         assert!(
             printed.contains("error[E201]") && printed.contains(message),
@@ -270,11 +277,7 @@ fn runaway_templates_stop_with_a_located_error() {
         "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
         "{% for i in range(100000) %}{{ \"x\" * 100000 }}{% endfor %}",
     ] {
-        let project = welcome();
-        project.write(
-            "templates/welcome/day0.email",
-            &format!("---\nsubject: \"Welcome\"\n---\n{{% block text %}}\n{body}\n{{{{ unsubscribe_url }}}}\n{{% endblock %}}\n"),
-        );
+        let project = welcome_saying("", body);
         let printed = fails(&within(project.path(), &["check"]), 1);
         assert!(printed.contains("error[E201]"), "{printed}");
         assert!(
@@ -611,11 +614,7 @@ fn what_check_passes_renders() {
         ("", "{{ 1 // 0 }}", "templates/welcome/day0.email:6:"),
         ("", "{{ 2 ** 1000 }}", "templates/welcome/day0.email:6:"),
     ] {
-        let project = welcome();
-        project.write(
-            "templates/welcome/day0.email",
-            &format!("---\n{front}subject: \"Welcome\"\n---\n{{% block text %}}\nHello\n{body}\n{{{{ unsubscribe_url }}}}\n{{% endblock %}}\n"),
-        );
+        let project = welcome_saying(front, &format!("Hello\n{body}"));
         let printed = fails(&within(project.path(), &["check"]), 1);
         assert!(
             printed.contains("error[E201]") && printed.contains(found),
