@@ -112,6 +112,19 @@ fn welcome_saying(front: &str, text: &str) -> Project {
     project
 }
 
+/// `preview` of the welcome email with `vars.yaml`, which must be refused
+/// (exit 2); what it printed.
+fn preview_refuses_the_vars(project: &Project) -> String {
+    let args = [
+        "preview",
+        "welcome",
+        "email:welcome/day0",
+        "--vars",
+        "vars.yaml",
+    ];
+    fails(&within(project.path(), &args), 2)
+}
+
 /// Deploys the journeys, imports `contacts` (CSV) and a sign-up for each
 /// of `ids` at 10:00 in Shanghai, and runs an hour later: each has the
 /// welcome email due at 10:00.
@@ -362,19 +375,7 @@ fn deeply_nested_yaml_is_refused_at_once() {
 
     let project = welcome();
     project.write("vars.yaml", &format!("first_name: {deep}\n"));
-    let printed = fails(
-        &within(
-            project.path(),
-            &[
-                "preview",
-                "welcome",
-                "email:welcome/day0",
-                "--vars",
-                "vars.yaml",
-            ],
-        ),
-        2,
-    );
+    let printed = preview_refuses_the_vars(&project);
     assert!(printed.contains("vars.yaml:1:"), "{printed}");
 }
 
@@ -575,19 +576,7 @@ fn encodings_and_line_endings_are_read_alike_or_located() {
         b"first_name: \"caf\xe9\"\n",
     )
     .expect("write");
-    let printed = fails(
-        &within(
-            project.path(),
-            &[
-                "preview",
-                "welcome",
-                "email:welcome/day0",
-                "--vars",
-                "vars.yaml",
-            ],
-        ),
-        2,
-    );
+    let printed = preview_refuses_the_vars(&project);
     assert!(printed.contains("vars.yaml:1:17"), "{printed}");
 }
 
