@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 const SETTINGS: &str = r#"timezone: Asia/Shanghai
 locale: zh-CN
 journeys: [journeys]
+templates: templates
 contact:
   first_name: string
   company: string?
@@ -35,7 +36,7 @@ events:
   unsubscribed:
 stages: [target, aware, interest, considering_price, opportunity, customer, advocate, dormant]
 channels:
-  email: { from: "Acme <hello@acme.example>" }
+  email: { from: "Acme <hello@acme.example>", unsubscribe_url: "https://acme.example/unsubscribe" }
   sms: { from: "Acme", segment_limit: 2 }
   task: {}
 webhooks:
@@ -116,11 +117,42 @@ journey journey_{index} {{
     text
 }
 
+/// The templates every generated journey sends, as a real project has
+/// them: `check` renders each against the contact schema.
+const EMAILS: [&str; 6] = [
+    "vip",
+    "new_pricing",
+    "new_release",
+    "plain",
+    "emoji",
+    "monthly",
+];
+
+fn write_templates(root: &Path) {
+    let folder = root.join("templates/winback");
+    std::fs::create_dir_all(&folder).expect("create templates folder");
+    for name in EMAILS {
+        std::fs::write(
+            folder.join(format!("{name}.email")),
+            format!(
+                "---\nsubject: \"{{{{ contact.first_name }}}}，{name}\"\n---\n{{% block text %}}\n{{{{ contact.first_name }}}}您好，\n\n{{% if contact.company %}}{{{{ contact.company }}}}的{{% endif %}}会员专属：{name}。\n\n退订：{{{{ unsubscribe_url }}}}\n{{% endblock %}}\n"
+            ),
+        )
+        .expect("write template");
+    }
+    std::fs::write(
+        folder.join("last_call.sms"),
+        "{{ contact.first_name }}，好久不见！送您一张滤芯换新券，14天内有效。回T退订\n",
+    )
+    .expect("write template");
+}
+
 fn generate(root: &Path, files: usize) -> PathBuf {
     let journeys = root.join("journeys");
     let _ = std::fs::remove_dir_all(root);
     std::fs::create_dir_all(&journeys).expect("create bench folder");
     std::fs::write(root.join("journeyc.yaml"), SETTINGS).expect("write settings");
+    write_templates(root);
     for index in 0..files {
         std::fs::write(
             journeys.join(format!("journey_{index:04}.journey")),
@@ -174,7 +206,15 @@ fn main() {
             journeyc::project::load(&settings, &BTreeSet::new()).expect("bench project loads");
         let problems = checked.diagnostics_for(None).len();
         in_process.push(started.elapsed());
-        assert_eq!(problems, 0, "the generated journeys must check clean");
+        assert_eq!(
+            problems,
+            0,
+            "the generated journeys must check clean: {:?}",
+            checked
+                .diagnostics_for(None)
+                .first()
+                .map(|diagnostic| &diagnostic.message)
+        );
         assert_eq!(checked.analysis.journeys.len(), files);
     }
     summary("in process (parse + analyze)", in_process);

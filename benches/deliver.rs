@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-#[path = "../tests/common/servers.rs"]
+#[path = "../tests/integration/common/servers.rs"]
 #[allow(dead_code)]
 mod servers;
 
@@ -115,7 +115,7 @@ fn raw(port: u16, messages: usize, connections: usize, data: &[u8]) -> f64 {
 /// One launch email as journeyc builds it (multipart, Chinese, one-click
 /// unsubscribe), dot-stuffed for DATA.
 fn launch_email() -> Vec<u8> {
-    let email = journeyc::message::Email {
+    let email = journeyc::compose::mime::Email {
         kind: journeyc::templates::MessageKind::Marketing,
         from: "清源净水 <news@qingyuan.example>".into(),
         reply_to: None,
@@ -130,7 +130,7 @@ fn launch_email() -> Vec<u8> {
             .message_key(),
         date: chrono::Utc::now(),
     };
-    let formatted = journeyc::message::build(&email)
+    let formatted = journeyc::compose::mime::build(&email)
         .expect("the email builds")
         .formatted();
     let text = String::from_utf8(formatted).expect("ASCII MIME");

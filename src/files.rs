@@ -94,7 +94,14 @@ impl fmt::Display for FileProblem {
     }
 }
 
-impl std::error::Error for FileProblem {}
+impl std::error::Error for FileProblem {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FileProblem::Io { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
 
 /// Reads a text file: at most [`MAX_FILE_BYTES`], UTF-8 (a bad byte is
 /// reported at its line and column), without a byte order mark, with

@@ -15,10 +15,22 @@ use crate::model::Channel;
 use crate::settings::{FieldSpec, FieldType, Settings, SUPPRESSION_EVENTS};
 use crate::store::{normalize_address, Contact, Event, Store, StoreError, Suppression};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ImportKind {
+    /// One row per contact: new ones are added, known ones updated.
     Contacts,
+    /// One row per event; an event ID seen before is skipped.
     Events,
+}
+
+impl ImportKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImportKind::Contacts => "contacts",
+            ImportKind::Events => "events",
+        }
+    }
 }
 
 /// A row that was not imported.
@@ -73,7 +85,15 @@ impl fmt::Display for ImportError {
     }
 }
 
-impl std::error::Error for ImportError {}
+impl std::error::Error for ImportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ImportError::Io { error, .. } => Some(error),
+            ImportError::Store(error) => Some(error),
+            ImportError::Format { .. } => None,
+        }
+    }
+}
 
 impl From<StoreError> for ImportError {
     fn from(error: StoreError) -> Self {
@@ -675,8 +695,8 @@ pub fn import(
                     // Abandon the transaction: a file that stops being
                     // readable midway imports nothing.
                     failure = Some(error);
-                    return Err(StoreError::Database(
-                        "the file could not be read to the end".to_string(),
+                    return Err(StoreError::Abandoned(
+                        "the file could not be read to the end",
                     ));
                 }
             };
@@ -689,20 +709,23 @@ pub fn import(
             }
             match kind {
                 ImportKind::Contacts => {
-                    let id = row
-                        .cells
-                        .get("id")
-                        .and_then(Json::as_str)
-                        .map(str::trim)
-                        .unwrap_or_default();
+                    // A JSON number is an ID too (`{"id": 42}` is `42`):
+                    // the stored contact it names is updated, not replaced.
+                    let id = match row.cells.get("id") {
+                        Some(Json::String(id)) => id.trim().to_string(),
+                        Some(Json::Number(id)) => id.to_string(),
+                        _ => String::new(),
+                    };
                     let existing = if id.is_empty() {
                         None
                     } else {
-                        sink.contact(id)?
+                        sink.contact(&id)?
                     };
                     match contact_row(settings, &row.cells, existing, at) {
                         Ok(contact) => {
-                            if sink.put_contact(&contact)? {
+                            let created = sink.put_contact(&contact)?;
+                            crate::fault::point("import.row");
+                            if created {
                                 report.created += 1;
                             } else {
                                 report.updated += 1;
@@ -740,7 +763,9 @@ pub fn import(
                         if newly_suppressed {
                             report.suppressed += 1;
                         }
-                        if contact.is_some() && sink.put_event(&event)? {
+                        let created = contact.is_some() && sink.put_event(&event)?;
+                        crate::fault::point("import.row");
+                        if created {
                             report.created += 1;
                         } else if contact.is_some() || !newly_suppressed {
                             report.duplicates += 1;
@@ -760,95 +785,6 @@ pub fn import(
     }
     result?;
     Ok(report)
-}
-
-/// `journeyc import contacts|events FILE`: imports and reports; problems
-/// in rows make the exit code 1, but the valid rows are imported.
-pub fn command(
-    kind: ImportKind,
-    file: &Path,
-    project: Option<&Path>,
-    now: Option<&str>,
-    json: bool,
-    out: &mut dyn std::io::Write,
-) -> Result<crate::commands::Status, crate::commands::CommandError> {
-    use crate::commands::{CommandError, Status};
-    let settings_path = crate::commands::project_settings(project)?;
-    let mut sources = crate::span::SourceMap::new();
-    let settings = match Settings::load(&settings_path, &mut sources) {
-        Ok(Ok(settings)) => settings,
-        Ok(Err(diagnostic)) => {
-            writeln!(out, "{}", crate::render::human(&sources, &diagnostic))?;
-            return Ok(Status::Problems);
-        }
-        Err(error) => {
-            return Err(CommandError::Project(crate::project::ProjectError::Io {
-                path: settings_path,
-                error,
-            }))
-        }
-    };
-    let mut store =
-        crate::store::open(&settings).map_err(|error| CommandError::Usage(error.to_string()))?;
-    let at = crate::runner::run::parse_now(now)?;
-    let report = import(&settings, &mut store, kind, file, at)
-        .map_err(|error| CommandError::Usage(error.to_string()))?;
-    let what = match kind {
-        ImportKind::Contacts => "contacts",
-        ImportKind::Events => "events",
-    };
-    if json {
-        let value = serde_json::json!({
-            "file": file.display().to_string(),
-            "kind": what,
-            "created": report.created,
-            "updated": report.updated,
-            "duplicates": report.duplicates,
-            "suppressed": report.suppressed,
-            "rejected": report.rejected,
-        });
-        writeln!(out, "{value}")?;
-    } else {
-        for rejected in &report.rejected {
-            writeln!(
-                out,
-                "{}:{}: {}",
-                file.display(),
-                rejected.line,
-                printable(&rejected.reason)
-            )?;
-        }
-        let mut parts = vec![format!("{} new", report.created)];
-        if kind == ImportKind::Contacts {
-            parts.push(format!("{} updated", report.updated));
-        } else if report.duplicates > 0 {
-            parts.push(format!("{} already imported", report.duplicates));
-        }
-        if report.suppressed > 0 {
-            let noun = if report.suppressed == 1 {
-                "address"
-            } else {
-                "addresses"
-            };
-            parts.push(format!("{} {noun} suppressed", report.suppressed));
-        }
-        let rejected = if report.rejected.is_empty() {
-            String::new()
-        } else {
-            format!("; {} rows rejected (listed above)", report.rejected.len())
-        };
-        writeln!(
-            out,
-            "{}: {what}: {}{rejected}",
-            file.display(),
-            parts.join(", ")
-        )?;
-    }
-    Ok(if report.rejected.is_empty() {
-        Status::Success
-    } else {
-        Status::Problems
-    })
 }
 
 /// Text from a file as it may reach a terminal or a log: control

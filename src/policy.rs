@@ -17,7 +17,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 
 use crate::ast::LimitKind;
-use crate::graph::CompiledJourney;
+use crate::journey::CompiledJourney;
 use crate::model::{Channel, Timestamp};
 use crate::runner::time::{self, SendRules};
 use crate::settings::{OverCap, Settings};

@@ -48,7 +48,15 @@ impl fmt::Display for ProjectError {
     }
 }
 
-impl std::error::Error for ProjectError {}
+impl std::error::Error for ProjectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ProjectError::Io { error, .. } => Some(error),
+            ProjectError::File(problem) => Some(problem),
+            ProjectError::NoSettings { .. } | ProjectError::NotJourney { .. } => None,
+        }
+    }
+}
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ProjectError + '_ {
     move |error| ProjectError::Io {
@@ -102,6 +110,26 @@ impl Checked {
 }
 
 impl Checked {
+    /// The compiled journey named `name`.
+    pub fn journey(&self, name: &str) -> Option<&crate::journey::CompiledJourney> {
+        self.analysis
+            .journeys
+            .iter()
+            .find(|journey| journey.name == name)
+    }
+
+    /// What to say about a journey name that is not in the project: the
+    /// closest name, or where to find them.
+    pub fn journey_hint(&self, name: &str) -> String {
+        let names = self
+            .analysis
+            .journeys
+            .iter()
+            .map(|journey| journey.name.as_str());
+        crate::diagnostic::did_you_mean(name, names)
+            .unwrap_or_else(|| "`journeyc check` lists the project's journeys".into())
+    }
+
     /// Prints the errors `wanted` selects, then `closing`; returns whether
     /// there were any (the command then stops).
     pub fn report_errors(
@@ -116,7 +144,11 @@ impl Checked {
             .filter(|diagnostic| diagnostic.is_error() && wanted(diagnostic))
             .collect();
         for diagnostic in &errors {
-            writeln!(err, "{}", crate::render::human(&self.sources, diagnostic))?;
+            writeln!(
+                err,
+                "{}",
+                crate::diagnostic::render::human(&self.sources, diagnostic)
+            )?;
         }
         if !errors.is_empty() {
             writeln!(err, "{closing}")?;

@@ -722,8 +722,18 @@ impl Settings {
         if let Some(at) = crate::files::yaml_too_deep(text) {
             return Err(crate::templates::too_deep_yaml(file, at, "journeyc.yaml"));
         }
-        let mut settings: Settings = serde_yaml::from_str(text).map_err(|error| {
+        // A key written twice in one mapping: serde would report the
+        // first key of the block, or keep the last value silently; the
+        // YAML tree says which key, at its second place.
+        let tree = serde_yaml::from_str::<serde_yaml::Value>(text).err();
+        let parsed = match tree {
+            Some(error) if error.to_string().contains("duplicate") => Err(error),
+            _ => serde_yaml::from_str::<Settings>(text),
+        };
+        let mut settings: Settings = parsed.map_err(|error| {
+            let twice = duplicate_key(text, &error.to_string());
             let (start, end) = match error.location() {
+                _ if twice.is_some() => twice.unwrap_or_default(),
                 Some(location) => {
                     let start = source.offset(location.line(), location.column());
                     let end = source.text[start..]
@@ -786,7 +796,7 @@ impl Settings {
                 ("reply_to", email.reply_to.as_ref()),
             ] {
                 let Some(value) = value else { continue };
-                if let Err(reason) = crate::message::check_mailbox(value) {
+                if let Err(reason) = crate::compose::mime::check_mailbox(value) {
                     return Err(at_key(
                         key,
                         format!("`{key}: {value}` is not an email address: {reason}"),
@@ -968,6 +978,44 @@ impl EmptyOrColon for str {
     }
 }
 
+/// Where the key a "duplicate entry with key" error names is written the
+/// second time in one block: the second of two lines with the key at the
+/// same indentation and nothing less indented between them.
+fn duplicate_key(text: &str, message: &str) -> Option<(usize, usize)> {
+    let key = message
+        .split("duplicate entry with key ")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .trim_matches('"');
+    let mut seen: Vec<(usize, usize)> = Vec::new(); // (indent, offset)
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let content = line.trim_start_matches([' ', '-']);
+        let indent = line.len() - content.len();
+        if content.trim().is_empty() || content.starts_with('#') {
+            continue;
+        }
+        seen.retain(|(known, _)| *known <= indent);
+        let written = content
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .trim_matches(['"', '\'']);
+        if written == key && content.contains(':') {
+            if seen.iter().any(|(known, _)| *known == indent) {
+                let at = start + indent;
+                return Some((at, at + content.find(':').unwrap_or(key.len())));
+            }
+            seen.push((indent, start));
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -976,6 +1024,21 @@ mod tests {
         let mut sources = SourceMap::new();
         let file = sources.add("journeyc.yaml".into(), text.to_string());
         Settings::parse(file, &sources).map_err(|diagnostic| (diagnostic, sources))
+    }
+
+    /// A key written twice is reported where it is written the second
+    /// time, top level or nested, and never silently overrides the first.
+    #[test]
+    fn a_duplicate_key_is_reported_at_its_second_place() {
+        for (text, line) in [
+            ("timezone: Asia/Shanghai\nlocale: zh-CN\ntimezone: Europe/London\n", 3),
+            ("timezone: Asia/Shanghai\ncontact:\n  first_name: string\n  city: string?\n  first_name: number\n", 5),
+        ] {
+            let (diagnostic, sources) = parse(text).expect_err("a duplicate key is an error");
+            let location = crate::diagnostic::render::location(&sources, diagnostic.span);
+            assert!(diagnostic.message.contains("duplicate"), "{}", diagnostic.message);
+            assert_eq!(location.line, line, "{text}: {}", diagnostic.message);
+        }
     }
 
     #[test]

@@ -47,6 +47,21 @@ pub struct Spanned<T> {
     pub span: Span,
 }
 
+/// A span serializes as nothing: a serialized journey is what it means,
+/// the same however its file is laid out (the version hash relies on it).
+impl serde::Serialize for Span {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_unit()
+    }
+}
+
+/// A spanned value serializes as the value alone.
+impl<T: serde::Serialize> serde::Serialize for Spanned<T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.node.serialize(serializer)
+    }
+}
+
 impl<T> Spanned<T> {
     pub fn new(node: T, span: Span) -> Self {
         Spanned { node, span }

@@ -10,7 +10,7 @@ use petgraph::Direction as Side;
 
 use crate::ast::{self, BinaryOp, Channel, Expr, ExprKind};
 use crate::diagnostic::{Code, Diagnostic};
-use crate::graph::{CompiledJourney, EdgeKind, NodeKind};
+use crate::journey::{CompiledJourney, EdgeKind, NodeKind};
 use crate::span::Span;
 
 /// Reports each loop once, as its path, at the `goto` that closes it.

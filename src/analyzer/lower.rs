@@ -8,7 +8,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 
 use crate::ast::{self, Block, Step, StepKind};
 use crate::diagnostic::{did_you_mean, Code, Diagnostic};
-use crate::graph::{Edge, EdgeKind, Node, NodeKind};
+use crate::journey::{Edge, EdgeKind, Node, NodeKind};
 use crate::span::{Span, Spanned};
 
 /// An edge that waits for the step after it to exist.
@@ -592,7 +592,7 @@ fn step_content(kind: &StepKind) -> String {
         StepKind::WaitClock { day, at } => {
             let day = match day.as_ref().map(|day| day.node) {
                 Some(ast::DayFilter::Weekday(weekday)) => {
-                    format!("{}-", crate::format::weekday_name(weekday))
+                    format!("{}-", crate::ast::print::weekday_name(weekday))
                 }
                 Some(ast::DayFilter::Workday) => "weekday-".to_string(),
                 None => String::new(),
@@ -628,7 +628,7 @@ fn step_content(kind: &StepKind) -> String {
         } => {
             let mut text = format!("wait:{}-for-{}", timeout.node, event.node);
             if let Some(filter) = filter {
-                let _ = write!(text, "-{}", digest(&crate::format::expr(filter)));
+                let _ = write!(text, "-{}", digest(&crate::ast::print::expr(filter)));
             }
             text
         }
@@ -638,7 +638,7 @@ fn step_content(kind: &StepKind) -> String {
         } => {
             let mut conditions: Vec<String> = branches
                 .iter()
-                .map(|branch| crate::format::expr(&branch.condition))
+                .map(|branch| crate::ast::print::expr(&branch.condition))
                 .collect();
             if otherwise.is_some() {
                 conditions.push("else".into());
@@ -656,7 +656,7 @@ fn step_content(kind: &StepKind) -> String {
             format!(
                 "score:{}{sign}{}",
                 model.node,
-                crate::format::number(points.node)
+                crate::ast::print::number(points.node)
             )
         }
         StepKind::Handoff(journey) => format!("handoff:{}", journey.node),
@@ -782,7 +782,10 @@ fn fingerprint(kind: &NodeKind) -> String {
             filter,
         } => format!(
             "wait {timeout} for {event} {}",
-            filter.as_ref().map(crate::format::expr).unwrap_or_default()
+            filter
+                .as_ref()
+                .map(crate::ast::print::expr)
+                .unwrap_or_default()
         ),
         NodeKind::Holdout => "holdout".into(),
         NodeKind::Start => "start".into(),

@@ -12,7 +12,7 @@ use crate::ast::{
     self, Channel, ClauseKind, Expr, Item, LimitKind, Reentry, Signal, Step, StepKind, Trigger,
 };
 use crate::diagnostic::{did_you_mean, Code, Diagnostic};
-use crate::graph::{CompiledJourney, Rules};
+use crate::journey::{CompiledJourney, Rules};
 use crate::settings::{FieldType, Settings};
 use crate::span::{FileId, Span, Spanned};
 
@@ -32,6 +32,11 @@ pub struct Analysis {
     pub diagnostics: Vec<Diagnostic>,
     /// Every message step, for the template checks.
     pub messages: Vec<MessageUse>,
+    /// The project's segments (their conditions) and scoring models, by
+    /// name: what the runner evaluates. A name defined twice keeps its
+    /// first definition (the second is an error).
+    pub segments: BTreeMap<String, ast::Expr>,
+    pub scores: BTreeMap<String, ast::ScoreModel>,
 }
 
 /// A message step and what its template may refer to.
@@ -185,6 +190,14 @@ pub fn analyze_with(
         journeys: compiled,
         diagnostics,
         messages,
+        segments: segments
+            .iter()
+            .map(|(name, segment)| ((*name).to_string(), segment.condition.clone()))
+            .collect(),
+        scores: scores
+            .iter()
+            .map(|(name, score)| ((*name).to_string(), (*score).clone()))
+            .collect(),
     }
 }
 
@@ -803,10 +816,10 @@ impl JourneyAnalyzer<'_, '_> {
                             format!(
                                 "the variants{holdout_text} of `{}` add up to {}%, not 100%",
                                 name.node,
-                                crate::format::number(total)
+                                crate::ast::print::number(total)
                             ),
                         )
-                        .label(format!("{}%", crate::format::number(total)))
+                        .label(format!("{}%", crate::ast::print::number(total)))
                         .help("make the shares add up to 100%"),
                     );
                 }

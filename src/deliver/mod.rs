@@ -13,21 +13,19 @@
 pub mod channels;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
-use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use serde_json::{json, Map, Value as Json};
+use serde_json::{json, Value as Json};
 
 use crate::analyzer::MessageUse;
-use crate::commands::{CommandError, Status};
-use crate::graph::CompiledJourney;
+use crate::compose::{Composer, Fields, Rendered, Steps, TaskMail};
+use crate::error::Error;
+use crate::journey::CompiledJourney;
 use crate::model::{Channel, Timestamp};
 use crate::policy;
-use crate::preview::{self, Rendered};
 use crate::project::Checked;
 use crate::runner::time;
 use crate::settings::{OverCap, Settings};
@@ -36,17 +34,8 @@ use crate::templates::MessageKind;
 
 use channels::{Attempt, EmailSender, Endpoint, Pace, Sms, SmsSender};
 
-#[derive(Debug, Clone, Default)]
-pub struct DeliverOptions {
-    /// RFC 3339; default: the clock.
-    pub now: Option<String>,
-    /// Only these channels (default: all that are set up).
-    pub channels: Vec<String>,
-    pub json: bool,
-}
-
-fn usage(message: impl Into<String>) -> CommandError {
-    CommandError::Usage(message.into())
+fn config(message: impl Into<String>) -> Error {
+    Error::Config(message.into())
 }
 
 /// Counts for the closing summary, per channel.
@@ -72,27 +61,13 @@ pub struct Report {
     pub seconds: f64,
 }
 
-/// Retries listed in the human summary; the rest are counted.
-const RETRIES_SHOWN: usize = 5;
-
 /// A row ready to render and send.
 struct Job<'c> {
     claimed: Claimed,
     message_use: &'c MessageUse,
     step_id: String,
-    contact: Map<String, Json>,
-    event: Map<String, Json>,
-}
-
-/// An error's first line: what the outbox keeps (a template error's
-/// source excerpt is for `journeyc preview`).
-fn first_line(error: &CommandError) -> String {
-    error
-        .to_string()
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_string()
+    contact: Fields,
+    event: Fields,
 }
 
 /// What the project set up for sending.
@@ -108,7 +83,8 @@ struct Senders {
 impl Senders {
     /// Builds the senders for the channels that have due rows; a channel
     /// with due rows and no way to send them is an error.
-    fn new(settings: &Settings, wanted: &[Channel]) -> Result<Senders, String> {
+    fn new(composer: &Composer<'_>, wanted: &[Channel]) -> Result<Senders, String> {
+        let settings = composer.settings();
         let mut senders = Senders {
             email: None,
             sms: None,
@@ -126,17 +102,10 @@ impl Senders {
             || (wanted.contains(&Channel::Task) && task.is_some_and(|t| t.email));
         if needs_email {
             let email = settings.channels.email.as_ref();
-            if email.is_some_and(|email| email.unsubscribe_url.is_some())
-                && preview::secret(settings)
-                    .is_none_or(|secret| secret.len() < crate::unsubscribe::MIN_SECRET_LENGTH)
-            {
-                let variable = email
-                    .and_then(|email| email.unsubscribe_secret_env.clone())
-                    .unwrap_or_else(|| crate::unsubscribe::DEFAULT_SECRET_ENV.to_string());
-                return Err(format!(
-                    "email is due, but marketing email needs its signed unsubscribe link: set `{variable}` to the secret (at least {} bytes) the unsubscribe page checks",
-                    crate::unsubscribe::MIN_SECRET_LENGTH
-                ));
+            if email.is_some_and(|email| email.unsubscribe_url.is_some()) {
+                composer
+                    .unsubscribe_ready()
+                    .map_err(|error| format!("email is due, but {error}"))?;
             }
             let transport = email_transport.ok_or(
                 "email is due but `channels.email.transport` is not set in journeyc.yaml (an smtp:// URL, or file:FOLDER)",
@@ -271,43 +240,6 @@ fn settle(
     }
 }
 
-/// The message steps of the project by (journey, step), looked up once
-/// each: a delivery goes through many rows of few steps.
-struct Steps<'c> {
-    checked: &'c Checked,
-    found: HashMap<(String, String), Option<(&'c MessageUse, String)>>,
-}
-
-impl<'c> Steps<'c> {
-    fn new(checked: &'c Checked) -> Steps<'c> {
-        Steps {
-            checked,
-            found: HashMap::new(),
-        }
-    }
-
-    /// A row's step, by its ID (a repetition of a `repeat` is a step of
-    /// its own, `monthly#2/email:...`), or by the positional ID a row
-    /// written by an earlier journeyc carries.
-    fn get(&mut self, journey: &str, step: &str) -> Option<(&'c MessageUse, String)> {
-        let checked = self.checked;
-        self.found
-            .entry((journey.to_string(), step.to_string()))
-            .or_insert_with(|| {
-                preview::find_step(checked, journey, step).ok().or_else(|| {
-                    let compiled = checked
-                        .analysis
-                        .journeys
-                        .iter()
-                        .find(|compiled| compiled.name == journey)?;
-                    let (_, node) = compiled.nodes().find(|(_, node)| node.legacy_id == step)?;
-                    preview::find_step(checked, journey, &node.id).ok()
-                })
-            })
-            .clone()
-    }
-}
-
 /// Rows sent by this `deliver` so far, per contact and channel: the caps
 /// count them as they go out, before they are settled.
 type Dispatched = HashMap<(String, Channel), Vec<Scheduled>>;
@@ -317,16 +249,14 @@ type Dispatched = HashMap<(String, Channel), Vec<Scheduled>>;
 /// quiet hours, a send window or a cap until a later time.
 fn prepare<'c, S: Store + Outbox>(
     steps: &mut Steps<'c>,
+    composer: &Composer<'c>,
     checked: &'c Checked,
     store: &S,
     claimed: Claimed,
     now: DateTime<Utc>,
     dispatched: &mut Dispatched,
-) -> Result<Result<Job<'c>, Settle>, CommandError> {
-    let settings = checked
-        .settings
-        .as_ref()
-        .ok_or_else(|| usage("the settings are invalid"))?;
+) -> Result<Result<Job<'c>, Settle>, Error> {
+    let settings = composer.settings();
     let row = &claimed.row;
     if row.expires_at.is_some_and(|expires| expires.utc() < now) {
         return Ok(Err(Settle::Expired {
@@ -336,7 +266,7 @@ fn prepare<'c, S: Store + Outbox>(
             ),
         }));
     }
-    let job = match job(steps, checked, store, claimed)? {
+    let job = match job(steps, composer, store, claimed)? {
         Ok(job) => job,
         Err(error) => {
             return Ok(Err(Settle::Failed {
@@ -365,22 +295,14 @@ fn prepare<'c, S: Store + Outbox>(
     }
     if row.kind == MessageKind::Marketing {
         if let Some(address) = address {
-            if store
-                .is_suppressed(address, row.channel, Timestamp::from(now))
-                .map_err(|error| usage(error.to_string()))?
-            {
+            if store.is_suppressed(address, row.channel, Timestamp::from(now))? {
                 return Ok(Err(Settle::Suppressed {
                     error: format!("{address} is on the suppression list"),
                 }));
             }
         }
     }
-    if let Some(journey) = checked
-        .analysis
-        .journeys
-        .iter()
-        .find(|compiled| compiled.name == row.journey)
-    {
+    if let Some(journey) = checked.journey(&row.journey) {
         if let Some(outcome) = hold(
             settings,
             journey,
@@ -407,24 +329,11 @@ fn prepare<'c, S: Store + Outbox>(
 /// nothing to render.
 fn job<'c, S: Store + Outbox>(
     steps: &mut Steps<'c>,
-    checked: &'c Checked,
+    composer: &Composer<'c>,
     store: &S,
     claimed: Claimed,
-) -> Result<Result<Job<'c>, String>, CommandError> {
-    let settings = checked
-        .settings
-        .as_ref()
-        .ok_or_else(|| usage("the settings are invalid"))?;
+) -> Result<Result<Job<'c>, String>, Error> {
     let row = &claimed.row;
-    let Some(contact) = store
-        .contact(&row.contact_id)
-        .map_err(|error| usage(error.to_string()))?
-    else {
-        return Ok(Err(format!(
-            "contact `{}` is no longer in the store",
-            row.contact_id
-        )));
-    };
     let Some((message_use, step_id)) = steps.get(&row.journey, row.step().as_str()) else {
         return Ok(Err(format!(
             "journey `{}` has no message step `{}` any more",
@@ -432,37 +341,25 @@ fn job<'c, S: Store + Outbox>(
             row.step()
         )));
     };
-    let event = match &message_use.event {
-        Some(name) => {
-            let events = store
-                .events_of(&row.contact_id)
-                .map_err(|error| usage(error.to_string()))?;
-            // The event that enrolled the contact (or a wait received), if
-            // it is the kind this step reads; else the latest of that kind
-            // before the send.
-            events
-                .iter()
-                .find(|event| Some(&event.id) == claimed.event_id.as_ref() && event.name == *name)
-                .or_else(|| {
-                    events
-                        .iter()
-                        .rev()
-                        .find(|event| event.name == *name && event.at <= row.send_at)
-                })
-                .map(|event| event.properties.map().clone())
-                .unwrap_or_default()
+    // The event that enrolled the contact (or a wait received), if it is
+    // the kind this step reads; else the latest of that kind before the
+    // send.
+    let found = composer.stored_contact(
+        store,
+        &row.contact_id,
+        message_use.event.as_deref(),
+        claimed.event_id.as_deref(),
+        row.send_at,
+    )?;
+    let (contact, event) = match found {
+        None => {
+            return Ok(Err(format!(
+                "contact `{}` is no longer in the store",
+                row.contact_id
+            )))
         }
-        None => Map::new(),
-    };
-    let mut fields: Map<String, Json> = contact
-        .fields
-        .into_iter()
-        .filter(|(name, _)| !name.starts_with("__"))
-        .collect();
-    fields.insert("id".into(), Json::String(contact.id));
-    let contact = match preview::contact_object(settings, fields) {
-        Ok(contact) => contact,
-        Err(error) => return Ok(Err(error.to_string())),
+        Some(Err(error)) => return Ok(Err(error.to_string())),
+        Some(Ok(found)) => found,
     };
     Ok(Ok(Job {
         claimed,
@@ -497,7 +394,7 @@ fn hold<S: Store + Outbox>(
     timezone: chrono_tz::Tz,
     now: DateTime<Utc>,
     dispatched: &Dispatched,
-) -> Result<Option<Settle>, CommandError> {
+) -> Result<Option<Settle>, Error> {
     let row = &claimed.row;
     let rules = policy::policy(settings, journey, row.channel, row.kind);
     if let Some(lateness) = rules.lateness {
@@ -534,9 +431,7 @@ fn hold<S: Store + Outbox>(
     let mut sent = if rules.caps.is_empty() {
         Vec::new()
     } else {
-        store
-            .sent_since(&row.contact_id, row.channel, since)
-            .map_err(|error| usage(error.to_string()))?
+        store.sent_since(&row.contact_id, row.channel, since)?
     };
     if let Some(going) = dispatched.get(&(row.contact_id.clone(), row.channel)) {
         sent.extend(going.iter().cloned());
@@ -580,31 +475,32 @@ impl From<(Attempt, Option<String>)> for Sent {
 
 impl Job<'_> {
     /// The message for this contact, as `journeyc preview` renders it; an
-    /// error keeps its first line.
-    fn render(&self, checked: &Checked, now: DateTime<Utc>) -> Result<Rendered, String> {
-        let (Some(settings), Some(set)) = (&checked.settings, &checked.templates) else {
-            return Err("the project has errors".to_string());
-        };
-        preview::render_message(
-            settings,
-            set,
-            self.message_use,
-            &self.step_id,
-            &self.contact,
-            &self.event,
-            now,
-            &self.claimed.row.key.message_key(),
-        )
-        .map_err(|error| first_line(&error))
+    /// error keeps its first line (the outbox row keeps it).
+    fn render(&self, composer: &Composer<'_>, now: DateTime<Utc>) -> Result<Rendered, String> {
+        composer
+            .render(
+                self.message_use,
+                &self.step_id,
+                &self.contact,
+                &self.event,
+                now,
+                &self.claimed.row.key.message_key(),
+            )
+            .map_err(|error| {
+                error
+                    .to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })
     }
 }
 
 /// Renders and sends one job.
-fn send(job: &Job<'_>, checked: &Checked, senders: &Senders, now: DateTime<Utc>) -> Sent {
-    let Some(settings) = &checked.settings else {
-        return (Attempt::permanent("the project has errors"), None).into();
-    };
-    let rendered = match job.render(checked, now) {
+fn send(job: &Job<'_>, composer: &Composer<'_>, senders: &Senders, now: DateTime<Utc>) -> Sent {
+    let settings = composer.settings();
+    let rendered = match job.render(composer, now) {
         Ok(rendered) => rendered,
         Err(error) => return (Attempt::permanent(error), None).into(),
     };
@@ -615,7 +511,7 @@ fn send(job: &Job<'_>, checked: &Checked, senders: &Senders, now: DateTime<Utc>)
             due,
         } => send_task(
             job,
-            settings,
+            composer,
             senders,
             &assignee,
             &text,
@@ -685,14 +581,14 @@ fn send_message(
     }
 }
 
-fn send_email(senders: &Senders, email: &crate::message::Email) -> Attempt {
+fn send_email(senders: &Senders, email: &crate::compose::Email) -> Attempt {
     let Some((sender, pace, _)) = &senders.email else {
         return Attempt::Permanent {
             error: "email is not set up".into(),
             bounce: None,
         };
     };
-    let message = match crate::message::build(email) {
+    let message = match crate::compose::mime::build(email) {
         Ok(message) => message,
         Err(error) => {
             return Attempt::Permanent {
@@ -709,7 +605,7 @@ fn send_email(senders: &Senders, email: &crate::message::Email) -> Attempt {
 /// When the mail went out but the webhook failed, the retry only posts.
 fn send_task(
     job: &Job<'_>,
-    settings: &Settings,
+    composer: &Composer<'_>,
     senders: &Senders,
     assignee: &str,
     task_text: &str,
@@ -723,7 +619,24 @@ fn send_task(
         .is_some_and(|progress| progress.starts_with("mailed:"));
     let mut progress = job.claimed.progress.clone().filter(|_| mailed);
     if senders.task_email && !mailed {
-        let attempt = mail_task(job, settings, senders, assignee, task_text, due, now);
+        let row = &job.claimed.row;
+        let step = row.step();
+        let key = row.key.message_key();
+        let attempt = match composer.task_email(&TaskMail {
+            assignee,
+            text: task_text,
+            due,
+            contact_id: &row.contact_id,
+            contact: &job.contact,
+            journey: &row.journey,
+            step: step.as_str(),
+            at: row.send_at,
+            key: &key,
+            now,
+        }) {
+            Ok(email) => send_email(senders, &email),
+            Err(error) => Attempt::permanent(error),
+        };
         let Attempt::Accepted { provider_id } = &attempt else {
             return (attempt, None).into();
         };
@@ -739,59 +652,6 @@ fn send_task(
         attempt: post_task(job, senders, assignee, task_text, due),
         address: None,
         progress,
-    }
-}
-
-fn mail_task(
-    job: &Job<'_>,
-    settings: &Settings,
-    senders: &Senders,
-    assignee: &str,
-    task_text: &str,
-    due: Option<&str>,
-    now: DateTime<Utc>,
-) -> Attempt {
-    let row = &job.claimed.row;
-    let contact_line = ["first_name", "name", "email", "phone"]
-        .iter()
-        .filter_map(|field| job.contact.get(*field).and_then(Json::as_str))
-        .filter(|value| !value.is_empty())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let due_text = due.map_or_else(String::new, |due| format!(" (due within {due})"));
-    {
-        let Some(email_settings) = settings.channels.email.as_ref() else {
-            return Attempt::permanent("tasks go by email, but `channels.email` is not set");
-        };
-        if !assignee.contains('@') {
-            return Attempt::permanent(format!(
-                "the task's assignee `{assignee}` is not an email address"
-            ));
-        }
-        let first_line = task_text.lines().next().unwrap_or_default();
-        let subject: String = first_line.chars().take(80).collect();
-        let body = format!(
-            "{task_text}\n\nContact: {} ({contact_line})\nJourney: {}, step {}\nWhen: {}{due_text}\n",
-            row.contact_id,
-            row.journey,
-            row.step(),
-            row.send_at
-        );
-        let email = crate::message::Email {
-            kind: MessageKind::Transactional,
-            from: email_settings.from.clone(),
-            reply_to: email_settings.reply_to.clone(),
-            to_name: None,
-            to_address: assignee.to_string(),
-            subject,
-            preheader: None,
-            text: body,
-            html: None,
-            unsubscribe_url: None,
-            key: row.key.message_key(),
-            date: now,
-        };
-        send_email(senders, &email)
     }
 }
 
@@ -834,86 +694,6 @@ fn post_task(
     )
 }
 
-/// `journeyc deliver`.
-pub fn deliver(
-    options: &DeliverOptions,
-    project_path: Option<&Path>,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> Result<Status, CommandError> {
-    let now = crate::runner::run::parse_now(options.now.as_deref())?;
-    let mut only: Vec<Channel> = Vec::new();
-    for name in &options.channels {
-        let channel = Channel::ALL
-            .into_iter()
-            .find(|channel| channel.as_str() == name)
-            .ok_or_else(|| {
-                usage(format!(
-                    "`--channel {name}`: the channels are email, sms, task and webhook"
-                ))
-            })?;
-        only.push(channel);
-    }
-    let Some((checked, mut store)) =
-        crate::runner::run::load(project_path, err, crate::runner::run::Open::Existing)?
-    else {
-        return Ok(Status::Problems);
-    };
-    let report = deliver_at(&checked, &mut store, now, &only)?;
-    let failed: u64 = report.counts.values().map(|counts| counts.failed).sum();
-    let now_text = Timestamp::from(now).to_string();
-    if options.json {
-        let channels: BTreeMap<&str, &Counts> = report
-            .counts
-            .iter()
-            .map(|(channel, counts)| (channel.as_str(), counts))
-            .collect();
-        let summary = json!({
-            "now": now_text,
-            "channels": channels,
-            "failures": report.failures,
-            "retries": report.retries,
-            "seconds": (report.seconds * 1000.0).round() / 1000.0,
-        });
-        writeln!(out, "{summary}")?;
-    } else {
-        for problem in &report.failures {
-            writeln!(out, "failed: {problem}")?;
-        }
-        for retry in report.retries.iter().take(RETRIES_SHOWN) {
-            writeln!(out, "to retry: {retry}")?;
-        }
-        if report.retries.len() > RETRIES_SHOWN {
-            writeln!(
-                out,
-                "to retry: ... and {} more (`journeyc why CONTACT` tells each)",
-                report.retries.len() - RETRIES_SHOWN
-            )?;
-        }
-        if report.counts.is_empty() {
-            writeln!(out, "nothing due at {now_text}")?;
-        }
-        for (channel, counts) in &report.counts {
-            writeln!(
-                out,
-                "{channel}: {} sent, {} to retry, {} failed, {} suppressed, {} expired, {} held, {} skipped",
-                counts.sent,
-                counts.retried,
-                counts.failed,
-                counts.suppressed,
-                counts.expired,
-                counts.held,
-                counts.skipped
-            )?;
-        }
-    }
-    Ok(if failed > 0 {
-        Status::Problems
-    } else {
-        Status::Success
-    })
-}
-
 /// Sends what the outbox of `store` holds that is due at `now` (on the
 /// `only` channels, or all): the whole of `journeyc deliver`, on any store.
 pub fn deliver_at(
@@ -921,23 +701,20 @@ pub fn deliver_at(
     store: &mut crate::store::sqlite::SqliteStore,
     now: DateTime<Utc>,
     only: &[Channel],
-) -> Result<Report, CommandError> {
-    let settings = checked
-        .settings
-        .as_ref()
-        .ok_or_else(|| usage("the settings are invalid"))?;
+) -> Result<Report, Error> {
+    let composer = Composer::new(checked)
+        .ok_or_else(|| config("the project has errors; `journeyc check` lists them"))?;
+    let settings = composer.settings();
     #[allow(clippy::cast_possible_truncation)]
     let lease = chrono::Duration::milliseconds((settings.delivery.lease.0 * 1000.0) as i64);
     let stale_before = Timestamp::from(now - lease);
-    let due = store
-        .due_by_channel(Timestamp::from(now), stale_before)
-        .map_err(|error| usage(error.to_string()))?;
+    let due = store.due_by_channel(Timestamp::from(now), stale_before)?;
     let wanted: Vec<Channel> = Channel::ALL
         .into_iter()
         .filter(|channel| only.is_empty() || only.contains(channel))
         .filter(|channel| due.iter().any(|(due, count)| due == channel && *count > 0))
         .collect();
-    let senders = Senders::new(settings, &wanted).map_err(usage)?;
+    let senders = Senders::new(&composer, &wanted).map_err(Error::Config)?;
     let channels = senders.channels(&wanted);
     let claimer = format!(
         "{}-{}",
@@ -962,7 +739,7 @@ pub fn deliver_at(
     let mut dispatched = Dispatched::new();
     let started = Instant::now();
 
-    std::thread::scope(|scope| -> Result<(), CommandError> {
+    std::thread::scope(|scope| -> Result<(), Error> {
         let (results_tx, results_rx) = mpsc::channel::<(Claimed, Sent)>();
         let mut queues: BTreeMap<Channel, mpsc::Sender<Job<'_>>> = BTreeMap::new();
         for (channel, count) in &threads {
@@ -971,7 +748,7 @@ pub fn deliver_at(
             for _ in 0..*count {
                 let jobs_rx = Arc::clone(&jobs_rx);
                 let results_tx = results_tx.clone();
-                let senders = &senders;
+                let (senders, composer) = (&senders, &composer);
                 scope.spawn(move || loop {
                     let job = {
                         let receiver = jobs_rx
@@ -980,7 +757,7 @@ pub fn deliver_at(
                         receiver.recv()
                     };
                     let Ok(job) = job else { break };
-                    let sent = send(&job, checked, senders, now);
+                    let sent = send(&job, composer, senders, now);
                     if results_tx.send((job.claimed, sent)).is_err() {
                         break;
                     }
@@ -998,29 +775,35 @@ pub fn deliver_at(
         loop {
             if !exhausted && in_flight < capacity / 2 {
                 let limit = capacity - in_flight;
-                let claimed = store
-                    .claim(
-                        &claimer,
-                        Timestamp::from(now),
-                        stale_before,
-                        &channels,
-                        limit,
-                    )
-                    .map_err(|error| usage(error.to_string()))?;
+                let claimed = store.claim(
+                    &claimer,
+                    Timestamp::from(now),
+                    stale_before,
+                    &channels,
+                    limit,
+                )?;
                 if claimed.len() < limit {
                     exhausted = true;
                 }
                 for claimed in claimed {
                     let channel = claimed.row.channel;
                     let id = claimed.id;
-                    match prepare(&mut steps, checked, &*store, claimed, now, &mut dispatched)? {
+                    match prepare(
+                        &mut steps,
+                        &composer,
+                        checked,
+                        &*store,
+                        claimed,
+                        now,
+                        &mut dispatched,
+                    )? {
                         Ok(job) => {
                             let queue = queues
                                 .get(&channel)
-                                .ok_or_else(|| usage("no sender for a claimed channel"))?;
+                                .ok_or_else(|| Error::Bug("no sender for a claimed channel"))?;
                             queue
                                 .send(job)
-                                .map_err(|_| usage("the sending threads stopped"))?;
+                                .map_err(|_| Error::Bug("the sending threads stopped"))?;
                             in_flight += 1;
                         }
                         Err(outcome) => outcomes.push((id, outcome, channel)),
@@ -1037,6 +820,7 @@ pub fn deliver_at(
                         next.take().or_else(|| results_rx.try_recv().ok())
                     {
                         in_flight -= 1;
+                        crate::fault::point("deliver.sent");
                         if let Attempt::Refused { error } = &sent.attempt {
                             exhausted = true;
                             refused
@@ -1058,13 +842,14 @@ pub fn deliver_at(
                 || (!outcomes.is_empty() && last_settle.elapsed() > Duration::from_millis(200))
             {
                 record(store, &claimer, now, &mut outcomes, &mut report)?;
+                crate::fault::point("deliver.settled");
                 last_settle = Instant::now();
             }
         }
         drop(queues);
         record(store, &claimer, now, &mut outcomes, &mut report)?;
         match refused {
-            Some(error) => Err(usage(format!(
+            Some(error) => Err(Error::Transport(format!(
                 "delivery stopped: the provider refused journeyc's credentials ({error}); nothing was marked failed, the messages stay queued for the next `journeyc deliver`"
             ))),
             None => Ok(()),
@@ -1082,7 +867,7 @@ fn record(
     now: DateTime<Utc>,
     outcomes: &mut Vec<(i64, Settle, Channel)>,
     report: &mut Report,
-) -> Result<(), CommandError> {
+) -> Result<(), Error> {
     if outcomes.is_empty() {
         return Ok(());
     }
@@ -1090,9 +875,7 @@ fn record(
         .iter()
         .map(|(id, outcome, _)| (*id, outcome.clone()))
         .collect();
-    store
-        .settle(claimer, Timestamp::from(now), &batch)
-        .map_err(|error| usage(error.to_string()))?;
+    store.settle(claimer, Timestamp::from(now), &batch)?;
     for (id, outcome, channel) in outcomes.drain(..) {
         let counts = report.counts.entry(channel).or_default();
         match outcome {
@@ -1116,35 +899,35 @@ fn record(
     Ok(())
 }
 
-/// `journeyc tasks`: the operator tasks due from `days` days before `now`
-/// to a day after it, whom they are for, and whether they went out.
-pub fn tasks(
-    project_path: Option<&Path>,
-    now: Option<&str>,
-    days: u32,
-    assignee: Option<&str>,
-    json_output: bool,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> Result<Status, CommandError> {
-    let now = crate::runner::run::parse_now(now)?;
-    let Some((checked, store)) =
-        crate::runner::run::load(project_path, err, crate::runner::run::Open::Existing)?
-    else {
-        return Ok(Status::Problems);
-    };
-    let settings = checked
-        .settings
-        .as_ref()
-        .ok_or_else(|| usage("the settings are invalid"))?;
-    let from = Timestamp::from(now).plus_seconds(-86_400 * i64::from(days));
-    let to = Timestamp::from(now).plus_seconds(86_400);
-    let rows = store
-        .tasks(from, to)
-        .map_err(|error| usage(error.to_string()))?;
+/// An operator task as `journeyc tasks` lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct TaskLine {
+    pub at: Timestamp,
+    pub assignee: String,
+    pub contact: String,
+    pub journey: String,
+    pub step: String,
+    pub text: String,
+    pub due: Option<String>,
+    pub status: crate::model::OutboxStatus,
+    pub sent_at: Option<Timestamp>,
+    pub error: Option<String>,
+}
+
+/// The operator tasks planned from `from` to `to`, rendered as they were
+/// (or will be) sent.
+pub fn tasks_between(
+    checked: &Checked,
+    store: &crate::store::sqlite::SqliteStore,
+    from: Timestamp,
+    to: Timestamp,
+    now: DateTime<Utc>,
+) -> Result<Vec<TaskLine>, Error> {
+    let composer = Composer::new(checked)
+        .ok_or_else(|| config("the project has errors; `journeyc check` lists them"))?;
+    let mut steps = Steps::new(checked);
     let mut listed = Vec::new();
-    let mut steps = Steps::new(&checked);
-    for (row, delivered) in rows {
+    for (row, delivered) in store.tasks(from, to)? {
         let status = row.status;
         let claimed = Claimed {
             id: 0,
@@ -1154,76 +937,37 @@ pub fn tasks(
             event_id: None,
             progress: None,
         };
-        let (task_assignee, task_text, due) =
-            match job(&mut steps, &checked, &store, claimed.clone())? {
-                Ok(job) => match job.render(&checked, now) {
-                    Ok(Rendered::Task {
-                        assignee,
-                        text,
-                        due,
-                    }) => (assignee, text, due),
-                    Ok(_) => continue,
-                    Err(error) => (String::new(), format!("(cannot render: {error})"), None),
-                },
-                Err(_) => (
-                    String::new(),
-                    "(its step or contact is gone)".to_string(),
-                    None,
-                ),
-            };
-        if assignee.is_some_and(|wanted| wanted != task_assignee) {
-            continue;
-        }
-        listed.push(json!({
-            "at": claimed.row.send_at,
-            "assignee": task_assignee,
-            "contact": claimed.row.contact_id,
-            "journey": claimed.row.journey,
-            "step": claimed.row.step().as_str(),
-            "text": task_text,
-            "due": due,
-            "status": status,
-            "sent_at": delivered.sent_at,
-            "error": delivered.error,
-        }));
+        let (assignee, text, due) = match job(&mut steps, &composer, store, claimed.clone())? {
+            Ok(job) => match job.render(&composer, now) {
+                Ok(Rendered::Task {
+                    assignee,
+                    text,
+                    due,
+                }) => (assignee, text, due),
+                Ok(_) => continue,
+                Err(error) => (String::new(), format!("(cannot render: {error})"), None),
+            },
+            Err(_) => (
+                String::new(),
+                "(its step or contact is gone)".to_string(),
+                None,
+            ),
+        };
+        let row = claimed.row;
+        listed.push(TaskLine {
+            at: row.send_at,
+            assignee,
+            step: row.step().as_str().to_string(),
+            contact: row.contact_id,
+            journey: row.journey,
+            text,
+            due,
+            status,
+            sent_at: delivered.sent_at,
+            error: delivered.error,
+        });
     }
-    if json_output {
-        for task in &listed {
-            writeln!(out, "{task}")?;
-        }
-        return Ok(Status::Success);
-    }
-    if listed.is_empty() {
-        writeln!(out, "no tasks from {from} to {to}")?;
-    }
-    for task in &listed {
-        let field = |name: &str| task[name].as_str().unwrap_or("").to_string();
-        let due = task["due"]
-            .as_str()
-            .map_or_else(String::new, |due| format!(", due within {due}"));
-        // People read the time in the project's timezone.
-        let at = Timestamp::parse(&field("at"))
-            .map(Timestamp::utc)
-            .map_or_else(
-                |_| field("at"),
-                |at| {
-                    at.with_timezone(&settings.timezone.0)
-                        .format("%Y-%m-%d %H:%M %Z")
-                        .to_string()
-                },
-            );
-        writeln!(
-            out,
-            "{at}  {}  {} ({} {}){due}  [{}]\n    {}",
-            field("assignee"),
-            field("contact"),
-            field("journey"),
-            field("step"),
-            field("status"),
-            field("text").replace('\n', "\n    ")
-        )?;
-    }
-    Ok(Status::Success)
+    Ok(listed)
 }
 
 #[cfg(test)]

@@ -11,4 +11,4 @@ mod timestamp;
 pub use crate::ast::Channel;
 pub use ids::{MessageKey, OutboxKey, StepId};
 pub use state::{EnrolmentState, OutboxStatus, UnknownState};
-pub use timestamp::{Timestamp, TimestampError};
+pub use timestamp::{localize, Timestamp, TimestampError};

@@ -90,6 +90,52 @@ impl Timestamp {
     pub fn seconds_since(self, earlier: Timestamp) -> i64 {
         self.0 - earlier.0
     }
+
+    /// This instant as people read it, in `zone` with its offset:
+    /// `2026-11-24 09:00:00 +08:00`. Every command prints times so.
+    pub fn in_zone(self, zone: chrono_tz::Tz) -> impl fmt::Display {
+        self.utc()
+            .with_timezone(&zone)
+            .format("%Y-%m-%d %H:%M:%S %:z")
+    }
+}
+
+/// `text` with every instant journeyc wrote into it (`2026-03-01T02:00:00Z`,
+/// as reasons and notes are stored) shown in `zone` with its offset, as
+/// [`Timestamp::in_zone`] prints it.
+pub fn localize(text: &str, zone: chrono_tz::Tz) -> String {
+    const WIDTH: usize = "2026-03-01T02:00:00Z".len();
+    let shape = |candidate: &[u8]| {
+        candidate.len() == WIDTH
+            && candidate
+                .iter()
+                .enumerate()
+                .all(|(index, byte)| match index {
+                    4 | 7 => *byte == b'-',
+                    10 => *byte == b'T',
+                    13 | 16 => *byte == b':',
+                    19 => *byte == b'Z',
+                    _ => byte.is_ascii_digit(),
+                })
+    };
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let candidate = &bytes[index..bytes.len().min(index + WIDTH)];
+        if shape(candidate) {
+            // The shape is ASCII, so the slice is on character boundaries.
+            if let Ok(instant) = Timestamp::parse(&text[index..index + WIDTH]) {
+                out.push_str(&instant.in_zone(zone).to_string());
+                index += WIDTH;
+                continue;
+            }
+        }
+        let character = text[index..].chars().next().unwrap_or(' ');
+        out.push(character);
+        index += character.len_utf8();
+    }
+    out
 }
 
 impl fmt::Display for Timestamp {

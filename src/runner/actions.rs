@@ -79,10 +79,10 @@ impl Engine<'_> {
                 format!(
                     "score {} {}",
                     model.node,
-                    crate::format::number(points.node)
+                    crate::ast::print::number(points.node)
                 )
             }
-            other => crate::format::action(other),
+            other => crate::ast::print::action(other),
         }
     }
 }

@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 
 use super::eval::{Context, Program};
 use super::person::Person;
-use crate::graph::{CompiledJourney, NodeKind};
+use crate::journey::{CompiledJourney, NodeKind};
 use crate::model::{EnrolmentState, StepId, Timestamp};
 use crate::settings::Settings;
 use crate::store::{Contact, Enrolment, Event, RunBatch, StoreError, Transition};

@@ -173,7 +173,7 @@ impl Engine<'_> {
                         Moment::of(next),
                         plain(format!(
                             "every {} at {}",
-                            crate::format::weekday_name(weekday.node),
+                            crate::ast::print::weekday_name(weekday.node),
                             at.node
                         )),
                     );
@@ -198,7 +198,7 @@ impl Engine<'_> {
                     }) {
                         consider(
                             moment,
-                            plain(format!("when {}", crate::format::expr(condition))),
+                            plain(format!("when {}", crate::ast::print::expr(condition))),
                         );
                     }
                 }

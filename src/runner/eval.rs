@@ -32,6 +32,24 @@ pub struct Program<'a> {
     pub scores: HashMap<&'a str, &'a ast::ScoreModel>,
 }
 
+impl<'a> Program<'a> {
+    /// The segments and scoring models the analyzer found in a project.
+    pub fn of(analysis: &'a crate::analyzer::Analysis) -> Program<'a> {
+        Program {
+            segments: analysis
+                .segments
+                .iter()
+                .map(|(name, condition)| (name.as_str(), condition))
+                .collect(),
+            scores: analysis
+                .scores
+                .iter()
+                .map(|(name, score)| (name.as_str(), score))
+                .collect(),
+        }
+    }
+}
+
 /// Everything an expression can see.
 #[derive(Clone, Copy)]
 pub struct Context<'a> {
@@ -627,7 +645,7 @@ pub fn explain(expr: &Expr, context: Context<'_>) -> String {
             let value = match eval(path, context) {
                 Value::Null => "empty".to_string(),
                 Value::Bool(value) => value.to_string(),
-                Value::Number(number) => crate::format::number(number),
+                Value::Number(number) => crate::ast::print::number(number),
                 Value::Text(text) => text,
                 Value::Date(date) => date.to_string(),
                 Value::Instant(moment) => moment.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),

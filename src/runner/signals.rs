@@ -8,7 +8,7 @@ use super::eval;
 use super::person::{Person, STAGE_STAMPS, TAG_STAMPS};
 use super::time;
 use crate::ast::{self, Signal};
-use crate::graph::NodeKind;
+use crate::journey::NodeKind;
 use crate::model::Timestamp;
 use crate::store::{Enrolment, Event};
 

@@ -10,7 +10,7 @@ use super::eval;
 use super::person::Person;
 use super::time;
 use crate::ast;
-use crate::graph::{EdgeKind, NodeKind};
+use crate::journey::{EdgeKind, NodeKind};
 use crate::model::{EnrolmentState, StepId, Timestamp};
 use crate::store::{Assignment, Enrolment};
 
@@ -47,7 +47,7 @@ impl Engine<'_> {
                     work,
                     enrolment,
                     EnrolmentState::Exited,
-                    format!("exit: {}", crate::format::signal(signal)),
+                    format!("exit: {}", crate::ast::print::signal(signal)),
                     at,
                 )?;
             }
@@ -62,7 +62,7 @@ impl Engine<'_> {
                 }
                 let reason = format!(
                     "goal: {}",
-                    crate::format::signal(&goal.condition).trim_start_matches("on ")
+                    crate::ast::print::signal(&goal.condition).trim_start_matches("on ")
                 );
                 self.finish(work, enrolment, EnrolmentState::Converted, reason, at)?;
             }
@@ -75,7 +75,7 @@ impl Engine<'_> {
                     enrolment,
                     Some(&from),
                     Some(&journey.graph[*target].id),
-                    format!("rescue: {}", crate::format::signal(signal)),
+                    format!("rescue: {}", crate::ast::print::signal(signal)),
                     at,
                 )?;
                 self.walk(
@@ -222,7 +222,7 @@ impl Engine<'_> {
                             let reason = match kind {
                                 EdgeKind::When { condition, .. } => format!(
                                     "split: {}{}",
-                                    crate::format::expr(condition),
+                                    crate::ast::print::expr(condition),
                                     eval::explain(condition, context)
                                 ),
                                 _ => "split: else".to_string(),
@@ -344,7 +344,7 @@ impl Engine<'_> {
     fn rest(
         work: &mut Work<'_>,
         enrolment: &mut Enrolment,
-        node: &crate::graph::Node,
+        node: &crate::journey::Node,
         due: DateTime<Utc>,
         at: DateTime<Utc>,
     ) -> Result<(), RunError> {
@@ -368,7 +368,7 @@ impl Engine<'_> {
         contact: &str,
         journey: &str,
         test: &str,
-        successors: &[(&crate::graph::Edge, NodeIndex)],
+        successors: &[(&crate::journey::Edge, NodeIndex)],
     ) -> Option<(NodeIndex, String)> {
         let bucket = bucket(contact, journey, test);
         let mut upper = 0.0;

@@ -95,11 +95,14 @@ impl PartialEq for Properties {
     }
 }
 
+/// The failure a backend reports, kept as the cause of a [`StoreError`].
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug)]
 pub enum StoreError {
     Open {
         path: PathBuf,
-        reason: String,
+        source: Cause,
     },
     /// The database was written by a newer journeyc.
     TooNew {
@@ -107,27 +110,50 @@ pub enum StoreError {
         version: i64,
         supported: i64,
     },
-    Database(String),
+    /// `store:` names a kind of store this journeyc cannot open.
+    Unsupported {
+        url: String,
+    },
+    Database(Cause),
     /// A row the store holds that this journeyc cannot read.
-    Corrupt(String),
+    Corrupt(Cause),
+    /// The caller ended a transaction on purpose (its own error is kept
+    /// by the caller); nothing of it was written.
+    Abandoned(&'static str),
 }
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StoreError::Open { path, reason } => write!(f, "cannot open the store `{}`: {reason}", path.display()),
+            StoreError::Open { path, source } => write!(f, "cannot open the store `{}`: {source}", path.display()),
             StoreError::TooNew { path, version, supported } => write!(
                 f,
                 "the store `{}` has schema version {version}, but this journeyc knows up to {supported}; upgrade journeyc",
                 path.display()
             ),
-            StoreError::Database(reason) => write!(f, "store error: {reason}"),
-            StoreError::Corrupt(reason) => write!(f, "the store holds a row journeyc cannot read: {reason}"),
+            StoreError::Unsupported { url } => write!(
+                f,
+                "`store: {url}`: only SQLite stores (a file path or `sqlite:PATH`) are supported so far"
+            ),
+            StoreError::Database(source) => write!(f, "store error: {source}"),
+            StoreError::Corrupt(source) => write!(f, "the store holds a row journeyc cannot read: {source}"),
+            StoreError::Abandoned(why) => write!(f, "nothing was written: {why}"),
         }
     }
 }
 
-impl std::error::Error for StoreError {}
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Open { source, .. }
+            | StoreError::Database(source)
+            | StoreError::Corrupt(source) => Some(source.as_ref()),
+            StoreError::TooNew { .. }
+            | StoreError::Unsupported { .. }
+            | StoreError::Abandoned(_) => None,
+        }
+    }
+}
 
 /// Writes of one import, all in one transaction: the import is applied
 /// whole or not at all.
@@ -507,6 +533,8 @@ pub trait Outbox {
         channel: Channel,
         at: Timestamp,
     ) -> Result<bool, StoreError>;
+    /// The whole suppression list, by channel and address.
+    fn suppressions(&self) -> Result<Vec<Suppression>, StoreError>;
     /// When the contact's marketing messages on a channel actually went
     /// out, from `since` on, in order.
     fn sent_since(
@@ -547,10 +575,8 @@ pub fn location(settings: &Settings) -> PathBuf {
 /// Opens the project's store, creating and migrating it as needed.
 pub fn open(settings: &Settings) -> Result<sqlite::SqliteStore, StoreError> {
     if let Some(other) = settings.store.as_deref().filter(|url| url.contains("://")) {
-        return Err(StoreError::Open {
-            path: PathBuf::from(other),
-            reason: "only SQLite stores (a file path or `sqlite:PATH`) are supported so far"
-                .to_string(),
+        return Err(StoreError::Unsupported {
+            url: other.to_string(),
         });
     }
     sqlite::SqliteStore::open(&location(settings))

@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde_json::{Map, Value as Json};
 
 use super::{
-    ArmStatus, Assignment, Claimed, Contact, Delivered, Enrolment, EnrolmentData, Event,
+    ArmStatus, Assignment, Cause, Claimed, Contact, Delivered, Enrolment, EnrolmentData, Event,
     ImportSink, JourneyStatus, Outbox, OutboxRow, Progress, Resting, RunBatch, RunRecord,
     Scheduled, Settle, Store, StoreError, Suppression, Transition,
 };
@@ -295,8 +295,8 @@ pub struct SqliteStore {
 /// should (the error names the column).
 fn database(error: rusqlite::Error) -> StoreError {
     match error {
-        rusqlite::Error::FromSqlConversionFailure(..) => StoreError::Corrupt(error.to_string()),
-        other => StoreError::Database(other.to_string()),
+        rusqlite::Error::FromSqlConversionFailure(..) => StoreError::Corrupt(Box::new(error)),
+        other => StoreError::Database(Box::new(other)),
     }
 }
 
@@ -360,13 +360,13 @@ fn now_seconds() -> i64 {
 
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let open_error = |reason: String| StoreError::Open {
+        let open_error = |source: Cause| StoreError::Open {
             path: path.to_path_buf(),
-            reason,
+            source,
         };
-        let connection = Connection::open(path).map_err(|error| open_error(error.to_string()))?;
+        let connection = Connection::open(path).map_err(|error| open_error(Box::new(error)))?;
         Self::start(connection, path).map_err(|error| match error {
-            StoreError::Database(reason) => open_error(reason),
+            StoreError::Database(source) => open_error(source),
             other => other,
         })
     }
@@ -1377,6 +1377,26 @@ impl Outbox for SqliteStore {
         is_suppressed(&self.connection, address, channel, at)
     }
 
+    fn suppressions(&self) -> Result<Vec<Suppression>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT address, channel, reason, at FROM suppressions ORDER BY channel, address",
+            )
+            .map_err(database)?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok(Suppression {
+                    address: row.get(0)?,
+                    channel: channel_of(row, 1)?,
+                    reason: row.get(2)?,
+                    at: time(row, 3)?,
+                })
+            })
+            .map_err(database)?;
+        rows.collect::<Result<_, _>>().map_err(database)
+    }
+
     fn sent_since(
         &self,
         contact_id: &str,
@@ -1488,7 +1508,7 @@ mod tests {
         };
         let result = store.import(&mut |sink| {
             sink.put_contact(&contact)?;
-            Err(StoreError::Database("interrupted".into()))
+            Err(StoreError::Abandoned("interrupted"))
         });
         assert!(result.is_err());
         assert_eq!(store.contact_count().unwrap(), 0);

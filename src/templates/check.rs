@@ -63,7 +63,7 @@ impl Checker<'_> {
     fn template(&mut self, template: &Template) {
         for (key, value) in [("from", &template.from), ("reply_to", &template.reply_to)] {
             let Some(value) = value else { continue };
-            if let Err(reason) = crate::message::check_mailbox(value) {
+            if let Err(reason) = crate::compose::mime::check_mailbox(value) {
                 let text = &self.sources.get(template.file).text;
                 let start = text
                     .match_indices(&format!("{key}:"))

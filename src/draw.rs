@@ -1,173 +1,32 @@
-//! The compiled form of a journey: a petgraph DAG whose nodes carry stable
-//! IDs (the label where one is written, a path such as
-//! `split:4f1c2a/when2/email:winback/vip` otherwise), and its drawing as DOT or Mermaid.
+//! Drawings of a compiled journey for people: Graphviz DOT, Mermaid, and
+//! an indented text outline that lists every step's ID.
 
 use std::fmt::Write as _;
 
-use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::graph::NodeIndex;
 use petgraph::visit::EdgeRef;
-use petgraph::Direction as Side;
 
-use crate::ast::{self, Expr, Message, Signal, Trigger};
-use crate::format;
-use crate::span::Span;
+use crate::ast::{self, print};
+use crate::journey::{CompiledJourney, Edge, EdgeKind, Node, NodeKind};
 
-#[derive(Clone, Debug)]
-pub struct Node {
-    /// The step's label, or its kind and content inside the blocks around
-    /// it: stable across edits elsewhere in the journey. The runner keys
-    /// state and outbox rows on it.
-    pub id: String,
-    pub kind: NodeKind,
-    pub span: Span,
-    /// A digest of what the step does; a contact resting at a step whose
-    /// print changed is treated like one at a removed step.
-    pub print: String,
-    /// The positional ID earlier versions of journeyc gave this node
-    /// (`wait@2`), for stores written by them.
-    pub legacy_id: String,
+/// How `journeyc graph` draws a journey.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Drawing {
+    /// Graphviz DOT.
+    #[default]
+    Dot,
+    /// A Mermaid flowchart (GitHub renders it in Markdown).
+    Mermaid,
+    /// An indented outline with every step's ID.
+    Text,
 }
 
-#[derive(Clone, Debug)]
-pub enum NodeKind {
-    Start,
-    Message(Message),
-    /// `wait 3d`, and the pause between repetitions of a `repeat`.
-    WaitDuration(ast::Duration),
-    WaitClock {
-        day: Option<ast::DayFilter>,
-        at: ast::Time,
-    },
-    WaitDate {
-        offset: Option<(ast::Duration, ast::Direction)>,
-        date: ast::DateRef,
-        at: Option<ast::Time>,
-    },
-    WaitEvent {
-        timeout: ast::Duration,
-        event: String,
-        filter: Option<Expr>,
-    },
-    Split,
-    Ab {
-        name: String,
-    },
-    /// An action step (`tag`, `set`, `stage`, `score` ...), as written.
-    Action(ast::StepKind),
-    /// Leaves this journey and enters another.
-    Handoff(String),
-    /// The control group of an A/B split: nothing more is sent.
-    Holdout,
-    /// `end`, or the end of the steps.
-    End,
-}
-
-#[derive(Clone, Debug)]
-pub struct Edge {
-    pub kind: EdgeKind,
-    /// The `goto` that made this edge, if one did.
-    pub goto: Option<Span>,
-}
-
-#[derive(Clone, Debug)]
-pub enum EdgeKind {
-    Next,
-    /// The n-th (from 1) branch of a split.
-    When {
-        index: usize,
-        condition: Expr,
-    },
-    Else,
-    Variant {
-        name: String,
-        weight: f64,
-    },
-    Holdout {
-        weight: f64,
-    },
-    Got,
-    Timeout,
-}
-
-/// Journey-level rules that act on every enrolment, outside the step graph.
-#[derive(Clone, Debug, Default)]
-pub struct Rules {
-    pub title: Option<String>,
-    pub description: Option<String>,
-    pub audience: Option<Expr>,
-    pub triggers: Vec<Trigger>,
-    pub reentry: Option<ast::Reentry>,
-    pub goal: Option<ast::Goal>,
-    pub exits: Vec<Signal>,
-    pub limits: Vec<ast::Limit>,
-    pub rescues: Vec<(Signal, NodeIndex)>,
-    /// Steps a new version removed or changed, and where contacts resting
-    /// there go.
-    pub moved: Vec<(String, NodeIndex)>,
-    /// `backfill`: how far before its launch a trigger may lie.
-    pub backfill: Option<ast::Duration>,
-    /// `priority`: the higher goes first among journeys acting at the same
-    /// instant (then the name).
-    pub priority: u64,
-}
-
-#[derive(Clone, Debug)]
-pub struct CompiledJourney {
-    pub name: String,
-    pub span: Span,
-    pub rules: Rules,
-    pub graph: DiGraph<Node, Edge>,
-    pub start: NodeIndex,
-    /// Node by stable ID: the runner looks one up for every enrolment.
-    ids: std::collections::HashMap<String, NodeIndex>,
-}
-
-impl CompiledJourney {
-    pub fn new(
-        name: String,
-        span: Span,
-        rules: Rules,
-        graph: DiGraph<Node, Edge>,
-        start: NodeIndex,
-    ) -> Self {
-        let ids = graph
-            .node_indices()
-            .map(|index| (graph[index].id.clone(), index))
-            .collect();
-        CompiledJourney {
-            name,
-            span,
-            rules,
-            graph,
-            start,
-            ids,
-        }
-    }
-
-    pub fn node(&self, id: &str) -> Option<NodeIndex> {
-        self.ids.get(id).copied()
-    }
-
-    /// The nodes in the order they were created (source order, repetitions
-    /// unrolled), which is also a stable order for output.
-    pub fn nodes(&self) -> impl Iterator<Item = (NodeIndex, &Node)> {
-        self.graph
-            .node_indices()
-            .map(move |index| (index, &self.graph[index]))
-    }
-
-    /// Outgoing edges of a node in the order they were written.
-    pub fn successors(&self, node: NodeIndex) -> Vec<(&Edge, NodeIndex)> {
-        let mut edges: Vec<_> = self
-            .graph
-            .edges_directed(node, Side::Outgoing)
-            .map(|edge| (edge.id(), edge.weight(), edge.target()))
-            .collect();
-        edges.sort_by_key(|(id, _, _)| *id);
-        edges
-            .into_iter()
-            .map(|(_, weight, target)| (weight, target))
-            .collect()
+/// `journey` drawn as `drawing` asks.
+pub fn draw(journey: &CompiledJourney, drawing: Drawing) -> String {
+    match drawing {
+        Drawing::Dot => to_dot(journey),
+        Drawing::Mermaid => to_mermaid(journey),
+        Drawing::Text => to_text(journey),
     }
 }
 
@@ -185,7 +44,7 @@ pub fn node_text(node: &Node) -> String {
         NodeKind::WaitDuration(duration) => format!("wait {duration}"),
         NodeKind::WaitClock { day, at } => match day {
             Some(ast::DayFilter::Weekday(weekday)) => {
-                format!("wait until {} {at}", format::weekday_name(*weekday))
+                format!("wait until {} {at}", print::weekday_name(*weekday))
             }
             Some(ast::DayFilter::Workday) => format!("wait until weekday {at}"),
             None => format!("wait until {at}"),
@@ -216,12 +75,12 @@ pub fn node_text(node: &Node) -> String {
             event,
             filter,
         } => match filter {
-            Some(filter) => format!("wait {timeout} for {event} where {}", format::expr(filter)),
+            Some(filter) => format!("wait {timeout} for {event} where {}", print::expr(filter)),
             None => format!("wait {timeout} for {event}"),
         },
         NodeKind::Split => "split".to_string(),
         NodeKind::Ab { name } => format!("A/B test {name}"),
-        NodeKind::Action(action) => format::action(action),
+        NodeKind::Action(action) => print::action(action),
         NodeKind::Handoff(journey) => format!("hand off to {journey}"),
         NodeKind::Holdout => "holdout (control group)".to_string(),
         NodeKind::End => "end".to_string(),
@@ -231,10 +90,10 @@ pub fn node_text(node: &Node) -> String {
 pub fn edge_text(edge: &Edge) -> String {
     match &edge.kind {
         EdgeKind::Next => String::new(),
-        EdgeKind::When { condition, .. } => format::expr(condition),
+        EdgeKind::When { condition, .. } => print::expr(condition),
         EdgeKind::Else => "else".to_string(),
-        EdgeKind::Variant { name, weight } => format!("{name} {}%", format::number(*weight)),
-        EdgeKind::Holdout { weight } => format!("holdout {}%", format::number(*weight)),
+        EdgeKind::Variant { name, weight } => format!("{name} {}%", print::number(*weight)),
+        EdgeKind::Holdout { weight } => format!("holdout {}%", print::number(*weight)),
         EdgeKind::Got => "got".to_string(),
         EdgeKind::Timeout => "timeout".to_string(),
     }
@@ -361,7 +220,7 @@ pub fn to_text(journey: &CompiledJourney) -> String {
         let _ = writeln!(
             out,
             "  rescue {} -> {}",
-            format::signal(signal),
+            print::signal(signal),
             journey.graph[*target].id
         );
     }

@@ -4,15 +4,17 @@
 
 use crate::span::{Span, Spanned};
 
+pub mod print;
+
 pub type Name = Spanned<String>;
 
 /// One `.journey` file.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct File {
     pub items: Vec<Item>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub enum Item {
     Journey(Journey),
     Segment(Segment),
@@ -38,7 +40,7 @@ impl Item {
 }
 
 /// `segment NAME = EXPR`: a reusable audience condition.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Segment {
     pub name: Name,
     pub condition: Expr,
@@ -46,14 +48,14 @@ pub struct Segment {
 }
 
 /// `score NAME { ... }`: a scoring model shared by all journeys.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct ScoreModel {
     pub name: Name,
     pub rules: Vec<ScoreRule>,
     pub span: Span,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub enum ScoreRuleKind {
     /// `on event "x" [where ...] +10`
     OnEvent {
@@ -75,13 +77,13 @@ pub enum ScoreRuleKind {
     Decay { half_life: Spanned<Duration> },
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct ScoreRule {
     pub kind: ScoreRuleKind,
     pub span: Span,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Journey {
     pub name: Name,
     /// Clauses and steps in the order they were written.
@@ -107,19 +109,19 @@ impl Journey {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub enum Member {
     Clause(Clause),
     Step(Step),
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Clause {
     pub kind: ClauseKind,
     pub span: Span,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub enum ClauseKind {
     Title(Spanned<String>),
     Description(Spanned<String>),
@@ -168,7 +170,7 @@ impl ClauseKind {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub enum Trigger {
     /// `on event "x" [where ...]`
     Event { event: Name, filter: Option<Expr> },
@@ -202,7 +204,7 @@ pub enum Trigger {
     When(Expr),
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub enum Reentry {
     Never,
     Always,
@@ -210,7 +212,7 @@ pub enum Reentry {
 }
 
 /// What a goal, exit or rescue listens for.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub enum Signal {
     Event { event: Name, filter: Option<Expr> },
     Stage(Name),
@@ -218,7 +220,7 @@ pub enum Signal {
     When(Expr),
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Goal {
     pub condition: Signal,
     pub within: Spanned<Duration>,
@@ -228,13 +230,13 @@ pub struct Goal {
     pub then_braced: bool,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Limit {
     pub kind: LimitKind,
     pub span: Span,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub enum LimitKind {
     /// `email 1 per 30d`
     Cap {
@@ -259,7 +261,10 @@ pub enum LimitKind {
     },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Channel {
     Email,
     Sms,
@@ -297,7 +302,7 @@ impl std::fmt::Display for Channel {
 /// minutes are elapsed time. `minutes` is the whole length with a day
 /// counted as 24 hours, which is what comparisons and checks use.
 /// Equality and order look at that length only.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct Duration {
     pub minutes: u64,
     /// How many of the minutes were written as days or weeks.
@@ -401,7 +406,7 @@ impl std::fmt::Display for Duration {
 }
 
 /// A wall-clock time of day, `HH:MM`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct Time {
     pub hour: u32,
     pub minute: u32,
@@ -413,7 +418,7 @@ impl std::fmt::Display for Time {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Step {
     pub label: Option<Name>,
     pub kind: StepKind,
@@ -423,7 +428,7 @@ pub struct Step {
     pub kind_span: Span,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Message {
     pub channel: Channel,
     /// Template name (`"winback/vip"`); for a task written inline, its text.
@@ -438,13 +443,13 @@ pub struct Message {
     pub due: Option<Spanned<Duration>>,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub enum Assignee {
     Field(Name),
     Fixed(Spanned<String>),
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub enum StepKind {
     Message(Message),
     /// `wait 3d`
@@ -502,40 +507,40 @@ pub enum StepKind {
     End,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum DayFilter {
     Weekday(chrono::Weekday),
     /// Any of Monday to Friday.
     Workday,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum Direction {
     Before,
     After,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub enum DateRef {
     Literal(Spanned<chrono::NaiveDate>),
     Holiday(Name),
     Field(Name),
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Block {
     pub steps: Vec<Step>,
     pub span: Span,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Branch {
     pub condition: Expr,
     pub body: Block,
     pub span: Span,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Variant {
     pub name: Name,
     pub weight: Spanned<f64>,
@@ -543,13 +548,13 @@ pub struct Variant {
     pub span: Span,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Expr {
     pub kind: ExprKind,
     pub span: Span,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum BinaryOp {
     Or,
     And,
@@ -597,7 +602,7 @@ impl BinaryOp {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub enum ExprKind {
     Bool(bool),
     /// The number and the text it was written as (`100_000`).
@@ -630,7 +635,7 @@ pub enum ExprKind {
 }
 
 /// A `#` comment, found by `parser::comments`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Comment {
     pub text: String,
     pub span: Span,

@@ -3,6 +3,8 @@
 
 use crate::span::Span;
 
+pub mod render;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Severity {
     Error,
