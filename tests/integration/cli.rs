@@ -1,12 +1,9 @@
 //! The command line as a user meets it: full output and exit codes.
 
-mod common;
-#[path = "cli/hostile.rs"]
 mod hostile;
-#[path = "cli/mutations.rs"]
 mod mutations;
 
-use common::{journeyc as run_in, root, snapshot_settings, text};
+use crate::common::{journeyc as run_in, root, snapshot_settings, text};
 use std::path::Path;
 use std::process::Output;
 
@@ -280,4 +277,173 @@ fn a_bare_file_name_finds_the_settings_beside_it() {
         text(&output.stdout),
         "ok: 0 journeys in 1 file checked, no problems\n"
     );
+}
+
+mod first_hour {
+    //! What a new user meets in the first hour, as the findings of the
+    //! codebase review listed it.
+
+    use crate::common::test::Test;
+
+    /// The starter with its sample data imported and one night run.
+    fn imported(dir: &std::path::Path) {
+        Test::in_folder(dir).starter().args(["check"]).run();
+        for (what, file, said) in [
+            (
+                "contacts",
+                "data/contacts.csv",
+                "contacts: 8 new, 0 updated\n",
+            ),
+            (
+                "events",
+                "data/events.jsonl",
+                "events: 9 new, 1 address suppressed\n",
+            ),
+        ] {
+            Test::in_folder(dir)
+                .args(["import", what, file, "--now", "2026-12-01 08:00"])
+                .stdout_contains(said)
+                .run();
+        }
+    }
+
+    #[test]
+    fn init_writes_a_project_that_checks_clean_and_refuses_a_full_folder() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Test::in_folder(dir.path())
+            .args(["init", "mine"])
+            .stdout_contains("wrote a starter project to mine")
+            .run();
+        Test::in_folder(&dir.path().join("mine"))
+            .args(["check", "--deny", "warnings"])
+            .stdout_contains("ok: 2 journeys")
+            .run();
+        Test::in_folder(dir.path())
+            .args(["init", "mine"])
+            .status(2)
+            .stderr_contains("`mine` is not empty")
+            .run();
+    }
+
+    #[test]
+    fn a_dry_run_creates_neither_store_nor_lock() {
+        let done = Test::new()
+            .starter()
+            .args(["run", "--dry-run", "--now", "2026-12-01 09:00"])
+            .stdout_contains("dry run (nothing written) at 2026-12-01 09:00:00 +00:00: 0 contacts")
+            .run();
+        let _ = done;
+        let dir = tempfile::tempdir().expect("temp dir");
+        Test::in_folder(dir.path())
+            .starter()
+            .args(["run", "--dry-run"])
+            .run();
+        for written in ["journeyc.db", "journeyc.lock"] {
+            assert!(
+                !dir.path().join(written).exists(),
+                "a dry run wrote {written}"
+            );
+        }
+    }
+
+    #[test]
+    fn why_refuses_a_journey_that_does_not_exist() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        imported(dir.path());
+        Test::in_folder(dir.path())
+            .args(["why", "c-01", "welcom"])
+            .status(2)
+            .stderr_contains("no journey named `welcom`; did you mean `welcome`?")
+            .run();
+        Test::in_folder(dir.path())
+            .args(["why", "c-99"])
+            .status(2)
+            .stderr_contains("no contact `c-99` in the store")
+            .run();
+    }
+
+    /// `--now` reads the same forms in every command, and every command
+    /// prints times in the project's timezone with the offset.
+    #[test]
+    fn every_command_reads_now_alike_and_shows_the_offset() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        imported(dir.path());
+        for now in [
+            "2026-12-01 09:00",
+            "2026-12-01T09:00:00Z",
+            "2026-12-01T17:00:00+08:00",
+        ] {
+            Test::in_folder(dir.path())
+                .args(["status", "--now", now])
+                .stdout_contains("at 2026-12-01 09:00:00 +00:00\n")
+                .run();
+        }
+        Test::in_folder(dir.path())
+            .args(["run", "--now", "2026-12-01 09:00"])
+            .stdout_contains("run at 2026-12-01 09:00:00 +00:00:")
+            .run();
+        let why = Test::in_folder(dir.path())
+            .args(["why", "c-01"])
+            .run()
+            .stdout();
+        assert!(
+            why.starts_with("2026-12-01 09:00:00 +00:00  welcome"),
+            "{why}"
+        );
+        assert!(
+            !why.contains(":00Z"),
+            "every time in the project's zone: {why}"
+        );
+        Test::in_folder(dir.path())
+            .args(["deliver", "--now", "tomorrow"])
+            .status(2)
+            .stderr_contains("not a time: give an RFC 3339 instant")
+            .run();
+    }
+
+    /// Without the secret, a preview of a marketing email says what to
+    /// set instead of failing on the template's `unsubscribe_url`.
+    #[test]
+    fn a_preview_without_the_secret_says_which_variable_to_set() {
+        Test::new()
+            .starter()
+            .file(
+                "li.yaml",
+                "first_name: 李娜\nemail: li.na@example.cn\nplan: free\n",
+            )
+            .env("JOURNEYC_UNSUBSCRIBE_SECRET", "")
+            .args(["preview", "welcome", "welcome/day0", "--vars", "li.yaml"])
+            .status(2)
+            .stderr_contains("set the environment variable JOURNEYC_UNSUBSCRIBE_SECRET")
+            .run();
+    }
+
+    /// A contact imported again with a numeric ID in JSON Lines is
+    /// updated, not replaced: the fields the row leaves out stay.
+    #[test]
+    fn a_numeric_id_updates_the_contact_it_names() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Test::in_folder(dir.path())
+            .starter()
+            .file("a.jsonl", "{\"id\": 42, \"first_name\": \"王伟\", \"email\": \"w@example.cn\", \"plan\": \"pro\", \"company\": \"清源\"}\n")
+            .file("b.jsonl", "{\"id\": 42, \"first_name\": \"王伟\"}\n")
+            .args(["import", "contacts", "a.jsonl"])
+            .run();
+        Test::in_folder(dir.path())
+            .args(["import", "contacts", "b.jsonl"])
+            .stdout_contains("0 new, 1 updated")
+            .run();
+        Test::in_folder(dir.path())
+            .args([
+                "preview",
+                "welcome",
+                "welcome/day0",
+                "--contact",
+                "42",
+                "--format",
+                "json",
+            ])
+            .stdout_contains("\"to\": \"w@example.cn\"")
+            .run();
+    }
 }

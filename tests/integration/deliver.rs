@@ -7,10 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-mod common;
-
-use common::copy_dir;
-use common::servers::{HttpStub, SmtpServer};
+use crate::common::copy_dir;
+use crate::common::servers::{HttpStub, SmtpServer};
 
 const SECRET: &str = "a-long-random-unsubscribe-secret";
 
@@ -123,37 +121,44 @@ struct Row {
 }
 
 fn outbox(dir: &Path) -> Vec<Row> {
-    let connection = rusqlite::Connection::open(dir.join("journeyc.db")).expect("open");
-    let mut statement = connection
-        .prepare("SELECT key, contact_id, channel, template, status, attempts, provider_id FROM outbox ORDER BY id")
-        .expect("prepare");
-    statement
-        .query_map([], |row| {
-            Ok(Row {
-                key: row.get(0)?,
-                contact: row.get(1)?,
-                channel: row.get(2)?,
-                template: row.get(3)?,
-                status: row.get(4)?,
-                attempts: row.get(5)?,
-                provider_id: row.get(6)?,
-            })
-        })
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows")
+    use journeyc::store::{Outbox as _, Store as _};
+    let store = crate::common::store(dir);
+    let mut rows = Vec::new();
+    for contact in crate::common::contacts(&store) {
+        for row in store.outbox_of(&contact.id).expect("outbox") {
+            let delivered = store
+                .delivered(&row.key)
+                .expect("delivered")
+                .unwrap_or_default();
+            rows.push(Row {
+                key: row.key.to_string(),
+                contact: row.contact_id,
+                channel: row.channel.as_str().to_string(),
+                template: row.template,
+                status: row.status.to_string(),
+                attempts: delivered.attempts,
+                provider_id: delivered.provider_id,
+            });
+        }
+    }
+    rows
 }
 
 fn suppressions(dir: &Path) -> Vec<(String, String)> {
-    let connection = rusqlite::Connection::open(dir.join("journeyc.db")).expect("open");
-    let mut statement = connection
-        .prepare("SELECT address, channel FROM suppressions ORDER BY address")
-        .expect("prepare");
-    statement
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows")
+    use journeyc::store::Outbox as _;
+    let mut list: Vec<(String, String)> = crate::common::store(dir)
+        .suppressions()
+        .expect("suppressions")
+        .into_iter()
+        .map(|suppression| {
+            (
+                suppression.address,
+                suppression.channel.as_str().to_string(),
+            )
+        })
+        .collect();
+    list.sort();
+    list
 }
 
 /// The Message-ID journeyc derives from an outbox key.
@@ -310,7 +315,7 @@ fn nights_and_deliveries_send_exactly_the_plan_with_faults() {
     );
     let why = ok(&run(dir, &servers, &["why", "c-3"]));
     assert!(
-        why.contains("email launch/hello: sent after 3 attempts at 2026-03-01T02:50:00Z (Q"),
+        why.contains("email launch/hello: sent after 3 attempts at 2026-03-01 10:50:00 +08:00 (Q"),
         "{why}"
     );
 
@@ -693,7 +698,7 @@ fn file_transports_write_what_is_due_and_tasks_are_listed() {
     ));
     assert_eq!(
         tasks,
-        "2026-03-01 08:00 CST  li@qingyuan.example  c-1 (launch task:owner:234300), due within 1d  [pending]\n    给 王芳 打电话：介绍新品试用\n"
+        "2026-03-01 08:00:00 +08:00  li@qingyuan.example  c-1 (launch task:owner:234300), due within 1d  [pending]\n    给 王芳 打电话：介绍新品试用\n"
     );
     let mine = ok(&run(
         dir,
@@ -708,7 +713,7 @@ fn file_transports_write_what_is_due_and_tasks_are_listed() {
     ));
     assert_eq!(
         mine,
-        "no tasks from 2026-02-22T03:00:00Z to 2026-03-02T03:00:00Z\n"
+        "no tasks from 2026-02-22 11:00:00 +08:00 to 2026-03-02 11:00:00 +08:00\n"
     );
 }
 
@@ -833,7 +838,7 @@ fn what_cannot_be_sent_is_said_before_anything_is_claimed() {
     assert_eq!(output.status.code(), Some(2));
     assert_eq!(
         String::from_utf8_lossy(&output.stderr),
-        "error: email is due, but marketing email needs its signed unsubscribe link: set `JOURNEYC_UNSUBSCRIBE_SECRET` to the secret (at least 16 bytes) the unsubscribe page checks\n"
+        "error: email is due, but a marketing email carries a signed unsubscribe link: set the environment variable JOURNEYC_UNSUBSCRIBE_SECRET to the secret that signs it (at least 16 random bytes, e.g. `export JOURNEYC_UNSUBSCRIBE_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n')`)\n"
     );
     // A misspelt transport setting is a settings error.
     edit_settings(
@@ -851,7 +856,7 @@ fn what_cannot_be_sent_is_said_before_anything_is_claimed() {
     let output = run(dir, &servers, &["deliver", "--channel", "fax"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr)
-        .contains("the channels are email, sms, task and webhook"));
+        .contains("[possible values: email, sms, task, webhook]"));
     assert!(
         outbox(dir)
             .iter()

@@ -4,7 +4,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use journeyc::{format, project, render};
+use journeyc::diagnostic::render;
+use journeyc::{format, project};
 
 fn project_settings(folder: &str) -> Vec<PathBuf> {
     let groups = project::group_paths(&[PathBuf::from(folder)]).expect("projects are found");
@@ -82,7 +83,7 @@ fn grammar_reference_lists_every_check_code() {
 /// contact: what `check` approves can really be sent.
 #[test]
 fn every_message_step_renders() {
-    use journeyc::preview::{render_message, Rendered};
+    use journeyc::compose::{Composer, Rendered};
     use journeyc::templates::{check::sample_context, sms, MessageKind};
 
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -96,7 +97,7 @@ fn every_message_step_renders() {
         for settings_path in project_settings(folder) {
             let checked = project::load(&settings_path, &BTreeSet::new()).expect("project loads");
             let settings = checked.settings.as_ref().expect("valid settings");
-            let set = checked.templates.as_ref().expect("templates");
+            let composer = Composer::new(&checked).expect("a valid project");
             let limit = settings
                 .channels
                 .sms
@@ -108,28 +109,27 @@ fn every_message_step_renders() {
                     serde_json::to_value(&sample).expect("sample as JSON");
                 let contact = json["contact"].as_object().expect("contact").clone();
                 let event = json["event"].as_object().expect("event").clone();
-                let rendered = render_message(
-                    settings,
-                    set,
-                    message_use,
-                    "sample",
-                    &contact,
-                    &event,
-                    journeyc::model::Timestamp::parse("2026-09-25T10:00:00+08:00")
-                        .expect("a time")
-                        .utc(),
-                    &journeyc::model::MessageKey::preview(
-                        &message_use.journey,
-                        &journeyc::model::StepId::new("sample"),
-                        "c-1",
-                    ),
-                )
-                .unwrap_or_else(|error| {
-                    panic!(
-                        "{} `{}`: {error}",
-                        message_use.journey, message_use.message.template.node
+                let rendered = composer
+                    .render(
+                        message_use,
+                        "sample",
+                        &contact,
+                        &event,
+                        journeyc::model::Timestamp::parse("2026-09-25T10:00:00+08:00")
+                            .expect("a time")
+                            .utc(),
+                        &journeyc::model::MessageKey::preview(
+                            &message_use.journey,
+                            &journeyc::model::StepId::new("sample"),
+                            "c-1",
+                        ),
                     )
-                });
+                    .unwrap_or_else(|error| {
+                        panic!(
+                            "{} `{}`: {error}",
+                            message_use.journey, message_use.message.template.node
+                        )
+                    });
                 match rendered {
                     Rendered::Email(email) => {
                         assert!(!email.subject.trim().is_empty());
@@ -144,7 +144,7 @@ fn every_message_step_renders() {
                                 message_use.message.template.node
                             );
                         }
-                        journeyc::message::build(&email).expect("builds as MIME");
+                        journeyc::compose::mime::build(&email).expect("builds as MIME");
                     }
                     Rendered::Sms { body, .. } => {
                         let length = sms::measure(&body);

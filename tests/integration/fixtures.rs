@@ -7,11 +7,10 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-mod common;
-
-use common::snapshot_settings;
+use crate::common::snapshot_settings;
+use journeyc::diagnostic::render;
 use journeyc::diagnostic::Code;
-use journeyc::{graph, project, render};
+use journeyc::{draw as graph, project};
 
 fn settings_for(path: &Path) -> PathBuf {
     project::find_settings(path).expect("fixtures have settings")
@@ -98,7 +97,7 @@ fn check_fixture(
 #[test]
 fn journey_fixtures() {
     snapshot_settings().bind(|| {
-        insta::glob!("fixtures/*.journey", |path| {
+        insta::glob!("../fixtures", "*.journey", |path| {
             let relative = relative(path);
             let reported = BTreeSet::from([relative.clone()]);
             let (snapshot, _) = check_fixture(&relative, &settings_for(&relative), &reported);
@@ -110,7 +109,7 @@ fn journey_fixtures() {
 #[test]
 fn settings_fixtures() {
     snapshot_settings().bind(|| {
-        insta::glob!("fixtures/settings/*/journeyc.yaml", |path| {
+        insta::glob!("../fixtures", "settings/*/journeyc.yaml", |path| {
             let relative = relative(path);
             let (snapshot, _) = check_fixture(&relative, &relative, &BTreeSet::new());
             insta::assert_snapshot!(snapshot);
@@ -164,7 +163,7 @@ fn project_expectations(root: &Path) -> BTreeSet<(String, String, usize, usize)>
 #[test]
 fn project_fixtures() {
     snapshot_settings().bind(|| {
-        insta::glob!("fixtures/projects/*/journeyc.yaml", |path| {
+        insta::glob!("../fixtures", "projects/*/journeyc.yaml", |path| {
             let settings = relative(path);
             let root = settings.parent().expect("project folder").to_path_buf();
             let checked =

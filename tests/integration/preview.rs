@@ -5,9 +5,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-mod common;
-
-use common::snapshot_settings;
+use crate::common::snapshot_settings;
 
 const SECRET: &str = "a-preview-test-secret-0123456789";
 

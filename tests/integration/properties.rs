@@ -4,10 +4,11 @@
 use std::path::Path;
 
 use journeyc::analyzer::analyze;
+use journeyc::diagnostic::render;
 use journeyc::diagnostic::Diagnostic;
 use journeyc::settings::Settings;
 use journeyc::span::SourceMap;
-use journeyc::{format, parser, render};
+use journeyc::{format, parser};
 use proptest::prelude::*;
 
 const FRAGMENTS: &[&str] = &[
@@ -218,8 +219,8 @@ proptest! {
                 let analysis = analyze(&settings, &[(file, &ast)]);
                 diagnostics.extend(analysis.diagnostics);
                 for journey in &analysis.journeys {
-                    let _ = journeyc::graph::to_dot(journey);
-                    let _ = journeyc::graph::to_mermaid(journey);
+                    let _ = journeyc::draw::to_dot(journey);
+                    let _ = journeyc::draw::to_mermaid(journey);
                 }
                 let formatted = format::format_source(file, &text).expect("what parses, formats");
                 prop_assert_eq!(format::format_source(file, &formatted).expect("formatted text parses"), formatted);

@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
-mod common;
-
-use common::servers::{HttpStub, SmtpServer};
+use crate::common::servers::{HttpStub, SmtpServer};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -14,8 +14,6 @@
 //! seconds; `why --format json`, the command a marketer asks, reads the
 //! outcome.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -27,8 +25,8 @@ use journeyc::runner::run::{run_at, Plan};
 use journeyc::store::sqlite::SqliteStore;
 use serde_json::Value as Json;
 
-use common::servers::{HttpStub, SmtpServer};
-use common::{copy_dir, journeyc, root, text};
+use crate::common::servers::{HttpStub, SmtpServer};
+use crate::common::{copy_dir, journeyc, root, text};
 
 const SECRET: &str = "a-long-random-unsubscribe-secret";
 const SMTP_USER: &str = "journeys@qingyuan.example";
@@ -133,16 +131,10 @@ impl Season {
 
     /// Every contact's `why --format json`.
     fn stories(&self) -> BTreeMap<String, Json> {
-        let connection =
-            rusqlite::Connection::open(self.dir.path().join("journeyc.db")).expect("open");
-        let mut statement = connection
-            .prepare("SELECT id FROM contacts ORDER BY id")
-            .expect("query");
-        let ids: Vec<String> = statement
-            .query_map([], |row| row.get(0))
-            .expect("rows")
-            .collect::<Result<_, _>>()
-            .expect("ids");
+        let ids: Vec<String> = crate::common::contacts(&crate::common::store(self.dir.path()))
+            .into_iter()
+            .map(|contact| contact.id)
+            .collect();
         ids.into_iter()
             .map(|id| {
                 let output = journeyc(self.dir.path(), &["why", &id, "--format", "json"]);
@@ -455,7 +447,7 @@ fn a_year_of_the_shipped_journeys_is_delivered_and_walks_every_step() {
         &["status", "--now", "2027-07-31T23:00:00Z"],
     );
     assert!(status.status.success());
-    common::snapshot_settings().bind(|| {
+    crate::common::snapshot_settings().bind(|| {
         insta::assert_snapshot!("shipped_journeys_year_status", text(&status.stdout));
     });
 

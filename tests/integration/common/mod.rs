@@ -1,8 +1,9 @@
-//! Helpers the integration tests share. Each test binary uses a subset.
+//! Helpers the integration tests share.
 #![allow(dead_code)]
 
 pub mod project;
 pub mod servers;
+pub mod test;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -56,5 +57,37 @@ pub fn copy_dir(from: &Path, to: &Path) {
         } else {
             std::fs::copy(&path, &target).expect("copy");
         }
+    }
+}
+
+/// The store of the project in `dir`, opened through the library as the
+/// commands open it: tests read what journeyc wrote through the store's
+/// own interface, never through its table layout.
+pub fn store(dir: &Path) -> journeyc::store::sqlite::SqliteStore {
+    let mut sources = journeyc::span::SourceMap::new();
+    match journeyc::settings::Settings::load(&dir.join("journeyc.yaml"), &mut sources) {
+        Ok(Ok(mut settings)) => {
+            settings.root = dir.to_path_buf();
+            journeyc::store::open(&settings).expect("the store opens")
+        }
+        // A test that broke the settings on purpose still reads the store
+        // at its default place.
+        _ => journeyc::store::sqlite::SqliteStore::open(&dir.join("journeyc.db"))
+            .expect("the store opens"),
+    }
+}
+
+/// Every contact of a store, in ID order.
+pub fn contacts(store: &impl journeyc::store::Store) -> Vec<journeyc::store::Contact> {
+    let mut all = Vec::new();
+    loop {
+        let after = all
+            .last()
+            .map(|contact: &journeyc::store::Contact| contact.id.clone());
+        let page = store.contacts_page(after.as_deref(), 1000).expect("a page");
+        if page.is_empty() {
+            return all;
+        }
+        all.extend(page);
     }
 }

@@ -23,14 +23,15 @@ use serde::Deserialize;
 /// How long a server may take to print `READY`.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The one-time setup of the Python the servers run on, from the crate's
-/// folder. README and `.ci/run` use the same command.
+/// What the test harness runs, from the crate's folder, when the Python
+/// the servers need is not there yet.
 pub const PYTHON_SETUP: &str =
     "python3 -m venv .venv && .venv/bin/pip install -r tests/servers/requirements.txt";
 
 /// The Python that runs the servers: `JOURNEYC_TEST_PYTHON` if set, else the
-/// crate's `.venv`, else `python3`. Panics, saying how to set it up, when
-/// that Python cannot import aiosmtpd.
+/// crate's `.venv`, which the first test that needs it creates (once, under
+/// a lock, so `cargo test` is all a fresh machine needs). Panics, saying
+/// what is missing, when that fails.
 pub fn python() -> PathBuf {
     static PYTHON: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     match PYTHON.get_or_init(find_python) {
@@ -39,37 +40,71 @@ pub fn python() -> PathBuf {
     }
 }
 
-fn find_python() -> Result<PathBuf, String> {
-    let venv = super::root().join(".venv/bin/python");
-    let (python, source) = if let Some(python) = std::env::var_os("JOURNEYC_TEST_PYTHON") {
-        (PathBuf::from(python), "JOURNEYC_TEST_PYTHON")
-    } else if venv.exists() {
-        (venv, "the crate's .venv")
-    } else {
-        (PathBuf::from("python3"), "PATH")
-    };
-    let problem = match Command::new(&python)
+/// Why `python` cannot run the servers, or `None` when it can.
+fn cannot_run(python: &Path) -> Option<String> {
+    match Command::new(python)
         .args(["-c", "import aiosmtpd"])
         .stdin(Stdio::null())
         .output()
     {
-        Ok(output) if output.status.success() => return Ok(python),
+        Ok(output) if output.status.success() => None,
         // The last line of the traceback says why.
-        Ok(output) => String::from_utf8_lossy(&output.stderr)
-            .lines()
-            .last()
-            .unwrap_or_default()
-            .to_owned(),
-        Err(error) => error.to_string(),
-    };
-    Err(format!(
-        "the delivery tests run a real SMTP server, which needs Python with aiosmtpd, \
-         but {python} (from {source}) cannot import it: {problem}\n\
-         Set it up once, in {root}:\n\n    {PYTHON_SETUP}\n\n\
-         or set JOURNEYC_TEST_PYTHON to a Python that has aiosmtpd.",
-        python = python.display(),
-        root = super::root().display(),
-    ))
+        Ok(output) => Some(
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .to_owned(),
+        ),
+        Err(error) => Some(error.to_string()),
+    }
+}
+
+fn find_python() -> Result<PathBuf, String> {
+    if let Some(python) = std::env::var_os("JOURNEYC_TEST_PYTHON") {
+        let python = PathBuf::from(python);
+        return match cannot_run(&python) {
+            None => Ok(python),
+            Some(problem) => Err(format!(
+                "JOURNEYC_TEST_PYTHON is {}, which cannot import aiosmtpd: {problem}",
+                python.display()
+            )),
+        };
+    }
+    let root = super::root();
+    let venv = root.join(".venv/bin/python");
+    if cannot_run(&venv).is_none() {
+        return Ok(venv);
+    }
+    // Another test process may be creating it: one at a time.
+    let lock = File::create(root.join(".venv.lock"))
+        .and_then(|file| file.lock().map(|()| file))
+        .map_err(|error| format!("cannot lock .venv.lock: {error}"))?;
+    if cannot_run(&venv).is_some() {
+        let output = Command::new("sh")
+            .args(["-c", &format!("rm -rf .venv && {PYTHON_SETUP}")])
+            .current_dir(root)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|error| format!("cannot run sh: {error}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "the delivery tests run a real SMTP server and HTTP stub in Python; setting up its environment failed.\n\
+                 It ran, in {}:\n\n    {PYTHON_SETUP}\n\n{}\n\
+                 Install Python's venv module (Debian: apt-get install python3-venv) or set JOURNEYC_TEST_PYTHON to a Python that has aiosmtpd.",
+                root.display(),
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+    }
+    drop(lock);
+    match cannot_run(&venv) {
+        None => Ok(venv),
+        Some(problem) => Err(format!(
+            "{} was set up but cannot import aiosmtpd: {problem}",
+            venv.display()
+        )),
+    }
 }
 
 fn script(name: &str) -> PathBuf {
