@@ -1,5 +1,6 @@
 //! Drawings of a compiled journey for people: Graphviz DOT, Mermaid, and
-//! an indented text outline that lists every step's ID.
+//! an indented text outline that lists every step's ID; and the compiled
+//! journey as JSON for tools.
 
 use std::fmt::Write as _;
 
@@ -19,6 +20,9 @@ pub enum Drawing {
     Mermaid,
     /// An indented outline with every step's ID.
     Text,
+    /// The compiled journey as JSON: its rules, and its graph's nodes
+    /// (with step IDs) and edges.
+    Json,
 }
 
 /// `journey` drawn as `drawing` asks.
@@ -27,6 +31,7 @@ pub fn draw(journey: &CompiledJourney, drawing: Drawing) -> String {
         Drawing::Dot => to_dot(journey),
         Drawing::Mermaid => to_mermaid(journey),
         Drawing::Text => to_text(journey),
+        Drawing::Json => serde_json::to_string_pretty(journey).unwrap_or_default() + "\n",
     }
 }
 

@@ -33,10 +33,10 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args, io: &mut Io<'_>) -> Outcome {
-    let Some((checked, mut store)) = super::open_project(&args.project, io, Open::Existing)? else {
+    let Some((checked, mut store, zone)) = super::session(&args.project, io, Open::Existing)?
+    else {
         return Ok(Status::Problems);
     };
-    let zone = super::settings_of(&checked)?.timezone.0;
     let now = super::now::resolve(args.now.as_ref(), zone)?;
     let report = deliver_at(&checked, &mut store, now, &args.channels)?;
     let failed: u64 = report.counts.values().map(|counts| counts.failed).sum();

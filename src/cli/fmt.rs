@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{Io, Outcome, Status};
+use super::{Io, Outcome, Report, Status};
 use crate::diagnostic::render;
 use crate::error::Error;
 use crate::project;
@@ -13,7 +13,8 @@ use crate::project;
 #[command(after_help = "Examples:
   journeyc fmt --check          # CI: list the files that are not formatted
   journeyc fmt --write          # reformat the project's journeys in place
-  journeyc fmt journeys/welcome.journey")]
+  journeyc fmt journeys/welcome.journey
+  journeyc fmt --check --format json")]
 pub(crate) struct Args {
     /// Journey files or folders (default: the project in the current
     /// folder).
@@ -25,6 +26,10 @@ pub(crate) struct Args {
     /// Rewrite the files in place.
     #[arg(long)]
     write: bool,
+    /// How to report: `json` gives one object per file (`file`,
+    /// `formatted`: whether it already was, and `text` when printing).
+    #[arg(long, value_enum, default_value_t)]
+    format: Report,
 }
 
 pub(crate) fn run(args: Args, io: &mut Io<'_>) -> Outcome {
@@ -70,24 +75,38 @@ pub(crate) fn run(args: Args, io: &mut Io<'_>) -> Outcome {
                 continue;
             }
         };
-        if args.check {
-            if formatted != *source {
-                writeln!(io.out, "{}", path.display())?;
-                status = Status::Problems;
+        let unchanged = formatted == *source;
+        if args.check && !unchanged {
+            status = Status::Problems;
+        }
+        if args.write && !unchanged {
+            std::fs::write(&path, &formatted).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        match args.format {
+            Report::Json => {
+                let text = (!args.check && !args.write).then_some(&formatted);
+                super::json_line(
+                    io,
+                    &serde_json::json!({"file": path.display().to_string(), "formatted": unchanged, "text": text}),
+                )?;
             }
-        } else if args.write {
-            if formatted != *source {
-                std::fs::write(&path, &formatted).map_err(|source| Error::Io {
-                    path: path.clone(),
-                    source,
-                })?;
-                writeln!(io.err, "formatted {}", path.display())?;
+            Report::Human if args.check => {
+                if !unchanged {
+                    writeln!(io.out, "{}", path.display())?;
+                }
             }
-        } else {
-            io.out.write_all(formatted.as_bytes())?;
+            Report::Human if args.write => {
+                if !unchanged {
+                    writeln!(io.err, "formatted {}", path.display())?;
+                }
+            }
+            Report::Human => io.out.write_all(formatted.as_bytes())?,
         }
     }
-    if args.check && status == Status::Problems {
+    if args.check && status == Status::Problems && args.format == Report::Human {
         writeln!(
             io.err,
             "these files are not formatted; run `journeyc fmt --write`"

@@ -13,7 +13,8 @@ use crate::project;
 #[command(after_help = "Examples:
   journeyc graph welcome --format mermaid
   journeyc graph welcome --format text      # every step's ID, for `preview` and `moved`
-  journeyc graph welcome | dot -Tsvg > welcome.svg")]
+  journeyc graph welcome | dot -Tsvg > welcome.svg
+  journeyc graph welcome --format json")]
 pub(crate) struct Args {
     /// The journey's name, as written after `journey` in its file.
     journey: String,

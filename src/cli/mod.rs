@@ -215,18 +215,19 @@ enum Open {
     Look,
 }
 
-/// The checked project and its store.
-fn open_project(
-    project: &ProjectArg,
-    io: &mut Io<'_>,
-    open: Open,
-) -> Result<Option<(Checked, SqliteStore)>, Error> {
+/// The checked project of `--project`, its store, and the timezone its
+/// times print in; `None` (after printing the errors) when `journeyc
+/// check` would fail the project.
+fn session(project: &ProjectArg, io: &mut Io<'_>, open: Open) -> Result<Option<Session>, Error> {
     let Some(checked) = checked_project(project, io)? else {
         return Ok(None);
     };
     let store = open_store(&checked, open)?;
-    Ok(Some((checked, store)))
+    let zone = settings_of(&checked)?.timezone.0;
+    Ok(Some((checked, store, zone)))
 }
+
+type Session = (Checked, SqliteStore, chrono_tz::Tz);
 
 fn open_store(checked: &Checked, open: Open) -> Result<SqliteStore, Error> {
     let settings = settings_of(checked)?;

@@ -68,10 +68,9 @@ pub(crate) fn run(args: Args, io: &mut Io<'_>) -> Outcome {
     } else {
         Open::Create
     };
-    let Some((checked, mut store)) = super::open_project(&args.project, io, open)? else {
+    let Some((checked, mut store, zone)) = super::session(&args.project, io, open)? else {
         return Ok(Status::Problems);
     };
-    let zone = super::settings_of(&checked)?.timezone.0;
     // Cron starts a run on the minute; a run without `--now` is that
     // minute, so nightly runs stay exactly a day apart.
     let now = match &args.now {

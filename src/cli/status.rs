@@ -23,10 +23,9 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args, io: &mut Io<'_>) -> Outcome {
-    let Some((checked, store)) = super::open_project(&args.project, io, Open::Existing)? else {
+    let Some((_, store, zone)) = super::session(&args.project, io, Open::Existing)? else {
         return Ok(Status::Problems);
     };
-    let zone = super::settings_of(&checked)?.timezone.0;
     let now = super::now::resolve(args.now.as_ref(), zone)?;
     let journeys = store.status(Timestamp::from(now))?;
     let outbox = store.outbox_counts()?;

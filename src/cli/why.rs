@@ -25,10 +25,9 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args, io: &mut Io<'_>) -> Outcome {
-    let Some((checked, store)) = super::open_project(&args.project, io, Open::Existing)? else {
+    let Some((checked, store, zone)) = super::session(&args.project, io, Open::Existing)? else {
         return Ok(Status::Problems);
     };
-    let zone = super::settings_of(&checked)?.timezone.0;
     let (contact, journey) = (args.contact.as_str(), args.journey.as_deref());
     if let Some(name) = journey {
         // A journey the project no longer has may still have a history.

@@ -3,16 +3,16 @@
 //! reads it"). [`engine`] holds the time-ordered loop; the jobs it calls
 //! are in [`entry`], [`signals`], [`walk`], [`actions`] and [`outbox`].
 
-pub mod actions;
+pub(crate) mod actions;
 pub mod engine;
-pub mod entry;
-pub mod eval;
-pub mod outbox;
-pub mod person;
+pub(crate) mod entry;
+pub(crate) mod eval;
+pub(crate) mod outbox;
+pub(crate) mod person;
 pub mod run;
-pub mod signals;
+pub(crate) mod signals;
 pub mod time;
-pub mod walk;
+pub(crate) mod walk;
 
 #[cfg(test)]
 mod memory;

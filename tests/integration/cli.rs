@@ -446,4 +446,36 @@ mod first_hour {
             .stdout_contains("\"to\": \"w@example.cn\"")
             .run();
     }
+
+    /// `graph` and `fmt` speak JSON too, like every command that reports.
+    #[test]
+    fn graph_and_fmt_report_in_json() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let graph = Test::in_folder(dir.path())
+            .starter()
+            .args(["graph", "welcome", "--format", "json"])
+            .run()
+            .json();
+        assert_eq!(graph["name"], "welcome");
+        let ids: Vec<&str> = graph["graph"]["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .filter_map(|node| node["id"].as_str())
+            .collect();
+        assert!(ids.contains(&"first_project"), "{ids:?}");
+        let path = dir.path().join("journeys/welcome.journey");
+        let source = std::fs::read_to_string(&path).expect("read");
+        std::fs::write(&path, source.replace("  title    ", "  title ")).expect("write");
+        let listed = Test::in_folder(dir.path())
+            .args(["fmt", "--check", "--format", "json"])
+            .status(1)
+            .run()
+            .stdout();
+        assert!(
+            listed.contains("welcome.journey\",\"formatted\":false"),
+            "{listed}"
+        );
+        assert!(listed.contains("winback.journey\",\"formatted\":true"), "{listed}");
+    }
 }
