@@ -172,6 +172,9 @@ fn prepare(
             "a-long-random-unsubscribe-secret".to_string(),
         ),
     ];
+    // Deployed first: a journey enrols the contacts whose trigger comes
+    // after its launch, here the stage their import gives them.
+    journeyc(root, &env, &["run", "--now", "2026-02-28T00:00:00Z"]);
     journeyc(
         root,
         &env,

@@ -574,8 +574,12 @@ fn event_row(settings: &Settings, cells: &Map<String, Json>) -> Result<Event, St
         Some(Json::Null) | None => {}
         Some(_) => return Err("`properties` must be an object".to_string()),
     }
+    // A flat column is a property of the rows that fill it: one CSV can
+    // hold events of several kinds, each leaving the others' columns empty.
     for (key, value) in cells {
-        if !["id", "contact_id", "name", "event", "at", "properties"].contains(&key.as_str()) {
+        if !value.is_null()
+            && !["id", "contact_id", "name", "event", "at", "properties"].contains(&key.as_str())
+        {
             given.insert(key.clone(), value.clone());
         }
     }

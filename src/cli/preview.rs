@@ -236,7 +236,10 @@ fn write_preview(
                 }
                 Format::Text => {
                     writeln!(out, "From:      {}", email.from)?;
-                    writeln!(out, "To:        {}", email.to_address)?;
+                    match &email.to_name {
+                        Some(name) => writeln!(out, "To:        {name} <{}>", email.to_address)?,
+                        None => writeln!(out, "To:        {}", email.to_address)?,
+                    }
                     writeln!(out, "Subject:   {}", mime::header_safe(&email.subject))?;
                     if let Some(preheader) = &email.preheader {
                         writeln!(out, "Preheader: {preheader}")?;

@@ -476,6 +476,37 @@ mod first_hour {
             listed.contains("welcome.journey\",\"formatted\":false"),
             "{listed}"
         );
-        assert!(listed.contains("winback.journey\",\"formatted\":true"), "{listed}");
+        assert!(
+            listed.contains("winback.journey\",\"formatted\":true"),
+            "{listed}"
+        );
+    }
+
+    /// One CSV of events can hold several kinds: a column is a property of
+    /// the rows that fill it.
+    #[test]
+    fn a_csv_of_events_mixes_kinds() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Test::in_folder(dir.path())
+            .starter()
+            .file(
+                "c.csv",
+                "id,first_name,email,plan\nc-1,Li,li@example.cn,free\n",
+            )
+            .file(
+                "e.csv",
+                "id,name,contact_id,at,plan\n\
+                 e-1,signed_up,c-1,2026-12-01T08:00:00Z,\n\
+                 e-2,upgraded,c-1,2026-12-02T08:00:00Z,pro\n\
+                 e-3,upgraded,c-1,2026-12-03T08:00:00Z,\n",
+            )
+            .args(["import", "contacts", "c.csv"])
+            .run();
+        Test::in_folder(dir.path())
+            .args(["import", "events", "e.csv"])
+            .status(1)
+            .stdout_contains("e.csv:4: ")
+            .stdout_contains("events: 2 new; 1 row rejected")
+            .run();
     }
 }
