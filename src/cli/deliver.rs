@@ -38,7 +38,7 @@ pub(crate) fn run(args: Args, io: &mut Io<'_>) -> Outcome {
         return Ok(Status::Problems);
     };
     let now = super::now::resolve(args.now.as_ref(), zone)?;
-    let report = deliver_at(&checked, &mut store, now, &args.channels)?;
+    let report = deliver_at(&checked, &mut *store, now, &args.channels)?;
     let failed: u64 = report.counts.values().map(|counts| counts.failed).sum();
     if args.format == Report::Json {
         let channels: BTreeMap<&str, &Counts> = report

@@ -57,7 +57,7 @@ pub(crate) fn run(args: Args, io: &mut Io<'_>) -> Outcome {
     let at = super::now::resolve(args.now.as_ref(), settings.timezone.0)?;
     let mut store = crate::store::open(&settings)?;
     let file = &args.file;
-    let report = import(&settings, &mut store, args.what, file, at)?;
+    let report = import(&settings, &mut *store, args.what, file, at)?;
     let what = args.what.as_str();
     if args.format == Report::Json {
         super::json_line(

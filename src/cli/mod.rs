@@ -26,7 +26,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::error::Error;
 use crate::project::{self, Checked, ProjectError};
-use crate::store::{self, sqlite::SqliteStore};
+use crate::store::{self, Backend};
 
 pub use now::{Now, NOW_FROM, NOW_UNTIL};
 
@@ -227,15 +227,15 @@ fn session(project: &ProjectArg, io: &mut Io<'_>, open: Open) -> Result<Option<S
     Ok(Some((checked, store, zone)))
 }
 
-type Session = (Checked, SqliteStore, chrono_tz::Tz);
+type Session = (Checked, Box<dyn Backend>, chrono_tz::Tz);
 
-fn open_store(checked: &Checked, open: Open) -> Result<SqliteStore, Error> {
+fn open_store(checked: &Checked, open: Open) -> Result<Box<dyn Backend>, Error> {
     let settings = settings_of(checked)?;
-    let location = store::location(settings);
-    if !location.exists() {
+    if !store::exists(settings) {
+        let location = store::location(settings);
         match open {
             Open::Create => {}
-            Open::Look => return Ok(SqliteStore::in_memory()?),
+            Open::Look => return Ok(store::in_memory()?),
             Open::Existing => {
                 return Err(Error::Usage(format!(
                     "there is no store at `{}` yet; `journeyc import contacts FILE` and `journeyc run` create it",

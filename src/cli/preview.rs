@@ -145,7 +145,7 @@ pub(crate) fn run(args: Args, io: &mut Io<'_>) -> Outcome {
             let store = super::open_store(&checked, super::Open::Existing)?;
             composer
                 .stored_contact(
-                    &store,
+                    &*store,
                     id,
                     message_use.event.as_deref(),
                     None,

@@ -6,7 +6,6 @@ use crate::error::Error;
 use crate::model::Timestamp;
 use crate::runner::engine::RunError;
 use crate::runner::run::{run_at, Plan, RunFailure};
-use crate::store::{sqlite::SqliteStore, Store as _};
 
 /// Move every contact through the journeys at an instant and queue the
 /// messages in the outbox.
@@ -35,33 +34,6 @@ pub(crate) struct Args {
     format: Report,
 }
 
-/// Holds the store's run lock while it lives; the OS releases it if the
-/// process dies.
-struct RunLock {
-    _file: std::fs::File,
-}
-
-fn lock(store: &SqliteStore) -> Result<RunLock, Error> {
-    let path = store.path().with_extension("lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
-    match file.try_lock() {
-        Ok(()) => Ok(RunLock { _file: file }),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Usage(format!(
-            "another `journeyc run` is working on `{}`; runs on one store never overlap, so this one stops",
-            store.path().display()
-        ))),
-        Err(std::fs::TryLockError::Error(source)) => Err(Error::Io { path, source }),
-    }
-}
-
 pub(crate) fn run(args: Args, io: &mut Io<'_>) -> Outcome {
     let open = if args.dry_run {
         Open::Look
@@ -83,7 +55,7 @@ pub(crate) fn run(args: Args, io: &mut Io<'_>) -> Outcome {
     let _lock = if args.dry_run {
         None
     } else {
-        Some(lock(&store)?)
+        Some(store.lock_run()?)
     };
     let total = store.contact_count()?;
     // On stderr, and drawn only when stderr is a terminal: cron logs stay clean.
@@ -101,7 +73,7 @@ pub(crate) fn run(args: Args, io: &mut Io<'_>) -> Outcome {
         journeys: &args.journeys,
         dry_run: args.dry_run,
     };
-    let outcome = run_at(&checked, &mut store, now, &plan, &mut |done| {
+    let outcome = run_at(&checked, &mut *store, now, &plan, &mut |done| {
         progress_bar.set_position(done);
     });
     progress_bar.finish_and_clear();

@@ -2,7 +2,6 @@
 
 use super::{Io, Now, Open, Outcome, ProjectArg, Report, Status};
 use crate::model::Timestamp;
-use crate::store::Store as _;
 
 /// Per journey: enrolled, waiting per step, due, converted, exited; and
 /// the outbox.

@@ -37,7 +37,7 @@ pub(crate) fn run(args: Args, io: &mut Io<'_>) -> Outcome {
     let now = super::now::resolve(args.now.as_ref(), zone)?;
     let from = Timestamp::from(now).plus_seconds(-86_400 * i64::from(args.days));
     let to = Timestamp::from(now).plus_seconds(86_400);
-    let listed: Vec<_> = tasks_between(&checked, &store, from, to, now)?
+    let listed: Vec<_> = tasks_between(&checked, &*store, from, to, now)?
         .into_iter()
         .filter(|task| {
             args.assignee

@@ -4,7 +4,6 @@
 use super::{Io, Open, Outcome, ProjectArg, Report, Status};
 use crate::error::Error;
 use crate::model::{localize, OutboxStatus, StepId};
-use crate::store::{Outbox as _, Store as _};
 
 /// Explain a contact's path: every recorded move with its reason, and what
 /// became of each planned message.

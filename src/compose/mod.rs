@@ -257,9 +257,9 @@ impl<'c> Composer<'c> {
     /// kind `event` names: the one with `event_id` if it is of that kind,
     /// else the latest of that kind at or before `before`. `None` when
     /// the store has no such contact.
-    pub fn stored_contact(
+    pub fn stored_contact<S: Store + ?Sized>(
         &self,
-        store: &impl Store,
+        store: &S,
         id: &str,
         event: Option<&str>,
         event_id: Option<&str>,

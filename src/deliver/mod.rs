@@ -29,7 +29,9 @@ use crate::policy;
 use crate::project::Checked;
 use crate::runner::time;
 use crate::settings::{OverCap, Settings};
-use crate::store::{normalize_address, Claimed, Outbox, Scheduled, Settle, Store, Suppression};
+use crate::store::{
+    normalize_address, Backend, Claimed, Outbox, Scheduled, Settle, Store, Suppression,
+};
 use crate::templates::MessageKind;
 
 use channels::{Attempt, EmailSender, Endpoint, Pace, Sms, SmsSender};
@@ -247,7 +249,7 @@ type Dispatched = HashMap<(String, Channel), Vec<Scheduled>>;
 /// Looks a claimed row up in the project and the store; settles at once
 /// what will not be sent now: expired, late, suppressed, or held back by
 /// quiet hours, a send window or a cap until a later time.
-fn prepare<'c, S: Store + Outbox>(
+fn prepare<'c, S: Store + Outbox + ?Sized>(
     steps: &mut Steps<'c>,
     composer: &Composer<'c>,
     checked: &'c Checked,
@@ -327,7 +329,7 @@ fn prepare<'c, S: Store + Outbox>(
 
 /// The row's step, contact and event, ready to render; or why there is
 /// nothing to render.
-fn job<'c, S: Store + Outbox>(
+fn job<'c, S: Store + Outbox + ?Sized>(
     steps: &mut Steps<'c>,
     composer: &Composer<'c>,
     store: &S,
@@ -386,7 +388,7 @@ fn late_after(
 /// What keeps a due row from going out now: lateness (it is expired),
 /// quiet hours, a send window or days, or a cap over the messages that
 /// actually went out (it is held until it may go).
-fn hold<S: Store + Outbox>(
+fn hold<S: Store + Outbox + ?Sized>(
     settings: &Settings,
     journey: &CompiledJourney,
     store: &S,
@@ -698,7 +700,7 @@ fn post_task(
 /// `only` channels, or all): the whole of `journeyc deliver`, on any store.
 pub fn deliver_at(
     checked: &Checked,
-    store: &mut crate::store::sqlite::SqliteStore,
+    store: &mut dyn Backend,
     now: DateTime<Utc>,
     only: &[Channel],
 ) -> Result<Report, Error> {
@@ -862,7 +864,7 @@ pub fn deliver_at(
 
 /// Settles the outcomes gathered so far and counts them.
 fn record(
-    store: &mut crate::store::sqlite::SqliteStore,
+    store: &mut dyn Backend,
     claimer: &str,
     now: DateTime<Utc>,
     outcomes: &mut Vec<(i64, Settle, Channel)>,
@@ -918,7 +920,7 @@ pub struct TaskLine {
 /// (or will be) sent.
 pub fn tasks_between(
     checked: &Checked,
-    store: &crate::store::sqlite::SqliteStore,
+    store: &dyn Backend,
     from: Timestamp,
     to: Timestamp,
     now: DateTime<Utc>,

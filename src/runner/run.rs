@@ -19,7 +19,7 @@ pub const BATCH: usize = 1000;
 
 /// Contacts resting at a step this version removed or changed, with no
 /// `moved` rule for them: the run refuses to start rather than drop them.
-fn stranded(checked: &Checked, store: &impl Store) -> Result<Vec<String>, StoreError> {
+fn stranded<S: Store + ?Sized>(checked: &Checked, store: &S) -> Result<Vec<String>, StoreError> {
     let mut problems = Vec::new();
     for resting in store.resting()? {
         let Some(compiled) = checked
@@ -123,7 +123,7 @@ pub struct Plan<'o> {
 /// Moves every contact of `store` through the project's journeys up to
 /// `now`: the whole run, as `journeyc run` does it, on any store.
 /// `progress` hears how many contacts are done after each batch.
-pub fn run_at<S: Store>(
+pub fn run_at<S: Store + ?Sized>(
     checked: &Checked,
     store: &mut S,
     now: DateTime<Utc>,

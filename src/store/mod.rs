@@ -120,6 +120,10 @@ pub enum StoreError {
     /// The caller ended a transaction on purpose (its own error is kept
     /// by the caller); nothing of it was written.
     Abandoned(&'static str),
+    /// Another `journeyc run` holds the store's run lock.
+    Locked {
+        store: String,
+    },
 }
 
 impl fmt::Display for StoreError {
@@ -138,6 +142,10 @@ impl fmt::Display for StoreError {
             StoreError::Database(source) => write!(f, "store error: {source}"),
             StoreError::Corrupt(source) => write!(f, "the store holds a row journeyc cannot read: {source}"),
             StoreError::Abandoned(why) => write!(f, "nothing was written: {why}"),
+            StoreError::Locked { store } => write!(
+                f,
+                "another `journeyc run` is working on `{store}`; runs on one store never overlap, so this one stops"
+            ),
         }
     }
 }
@@ -150,7 +158,8 @@ impl std::error::Error for StoreError {
             | StoreError::Corrupt(source) => Some(source.as_ref()),
             StoreError::TooNew { .. }
             | StoreError::Unsupported { .. }
-            | StoreError::Abandoned(_) => None,
+            | StoreError::Abandoned(_)
+            | StoreError::Locked { .. } => None,
         }
     }
 }
@@ -572,12 +581,48 @@ pub fn location(settings: &Settings) -> PathBuf {
     }
 }
 
+/// The store every command works on: the records ([`Store`]), the outbox
+/// ([`Outbox`]) and the run lock. `journeyc.yaml`'s `store:` says which
+/// backend holds it; the commands see only this trait.
+pub trait Backend: Store + Outbox + Send {
+    /// Takes the store's run lock: runs on one store never overlap. The
+    /// lock is held until the guard is dropped, or the process dies.
+    fn lock_run(&self) -> Result<RunGuard, StoreError>;
+    /// Where the store is, for messages (a path; never a credential).
+    fn describe(&self) -> String;
+}
+
+/// A held run lock; dropping it releases the lock.
+pub struct RunGuard {
+    _held: Box<dyn Send>,
+}
+
+impl RunGuard {
+    pub fn new(held: impl Send + 'static) -> RunGuard {
+        RunGuard {
+            _held: Box::new(held),
+        }
+    }
+}
+
+/// Whether the project's store exists yet (the commands that only read or
+/// send refuse to create an empty one).
+pub fn exists(settings: &Settings) -> bool {
+    location(settings).exists()
+}
+
 /// Opens the project's store, creating and migrating it as needed.
-pub fn open(settings: &Settings) -> Result<sqlite::SqliteStore, StoreError> {
+pub fn open(settings: &Settings) -> Result<Box<dyn Backend>, StoreError> {
     if let Some(other) = settings.store.as_deref().filter(|url| url.contains("://")) {
         return Err(StoreError::Unsupported {
             url: other.to_string(),
         });
     }
-    sqlite::SqliteStore::open(&location(settings))
+    Ok(Box::new(sqlite::SqliteStore::open(&location(settings))?))
+}
+
+/// An empty store in memory: what `run --dry-run` works on without a
+/// store, and simulations' throwaway stores.
+pub fn in_memory() -> Result<Box<dyn Backend>, StoreError> {
+    Ok(Box::new(sqlite::SqliteStore::in_memory()?))
 }

@@ -358,6 +358,41 @@ fn now_seconds() -> i64 {
     Timestamp::now().seconds()
 }
 
+impl super::Backend for SqliteStore {
+    /// A lock file beside the database (`journeyc.lock`), locked by the
+    /// operating system, which releases it when the process dies. A store
+    /// in memory belongs to one process and needs none.
+    fn lock_run(&self) -> Result<super::RunGuard, StoreError> {
+        if self.path == Path::new(":memory:") {
+            return Ok(super::RunGuard::new(()));
+        }
+        let path = self.path.with_extension("lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|error| StoreError::Open {
+                path: path.clone(),
+                source: Box::new(error),
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(super::RunGuard::new(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
+                store: self.path.display().to_string(),
+            }),
+            Err(std::fs::TryLockError::Error(error)) => Err(StoreError::Open {
+                path,
+                source: Box::new(error),
+            }),
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let open_error = |source: Cause| StoreError::Open {

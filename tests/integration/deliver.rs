@@ -121,10 +121,9 @@ struct Row {
 }
 
 fn outbox(dir: &Path) -> Vec<Row> {
-    use journeyc::store::{Outbox as _, Store as _};
     let store = crate::common::store(dir);
     let mut rows = Vec::new();
-    for contact in crate::common::contacts(&store) {
+    for contact in crate::common::contacts(&*store) {
         for row in store.outbox_of(&contact.id).expect("outbox") {
             let delivered = store
                 .delivered(&row.key)
@@ -145,7 +144,6 @@ fn outbox(dir: &Path) -> Vec<Row> {
 }
 
 fn suppressions(dir: &Path) -> Vec<(String, String)> {
-    use journeyc::store::Outbox as _;
     let mut list: Vec<(String, String)> = crate::common::store(dir)
         .suppressions()
         .expect("suppressions")

@@ -8,7 +8,7 @@ use crate::common::{journeyc, text};
 
 use journeyc::settings::Settings;
 use journeyc::span::SourceMap;
-use journeyc::store::{self, Store};
+use journeyc::store;
 
 /// A fresh project folder with the import fixture's settings.
 fn project() -> tempfile::TempDir {
@@ -25,7 +25,7 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
-fn open_store(dir: &Path) -> store::sqlite::SqliteStore {
+fn open_store(dir: &Path) -> Box<dyn store::Backend> {
     let mut sources = SourceMap::new();
     let settings = Settings::load(&dir.join("journeyc.yaml"), &mut sources)
         .expect("read")
@@ -189,7 +189,6 @@ fn a_killed_import_leaves_nothing_half_written() {
 
 /// The suppression list, as the store gives it.
 fn suppressions(dir: &Path) -> Vec<String> {
-    use journeyc::store::Outbox as _;
     open_store(dir)
         .suppressions()
         .expect("suppressions")

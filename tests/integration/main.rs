@@ -21,3 +21,4 @@ mod quickstart;
 mod runner;
 mod servers;
 mod shipped;
+mod store;

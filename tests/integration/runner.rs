@@ -431,10 +431,9 @@ fn a_killed_run_loses_and_duplicates_nothing() {
     }
     ok(&journeyc(killed.path(), &["run", "--now", now]));
     let dump = |dir: &Path| {
-        use journeyc::store::Store as _;
         let store = crate::common::store(dir);
         let (mut outbox, mut transitions, mut enrolments) = (Vec::new(), Vec::new(), Vec::new());
-        for contact in crate::common::contacts(&store) {
+        for contact in crate::common::contacts(&*store) {
             let id = &contact.id;
             for row in store.outbox_of(id).expect("outbox") {
                 outbox.push(format!(

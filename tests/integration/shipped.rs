@@ -22,7 +22,6 @@ use std::sync::{Mutex, PoisonError};
 use chrono::{DateTime, Duration, Timelike, Utc};
 use journeyc::project::Checked;
 use journeyc::runner::run::{run_at, Plan};
-use journeyc::store::sqlite::SqliteStore;
 use serde_json::Value as Json;
 
 use crate::common::servers::{HttpStub, SmtpServer};
@@ -47,7 +46,7 @@ fn time(text: &str) -> DateTime<Utc> {
 struct Season {
     dir: tempfile::TempDir,
     checked: Checked,
-    store: SqliteStore,
+    store: Box<dyn journeyc::store::Backend>,
     /// Events not imported yet, by time: each night's run imports the ones
     /// of the day before, as a nightly export from the CRM would.
     events: Vec<(DateTime<Utc>, String)>,
@@ -81,14 +80,14 @@ impl Season {
 
     fn import(&mut self, kind: journeyc::import::ImportKind, path: &Path, at: DateTime<Utc>) {
         let settings = self.checked.settings.as_ref().expect("settings");
-        journeyc::import::import(settings, &mut self.store, kind, path, at)
+        journeyc::import::import(settings, &mut *self.store, kind, path, at)
             .unwrap_or_else(|error| panic!("import {}: {error}", path.display()));
     }
 
     fn run(&mut self, now: DateTime<Utc>) {
         run_at(
             &self.checked,
-            &mut self.store,
+            &mut *self.store,
             now,
             &Plan::default(),
             &mut |_| {},
@@ -117,7 +116,7 @@ impl Season {
                 }
                 self.run(now);
             }
-            let report = journeyc::deliver::deliver_at(&self.checked, &mut self.store, now, &[])
+            let report = journeyc::deliver::deliver_at(&self.checked, &mut *self.store, now, &[])
                 .unwrap_or_else(|error| panic!("deliver at {now}: {error}"));
             assert!(
                 report.failures.is_empty() && report.retries.is_empty(),
@@ -131,7 +130,7 @@ impl Season {
 
     /// Every contact's `why --format json`.
     fn stories(&self) -> BTreeMap<String, Json> {
-        let ids: Vec<String> = crate::common::contacts(&crate::common::store(self.dir.path()))
+        let ids: Vec<String> = crate::common::contacts(&*crate::common::store(self.dir.path()))
             .into_iter()
             .map(|contact| contact.id)
             .collect();

@@ -63,7 +63,7 @@ pub fn copy_dir(from: &Path, to: &Path) {
 /// The store of the project in `dir`, opened through the library as the
 /// commands open it: tests read what journeyc wrote through the store's
 /// own interface, never through its table layout.
-pub fn store(dir: &Path) -> journeyc::store::sqlite::SqliteStore {
+pub fn store(dir: &Path) -> Box<dyn journeyc::store::Backend> {
     let mut sources = journeyc::span::SourceMap::new();
     match journeyc::settings::Settings::load(&dir.join("journeyc.yaml"), &mut sources) {
         Ok(Ok(mut settings)) => {
@@ -72,13 +72,15 @@ pub fn store(dir: &Path) -> journeyc::store::sqlite::SqliteStore {
         }
         // A test that broke the settings on purpose still reads the store
         // at its default place.
-        _ => journeyc::store::sqlite::SqliteStore::open(&dir.join("journeyc.db"))
-            .expect("the store opens"),
+        _ => Box::new(
+            journeyc::store::sqlite::SqliteStore::open(&dir.join("journeyc.db"))
+                .expect("the store opens"),
+        ),
     }
 }
 
 /// Every contact of a store, in ID order.
-pub fn contacts(store: &impl journeyc::store::Store) -> Vec<journeyc::store::Contact> {
+pub fn contacts<S: journeyc::store::Store + ?Sized>(store: &S) -> Vec<journeyc::store::Contact> {
     let mut all = Vec::new();
     loop {
         let after = all
