@@ -820,6 +820,24 @@ impl Settings {
                 }
             }
         }
+        if let Some(store) = self.store.as_deref() {
+            if let Some((scheme, rest)) = store.split_once("://") {
+                if !matches!(scheme, "postgres" | "postgresql") {
+                    return Err(at_key(
+                        "store",
+                        format!("`store: {store}`: journeyc keeps its store in SQLite (a file path, or `sqlite:PATH`) or PostgreSQL (`postgres://...`), not `{scheme}://`"),
+                    ));
+                }
+                let authority = rest.split(['/', '?']).next().unwrap_or("");
+                if authority
+                    .rsplit_once('@')
+                    .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+                {
+                    return Err(at_key("store", "the store URL holds a password, in the repository".to_string())
+                        .help("remove it; journeyc reads the store's password from the environment variable JOURNEYC_STORE_PASSWORD"));
+                }
+            }
+        }
         if let Some(sms) = &self.channels.sms {
             if sms.segment_limit == 0 {
                 return Err(at_key(
@@ -1024,6 +1042,21 @@ mod tests {
         let mut sources = SourceMap::new();
         let file = sources.add("journeyc.yaml".into(), text.to_string());
         Settings::parse(file, &sources).map_err(|diagnostic| (diagnostic, sources))
+    }
+
+    /// A store is SQLite or PostgreSQL, and its URL holds no password.
+    #[test]
+    fn the_store_is_sqlite_or_postgres_without_a_password() {
+        for good in ["journeyc.db", "sqlite:state/j.db", "postgres://journeyc@db.internal/journeys?sslmode=require"] {
+            parse(&format!("store: \"{good}\"\n")).unwrap_or_else(|(diagnostic, _)| panic!("{good}: {diagnostic:?}"));
+        }
+        for (bad, said) in [
+            ("mysql://db/journeys", "not `mysql://`"),
+            ("postgres://journeyc:hunter2@db/journeys", "holds a password"),
+        ] {
+            let (diagnostic, _) = parse(&format!("store: \"{bad}\"\n")).expect_err(bad);
+            assert!(diagnostic.message.contains(said), "{bad}: {}", diagnostic.message);
+        }
     }
 
     /// A key written twice is reported where it is written the second

@@ -19,6 +19,7 @@ fn project() -> tempfile::TempDir {
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/deliver"),
         dir.path(),
     );
+    crate::common::on_test_backend(dir.path());
     dir
 }
 

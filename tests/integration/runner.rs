@@ -17,6 +17,7 @@ fn fixture() -> PathBuf {
 fn project() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     copy_dir(&fixture(), dir.path());
+    crate::common::on_test_backend(dir.path());
     dir
 }
 

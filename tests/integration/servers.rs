@@ -569,3 +569,50 @@ fn stub_reset_clears_faults_and_the_counter() {
 fn stub_refuses_unknown_faults() {
     HttpStub::start().queue_faults(&["503"]);
 }
+
+/// The test PostgreSQL: a cluster per process that takes statements, and a
+/// TLS cluster that refuses connections without TLS.
+#[test]
+fn the_test_postgres_clusters_answer_and_the_tls_one_only_over_tls() {
+    use crate::common::postgres::Cluster;
+    let cluster = Cluster::get();
+    let url = cluster.database();
+    let database = url
+        .split('/')
+        .nth(3)
+        .and_then(|rest| rest.split('?').next())
+        .expect("a database name");
+    assert_eq!(
+        cluster
+            .psql(database, "SELECT current_database()")
+            .expect("answers")
+            .trim(),
+        database
+    );
+    let tls = Cluster::tls();
+    let url = tls.database();
+    let port = url
+        .split(':')
+        .nth(2)
+        .and_then(|rest| rest.split('/').next())
+        .expect("a port");
+    let psql = |mode: &str| {
+        std::process::Command::new("/usr/lib/postgresql/15/bin/psql")
+            .args(["-X", "-t", "-A", "-c", "SHOW ssl"])
+            .arg(format!(
+                "host=127.0.0.1 port={port} user=journeyc dbname=postgres sslmode={mode}"
+            ))
+            .output()
+            .expect("psql runs")
+    };
+    let plain = psql("disable");
+    assert!(!plain.status.success(), "a plain connection is refused");
+    let secure = psql("require");
+    assert!(
+        secure.status.success(),
+        "{}",
+        String::from_utf8_lossy(&secure.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&secure.stdout).trim(), "on");
+    assert!(tls.ca_file().exists());
+}

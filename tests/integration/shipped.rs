@@ -54,6 +54,7 @@ struct Season {
 
 impl Season {
     fn new(dir: tempfile::TempDir, events: &Path) -> Season {
+        crate::common::on_test_backend(dir.path());
         let checked = journeyc::project::load(&dir.path().join("journeyc.yaml"), &BTreeSet::new())
             .expect("the project loads");
         assert!(

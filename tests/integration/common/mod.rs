@@ -1,6 +1,7 @@
 //! Helpers the integration tests share.
 #![allow(dead_code)]
 
+pub mod postgres;
 pub mod project;
 pub mod servers;
 pub mod test;
@@ -92,4 +93,22 @@ pub fn contacts<S: journeyc::store::Store + ?Sized>(store: &S) -> Vec<journeyc::
         }
         all.extend(page);
     }
+}
+
+/// Points the project in `dir` at the backend the tests run on:
+/// `JOURNEYC_TEST_STORE=postgres` gives it a fresh database on the test
+/// cluster (so the same scenarios run on PostgreSQL), anything else keeps
+/// its SQLite file.
+pub fn on_test_backend(dir: &Path) {
+    if std::env::var("JOURNEYC_TEST_STORE").as_deref() != Ok("postgres") {
+        return;
+    }
+    let path = dir.join("journeyc.yaml");
+    let settings = std::fs::read_to_string(&path).expect("settings");
+    let kept: Vec<&str> = settings
+        .lines()
+        .filter(|line| !line.starts_with("store:"))
+        .collect();
+    let url = postgres::Cluster::get().database();
+    std::fs::write(&path, format!("{}\nstore: \"{url}\"\n", kept.join("\n"))).expect("write");
 }

@@ -67,6 +67,7 @@ impl Project {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir_all(dir.path().join("journeys")).expect("mkdir");
         std::fs::write(dir.path().join("journeyc.yaml"), settings).expect("write");
+        super::on_test_backend(dir.path());
         let project = Project { dir };
         project.journeys(journeys);
         project
