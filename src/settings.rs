@@ -1047,15 +1047,27 @@ mod tests {
     /// A store is SQLite or PostgreSQL, and its URL holds no password.
     #[test]
     fn the_store_is_sqlite_or_postgres_without_a_password() {
-        for good in ["journeyc.db", "sqlite:state/j.db", "postgres://journeyc@db.internal/journeys?sslmode=require"] {
-            parse(&format!("store: \"{good}\"\n")).unwrap_or_else(|(diagnostic, _)| panic!("{good}: {diagnostic:?}"));
+        for good in [
+            "journeyc.db",
+            "sqlite:state/j.db",
+            "postgres://journeyc@db.internal/journeys?sslmode=require",
+        ] {
+            parse(&format!("store: \"{good}\"\n"))
+                .unwrap_or_else(|(diagnostic, _)| panic!("{good}: {diagnostic:?}"));
         }
         for (bad, said) in [
             ("mysql://db/journeys", "not `mysql://`"),
-            ("postgres://journeyc:hunter2@db/journeys", "holds a password"),
+            (
+                "postgres://journeyc:hunter2@db/journeys",
+                "holds a password",
+            ),
         ] {
             let (diagnostic, _) = parse(&format!("store: \"{bad}\"\n")).expect_err(bad);
-            assert!(diagnostic.message.contains(said), "{bad}: {}", diagnostic.message);
+            assert!(
+                diagnostic.message.contains(said),
+                "{bad}: {}",
+                diagnostic.message
+            );
         }
     }
 

@@ -1,11 +1,13 @@
 //! The store: contacts, events, the suppression list, enrolments,
 //! transitions, the outbox, deployed journey versions, each journey's
-//! progress and the run log. SQLite (`sqlite.rs`) is the default; the
+//! progress and the run log. SQLite (`sqlite.rs`) is the default,
+//! PostgreSQL (`postgres.rs`) is chosen by a `postgres://` URL; the
 //! runner, delivery and the importer see only the traits here.
 //!
 //! Every time is a [`Timestamp`] (seconds in the database), every state an
 //! enum; the store never reads the runner's bookkeeping, it keeps it.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::fmt;
@@ -137,7 +139,7 @@ impl fmt::Display for StoreError {
             ),
             StoreError::Unsupported { url } => write!(
                 f,
-                "`store: {url}`: only SQLite stores (a file path or `sqlite:PATH`) are supported so far"
+                "`store: {url}`: only SQLite stores (a file path or `sqlite:PATH`) and PostgreSQL ones (`postgres://...`) are supported so far"
             ),
             StoreError::Database(source) => write!(f, "store error: {source}"),
             StoreError::Corrupt(source) => write!(f, "the store holds a row journeyc cannot read: {source}"),
@@ -606,13 +608,35 @@ impl RunGuard {
 }
 
 /// Whether the project's store exists yet (the commands that only read or
-/// send refuse to create an empty one).
+/// send refuse to create an empty one). A PostgreSQL store is its
+/// database, which exists before journeyc first connects.
 pub fn exists(settings: &Settings) -> bool {
-    location(settings).exists()
+    postgres_url(settings).is_some() || location(settings).exists()
 }
+
+/// `store:` when it is a PostgreSQL URL.
+fn postgres_url(settings: &Settings) -> Option<&str> {
+    settings
+        .store
+        .as_deref()
+        .filter(|url| url.starts_with("postgres://") || url.starts_with("postgresql://"))
+}
+
+/// The environment variable a PostgreSQL store's password is read from,
+/// so that `journeyc.yaml` need not hold it.
+pub const PASSWORD_VARIABLE: &str = "JOURNEYC_STORE_PASSWORD";
 
 /// Opens the project's store, creating and migrating it as needed.
 pub fn open(settings: &Settings) -> Result<Box<dyn Backend>, StoreError> {
+    if let Some(url) = postgres_url(settings) {
+        let password = std::env::var(PASSWORD_VARIABLE)
+            .ok()
+            .filter(|password| !password.is_empty());
+        return Ok(Box::new(postgres::PostgresStore::connect(
+            url,
+            password.as_deref(),
+        )?));
+    }
     if let Some(other) = settings.store.as_deref().filter(|url| url.contains("://")) {
         return Err(StoreError::Unsupported {
             url: other.to_string(),

@@ -1091,7 +1091,7 @@ fn a_full_scenario_with_trace_logs_leaks_no_secret() {
         "trace logs are on"
     );
 
-    let mut written = vec![std::fs::read(dir.join("journeyc.db")).expect("store")];
+    let mut written = vec![crate::common::store_dump(dir)];
     let mut pending = vec![dir.to_path_buf()];
     while let Some(folder) = pending.pop() {
         for entry in std::fs::read_dir(&folder).expect("folder") {

@@ -326,13 +326,11 @@ fn a_second_run_on_the_same_store_stops_at_once() {
         dir.path(),
         &["import", "contacts", "contacts.csv"],
     ));
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.path().join("journeyc.lock"))
-        .expect("lock file");
-    lock.try_lock().expect("the test holds the lock");
+    // The test takes the store's run lock as another run would, through
+    // the backend (a lock file for SQLite, an advisory lock for
+    // PostgreSQL).
+    let store = crate::common::store(dir.path());
+    let lock = store.lock_run().expect("the test holds the lock");
     let output = journeyc(dir.path(), &["run", "--now", "2026-03-01T18:00:00Z"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(

@@ -32,6 +32,19 @@ fn sqlite_file() -> Subject {
     }
 }
 
+/// A fresh database of the test cluster; reopening connects again.
+fn postgres() -> Subject {
+    let url = crate::common::postgres::Cluster::get().database();
+    let open = move || -> Box<dyn Backend> {
+        Box::new(journeyc::store::postgres::PostgresStore::connect(&url, None).expect("connects"))
+    };
+    Subject {
+        store: open(),
+        reopen: Box::new(open),
+        _keep: None,
+    }
+}
+
 fn at(text: &str) -> Timestamp {
     Timestamp::parse(text).expect("a time")
 }
@@ -393,7 +406,7 @@ macro_rules! conformance {
 }
 
 conformance!(
-    [sqlite_file],
+    [sqlite_file, postgres],
     [
         imports_are_whole_and_idempotent,
         batches_are_whole_and_keys_exactly_once,
@@ -403,3 +416,171 @@ conformance!(
         the_run_lock_is_exclusive
     ]
 );
+
+/// The database name in a URL of the test cluster.
+fn database_of(url: &str) -> &str {
+    let path = url.split_once("@localhost/").expect("a cluster URL").1;
+    path.split_once('?').map_or(path, |(name, _)| name)
+}
+
+/// A PostgreSQL store is migrated once, and one written by a newer
+/// journeyc is refused.
+#[test]
+fn postgres_migrates_once_and_refuses_newer_stores() {
+    use journeyc::store::postgres::PostgresStore;
+    let cluster = crate::common::postgres::Cluster::get();
+    let url = cluster.database();
+    let version = PostgresStore::connect(&url, None)
+        .expect("connects")
+        .version()
+        .expect("a version");
+    assert!(version >= 1);
+    assert_eq!(
+        PostgresStore::connect(&url, None)
+            .expect("connects again")
+            .version()
+            .expect("a version"),
+        version
+    );
+    cluster
+        .psql(database_of(&url), "UPDATE journeyc_schema SET version = 99")
+        .expect("updates");
+    assert!(matches!(
+        PostgresStore::connect(&url, None),
+        Err(StoreError::TooNew { version: 99, .. })
+    ));
+}
+
+/// A password in the URL is never shown, in the store's name or in an
+/// error.
+#[test]
+fn postgres_never_shows_the_password() {
+    use journeyc::store::postgres::PostgresStore;
+    let url = crate::common::postgres::Cluster::get().database().replacen(
+        "journeyc@",
+        "journeyc:s3cret@",
+        1,
+    );
+    // The test cluster trusts its socket, so any password connects.
+    let store = PostgresStore::connect(&url, None).expect("connects");
+    assert!(!store.describe().contains("s3cret"), "{}", store.describe());
+    let missing = url.replacen("localhost/t", "localhost/missing_t", 1);
+    let error = PostgresStore::connect(&missing, Some("other-s3cret"))
+        .err()
+        .expect("no such database");
+    assert!(!error.to_string().contains("s3cret"), "{error}");
+}
+
+/// PostgreSQL ends a transaction at its first failed statement, so a batch
+/// whose work went on after one and returned `Ok` is not reported as
+/// committed: none of it was written.
+#[test]
+fn postgres_reports_a_batch_it_could_not_commit() {
+    let mut subject = postgres();
+    let store = &mut subject.store;
+    let result = store.batch(true, &mut |batch| {
+        batch.insert_enrolment(&enrolment("c-1", "launch"))?;
+        // Text with a NUL byte is refused by PostgreSQL.
+        let refused = batch.insert_enrolment(&enrolment("c-\u{0}", "launch"));
+        assert!(refused.is_err());
+        Ok(())
+    });
+    assert!(matches!(result, Err(StoreError::Database(_))), "{result:?}");
+    assert!(store.enrolments_of("c-1").expect("reads").is_empty());
+}
+
+/// Deliveries claiming at the same moment on their own connections take
+/// every due row exactly once between them.
+#[test]
+fn postgres_concurrent_claims_take_each_row_once() {
+    use journeyc::store::postgres::PostgresStore;
+    use journeyc::store::{Outbox, Store};
+    let url = crate::common::postgres::Cluster::get().database();
+    let mut store = PostgresStore::connect(&url, None).expect("connects");
+    store
+        .import(&mut |sink| sink.put_contact(&contact("c-1", json!({}))).map(|_| ()))
+        .expect("imports");
+    store
+        .batch(true, &mut |batch| {
+            let id = batch.insert_enrolment(&enrolment("c-1", "launch"))?;
+            for step in 0..200 {
+                batch.queue(&outbox_row(
+                    id,
+                    "c-1",
+                    &format!("email:{step}"),
+                    "2026-03-01T01:00:00Z",
+                ))?;
+            }
+            Ok(())
+        })
+        .expect("queues");
+    let now = at("2026-03-01T02:00:00Z");
+    let mut ids: Vec<i64> = std::thread::scope(|scope| {
+        let claimers: Vec<_> = (0..4)
+            .map(|claimer| {
+                let url = &url;
+                scope.spawn(move || {
+                    let mut store = PostgresStore::connect(url, None).expect("connects");
+                    let mut mine = Vec::new();
+                    loop {
+                        let claimed = store
+                            .claim(
+                                &format!("d-{claimer}"),
+                                now,
+                                Timestamp::MIN,
+                                &[Channel::Email],
+                                7,
+                            )
+                            .expect("claims");
+                        if claimed.is_empty() {
+                            return mine;
+                        }
+                        mine.extend(claimed.iter().map(|claimed| claimed.id));
+                    }
+                })
+            })
+            .collect();
+        claimers
+            .into_iter()
+            .flat_map(|claimer| claimer.join().expect("claimer"))
+            .collect()
+    });
+    assert_eq!(ids.len(), 200);
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 200, "no row claimed twice");
+}
+
+/// Over TCP the store speaks TLS and checks the server's certificate: the
+/// test cluster takes TLS connections only, signed by a CA made for this
+/// run. With that CA (`sslrootcert`) the store opens; without it the
+/// certificate is not trusted; in the clear the server refuses.
+#[test]
+fn postgres_over_tcp_uses_tls_and_checks_the_certificate() {
+    use journeyc::store::postgres::PostgresStore;
+    use journeyc::store::Store as _;
+    let cluster = crate::common::postgres::Cluster::tls();
+    let url = cluster.database();
+    let store = PostgresStore::connect(&url, None).expect("connects over TLS with the run's CA");
+    assert_eq!(store.contact_count().expect("reads"), 0);
+    let guard = store.lock_run().expect("the lock's connection is TLS too");
+    drop(guard);
+    let without_ca = url
+        .split("&sslrootcert=")
+        .next()
+        .expect("a URL")
+        .to_string();
+    let refused = PostgresStore::connect(&without_ca, None)
+        .err()
+        .expect("a certificate from an unknown CA is refused");
+    assert!(
+        journeyc::error::chain(&refused).contains("certificate"),
+        "{}",
+        journeyc::error::chain(&refused)
+    );
+    let clear = without_ca.replace("sslmode=require", "sslmode=disable");
+    assert!(
+        PostgresStore::connect(&clear, None).is_err(),
+        "the server takes no connection in the clear"
+    );
+}

@@ -112,3 +112,19 @@ pub fn on_test_backend(dir: &Path) {
     let url = postgres::Cluster::get().database();
     std::fs::write(&path, format!("{}\nstore: \"{url}\"\n", kept.join("\n"))).expect("write");
 }
+
+/// Everything the project's store holds, as bytes: the SQLite file, or a
+/// `pg_dump` of the PostgreSQL database (for tests that look for what must
+/// never be stored, such as a secret).
+pub fn store_dump(dir: &Path) -> Vec<u8> {
+    let settings = std::fs::read_to_string(dir.join("journeyc.yaml")).expect("settings");
+    let url = settings
+        .lines()
+        .find_map(|line| line.strip_prefix("store: "))
+        .map(|value| value.trim().trim_matches('"'))
+        .filter(|value| value.starts_with("postgres://"));
+    match url {
+        Some(url) => postgres::Cluster::get().dump(url),
+        None => std::fs::read(dir.join("journeyc.db")).expect("the store file"),
+    }
+}

@@ -28,8 +28,10 @@ pub struct Cluster {
 }
 
 fn bin(name: &str) -> PathBuf {
-    let dir = std::env::var_os("JOURNEYC_TEST_PG_BIN")
-        .map_or_else(|| PathBuf::from("/usr/lib/postgresql/15/bin"), PathBuf::from);
+    let dir = std::env::var_os("JOURNEYC_TEST_PG_BIN").map_or_else(
+        || PathBuf::from("/usr/lib/postgresql/15/bin"),
+        PathBuf::from,
+    );
     dir.join(name)
 }
 
@@ -94,7 +96,13 @@ impl Cluster {
         }
         let data = dir.join("data");
         let output = as_server_user(&bin("initdb"))
-            .args(["--auth=trust", "--username=journeyc", "--encoding=UTF8", "--locale=C.UTF-8", "-D"])
+            .args([
+                "--auth=trust",
+                "--username=journeyc",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+                "-D",
+            ])
             .arg(&data)
             .stdin(Stdio::null())
             .output()
@@ -110,7 +118,14 @@ impl Cluster {
             .arg(&data)
             .arg("-c")
             .arg(format!("unix_socket_directories={}", dir.display()))
-            .args(["-c", "fsync=off", "-c", "max_connections=200", "-c", "shared_buffers=64MB"]);
+            .args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=200",
+                "-c",
+                "shared_buffers=64MB",
+            ]);
         let tls_port = tls.then(|| Cluster::serve_tls(&dir, &data, &mut postgres));
         if !tls {
             postgres.args(["-c", "listen_addresses="]);
@@ -181,7 +196,11 @@ impl Cluster {
         );
         // The server reads its key only when it is private to its user.
         let key = dir.join("server.key");
-        let status = Command::new("chmod").arg("600").arg(&key).status().expect("chmod");
+        let status = Command::new("chmod")
+            .arg("600")
+            .arg(&key)
+            .status()
+            .expect("chmod");
         assert!(status.success());
         if is_root() {
             let status = Command::new("chown")
@@ -202,7 +221,10 @@ impl Cluster {
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "ssl=on", "-c"])
             .arg(format!("port={port}"))
             .arg("-c")
-            .arg(format!("ssl_cert_file={}", dir.join("server.pem").display()))
+            .arg(format!(
+                "ssl_cert_file={}",
+                dir.join("server.pem").display()
+            ))
             .arg("-c")
             .arg(format!("ssl_key_file={}", key.display()));
         port
@@ -224,6 +246,31 @@ impl Cluster {
         } else {
             Err(String::from_utf8_lossy(&output.stderr).into_owned())
         }
+    }
+
+    /// A `pg_dump` of the database `url` names (a URL from
+    /// [`Cluster::database`]).
+    pub fn dump(&self, url: &str) -> Vec<u8> {
+        let database = url
+            .split('/')
+            .nth(3)
+            .and_then(|rest| rest.split('?').next())
+            .expect("a database name");
+        let output = Command::new(bin("pg_dump"))
+            .arg("-h")
+            .arg(&self.dir)
+            .arg("-p")
+            .arg(self.tls_port.unwrap_or(5432).to_string())
+            .args(["-U", "journeyc", "-d", database])
+            .stdin(Stdio::null())
+            .output()
+            .expect("pg_dump runs");
+        assert!(
+            output.status.success(),
+            "pg_dump: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output.stdout
     }
 
     /// A new, empty database; returns the `store:` URL that names it.
@@ -253,4 +300,3 @@ impl Cluster {
         }
     }
 }
-

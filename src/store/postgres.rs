@@ -1,0 +1,1782 @@
+//! The PostgreSQL store: one database is the store, named by a libpq URL
+//! (`postgres://journeyc@db.example.com/journeys`). It keeps what the
+//! SQLite store keeps, with the same meaning; the conformance suite runs
+//! both.
+//!
+//! Schema migrations are versioned in code (`journeyc_schema`). Times are
+//! BIGINT seconds since 1970 and JSON is kept as its text, as in SQLite;
+//! every text column compares in the "C" collation, so every order is
+//! SQLite's (the bytes of UTF-8) whatever the database's locale. The
+//! tables that grow with the contacts (contacts, enrolments, transitions,
+//! the outbox) are hash-partitioned by contact.
+//!
+//! Writers take turns as SQLite's do: an import and a run's batch each
+//! hold one transaction-level advisory lock, so an event's `seq` follows
+//! the order imports commit in and neither builds on what the other is
+//! changing. Deliveries do not wait on them: a claim locks only the rows
+//! it takes (`FOR UPDATE SKIP LOCKED`).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use ::postgres::types::{FromSql, ToSql};
+use ::postgres::{Client, Config, GenericClient, NoTls, Row, Statement, Transaction};
+use serde_json::{Map, Value as Json};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::{
+    ArmStatus, Assignment, Cause, Claimed, Contact, Delivered, Enrolment, EnrolmentData, Event,
+    ImportSink, JourneyStatus, Outbox, OutboxRow, Progress, Resting, RunBatch, RunGuard, RunRecord,
+    Scheduled, Settle, Store, StoreError, Suppression, Transition,
+};
+use crate::model::{Channel, EnrolmentState, OutboxKey, OutboxStatus, StepId, Timestamp};
+use crate::templates::MessageKind;
+
+/// Each entry moves the schema one version up; never edit a shipped one.
+const MIGRATIONS: &[&str] = &[
+    // 1: what SQLite's store has after its fourth migration. Enrolment,
+    // transition and outbox ids come from sequences, so they are unique
+    // in the whole store although each table's keys include the contact
+    // (a partitioned table's keys must hold its partition key).
+    r#"
+    CREATE TABLE contacts (
+        id TEXT COLLATE "C" NOT NULL,
+        data TEXT COLLATE "C" NOT NULL,
+        updated_at BIGINT NOT NULL,
+        PRIMARY KEY (id)
+    ) PARTITION BY HASH (id);
+
+    CREATE TABLE events (
+        id TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+        contact_id TEXT COLLATE "C" NOT NULL,
+        name TEXT COLLATE "C" NOT NULL,
+        at BIGINT NOT NULL,
+        seq BIGINT NOT NULL,
+        properties TEXT COLLATE "C" NOT NULL
+    );
+    CREATE INDEX events_by_contact ON events (contact_id, at);
+    CREATE INDEX events_by_seq ON events (seq);
+
+    CREATE TABLE suppressions (
+        address TEXT COLLATE "C" NOT NULL,
+        channel TEXT COLLATE "C" NOT NULL,
+        reason TEXT COLLATE "C" NOT NULL,
+        at BIGINT NOT NULL,
+        PRIMARY KEY (address, channel)
+    );
+
+    CREATE SEQUENCE enrolments_id AS BIGINT;
+    CREATE TABLE enrolments (
+        id BIGINT NOT NULL DEFAULT nextval('enrolments_id'),
+        contact_id TEXT COLLATE "C" NOT NULL,
+        journey TEXT COLLATE "C" NOT NULL,
+        version TEXT COLLATE "C" NOT NULL,
+        state TEXT COLLATE "C" NOT NULL,
+        step TEXT COLLATE "C" NOT NULL,
+        step_print TEXT COLLATE "C" NOT NULL DEFAULT '',
+        due_at BIGINT,
+        entered_at BIGINT NOT NULL,
+        ended_at BIGINT,
+        event_id TEXT COLLATE "C",
+        data TEXT COLLATE "C" NOT NULL DEFAULT '{}',
+        PRIMARY KEY (contact_id, id)
+    ) PARTITION BY HASH (contact_id);
+    ALTER SEQUENCE enrolments_id OWNED BY enrolments.id;
+    CREATE INDEX enrolments_by_contact ON enrolments (contact_id, journey);
+
+    CREATE SEQUENCE transitions_id AS BIGINT;
+    CREATE TABLE transitions (
+        id BIGINT NOT NULL DEFAULT nextval('transitions_id'),
+        enrolment_id BIGINT NOT NULL,
+        contact_id TEXT COLLATE "C" NOT NULL,
+        journey TEXT COLLATE "C" NOT NULL,
+        from_step TEXT COLLATE "C",
+        to_step TEXT COLLATE "C",
+        reason TEXT COLLATE "C" NOT NULL,
+        at BIGINT NOT NULL,
+        PRIMARY KEY (contact_id, id)
+    ) PARTITION BY HASH (contact_id);
+    ALTER SEQUENCE transitions_id OWNED BY transitions.id;
+    CREATE INDEX transitions_by_contact ON transitions (contact_id, journey, id);
+
+    -- Delivery names a row by its id alone, so the id leads the key; a
+    -- key (`ENROLMENT/STEP`) names one contact's enrolment, so it is
+    -- unique per contact as it is in the whole outbox.
+    CREATE SEQUENCE outbox_id AS BIGINT;
+    CREATE TABLE outbox (
+        id BIGINT NOT NULL DEFAULT nextval('outbox_id'),
+        key TEXT COLLATE "C" NOT NULL,
+        enrolment_id BIGINT NOT NULL,
+        contact_id TEXT COLLATE "C" NOT NULL,
+        journey TEXT COLLATE "C" NOT NULL,
+        step TEXT COLLATE "C" NOT NULL,
+        channel TEXT COLLATE "C" NOT NULL,
+        template TEXT COLLATE "C" NOT NULL,
+        kind TEXT COLLATE "C" NOT NULL,
+        send_at BIGINT NOT NULL,
+        expires_at BIGINT,
+        status TEXT COLLATE "C" NOT NULL,
+        planned_at BIGINT NOT NULL,
+        attempt_at BIGINT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        claimed_by TEXT COLLATE "C",
+        claimed_at BIGINT,
+        sent_at BIGINT,
+        provider_id TEXT COLLATE "C",
+        error TEXT COLLATE "C",
+        note TEXT COLLATE "C",
+        PRIMARY KEY (id, contact_id),
+        UNIQUE (contact_id, key)
+    ) PARTITION BY HASH (contact_id);
+    ALTER SEQUENCE outbox_id OWNED BY outbox.id;
+    CREATE INDEX outbox_ready ON outbox (status, attempt_at);
+    CREATE INDEX outbox_by_contact ON outbox (contact_id, channel, send_at);
+    CREATE INDEX outbox_by_key ON outbox (key);
+
+    DO $$
+    DECLARE
+        parent TEXT;
+        remainder INT;
+    BEGIN
+        FOREACH parent IN ARRAY ARRAY['contacts', 'enrolments', 'transitions', 'outbox'] LOOP
+            FOR remainder IN 0..15 LOOP
+                EXECUTE format(
+                    'CREATE TABLE %I PARTITION OF %I FOR VALUES WITH (MODULUS 16, REMAINDER %s)',
+                    parent || '_' || remainder, parent, remainder);
+            END LOOP;
+        END LOOP;
+    END
+    $$;
+
+    CREATE TABLE journey_versions (
+        journey TEXT COLLATE "C" NOT NULL,
+        version TEXT COLLATE "C" NOT NULL,
+        deployed_at BIGINT NOT NULL,
+        PRIMARY KEY (journey, version)
+    );
+
+    CREATE TABLE runs (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        now BIGINT NOT NULL,
+        started_at BIGINT NOT NULL,
+        finished_at BIGINT,
+        summary TEXT COLLATE "C"
+    );
+
+    CREATE TABLE journey_progress (
+        journey TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+        deployed_at BIGINT NOT NULL,
+        until BIGINT NOT NULL,
+        seen_seq BIGINT NOT NULL
+    );
+
+    CREATE TABLE assignments (
+        enrolment_id BIGINT NOT NULL,
+        test TEXT COLLATE "C" NOT NULL,
+        arm TEXT COLLATE "C" NOT NULL,
+        at BIGINT NOT NULL,
+        PRIMARY KEY (enrolment_id, test)
+    );
+    "#,
+];
+
+/// A key for PostgreSQL's advisory locks, made from a name (FNV-1a of its
+/// bytes): every journeyc takes the same lock for the same name.
+const fn lock_key(name: &str) -> i64 {
+    let bytes = name.as_bytes();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut index = 0;
+    while index < bytes.len() {
+        hash ^= bytes[index] as u64;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        index += 1;
+    }
+    i64::from_be_bytes(hash.to_be_bytes())
+}
+
+/// Held, for the session, by the connection of the `journeyc run` at work.
+const RUN_LOCK: i64 = lock_key("journeyc run");
+/// Held, for one transaction, by an import or a run's batch.
+const WRITE_LOCK: i64 = lock_key("journeyc write");
+/// Held while the schema is checked and migrated, so that two journeycs
+/// starting at once do not both migrate.
+const MIGRATE_LOCK: i64 = lock_key("journeyc migrate");
+
+/// The columns an [`Enrolment`] is read from, in [`enrolment`]'s order.
+macro_rules! enrolment_columns {
+    () => {
+        "id, journey, version, state, step, step_print, due_at, entered_at, ended_at, event_id, data"
+    };
+}
+
+/// The columns an [`OutboxRow`] is read from (outbox as `o`), in
+/// [`outbox_row`]'s order; [`OUTBOX_WIDTH`] of them.
+macro_rules! outbox_columns {
+    () => {
+        "o.key, o.contact_id, o.journey, o.channel, o.template, o.kind, o.send_at, o.expires_at, o.status, o.planned_at, o.note"
+    };
+}
+
+/// The number of columns in [`outbox_columns`].
+const OUTBOX_WIDTH: usize = 11;
+
+/// Statements prepared on the connection, by their SQL: each is parsed and
+/// planned once per connection, as SQLite's `prepare_cached` does.
+type Prepared = HashMap<&'static str, Statement>;
+
+pub struct PostgresStore {
+    /// The store's `&self` reads need the connection mutably: a query on
+    /// it is a `&mut` call. Nothing runs while a read holds it but the
+    /// read itself, so it is never borrowed twice.
+    client: RefCell<Client>,
+    prepared: RefCell<Prepared>,
+    /// How to connect again (the run lock takes a connection of its own).
+    config: Config,
+    /// TLS for connections over TCP.
+    tls: MakeRustlsConnect,
+    /// The URL without its password, for messages.
+    shown: String,
+}
+
+/// A failure of PostgreSQL (or of the connection to it).
+fn database(error: ::postgres::Error) -> StoreError {
+    StoreError::Database(Box::new(error))
+}
+
+fn open_error(shown: &str, source: Cause) -> StoreError {
+    StoreError::Open {
+        path: PathBuf::from(shown),
+        source,
+    }
+}
+
+/// A statement of a transaction failed and PostgreSQL ended the
+/// transaction there, so its other writes cannot be committed either.
+#[derive(Debug)]
+struct Aborted;
+
+impl fmt::Display for Aborted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a statement of the transaction failed, so PostgreSQL rolled all of it back")
+    }
+}
+
+impl std::error::Error for Aborted {}
+
+/// What queries run on: the connection, or a transaction on it, with the
+/// connection's prepared statements.
+struct Db<'a, C> {
+    client: &'a mut C,
+    prepared: &'a mut Prepared,
+    /// Set when a statement fails: PostgreSQL then refuses the rest of
+    /// the transaction, and its commit would be a rollback.
+    failed: &'a mut bool,
+}
+
+type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
+
+impl<C: GenericClient> Db<'_, C> {
+    fn failure(&mut self, error: ::postgres::Error) -> StoreError {
+        *self.failed = true;
+        database(error)
+    }
+
+    fn statement(&mut self, sql: &'static str) -> Result<Statement, StoreError> {
+        if let Some(statement) = self.prepared.get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self
+            .client
+            .prepare(sql)
+            .map_err(|error| self.failure(error))?;
+        self.prepared.insert(sql, statement.clone());
+        Ok(statement)
+    }
+
+    fn query(&mut self, sql: &'static str, params: Params<'_>) -> Result<Vec<Row>, StoreError> {
+        let statement = self.statement(sql)?;
+        self.client
+            .query(&statement, params)
+            .map_err(|error| self.failure(error))
+    }
+
+    fn query_opt(
+        &mut self,
+        sql: &'static str,
+        params: Params<'_>,
+    ) -> Result<Option<Row>, StoreError> {
+        let statement = self.statement(sql)?;
+        self.client
+            .query_opt(&statement, params)
+            .map_err(|error| self.failure(error))
+    }
+
+    fn query_one(&mut self, sql: &'static str, params: Params<'_>) -> Result<Row, StoreError> {
+        let statement = self.statement(sql)?;
+        self.client
+            .query_one(&statement, params)
+            .map_err(|error| self.failure(error))
+    }
+
+    /// Runs a statement; returns how many rows it wrote.
+    fn execute(&mut self, sql: &'static str, params: Params<'_>) -> Result<u64, StoreError> {
+        let statement = self.statement(sql)?;
+        self.client
+            .execute(&statement, params)
+            .map_err(|error| self.failure(error))
+    }
+}
+
+/// One transaction on the store's connection.
+struct Work<'t> {
+    transaction: Transaction<'t>,
+    prepared: &'t mut Prepared,
+    failed: bool,
+}
+
+impl<'t> Work<'t> {
+    fn db(&mut self) -> Db<'_, Transaction<'t>> {
+        Db {
+            client: &mut self.transaction,
+            prepared: &mut *self.prepared,
+            failed: &mut self.failed,
+        }
+    }
+
+    /// Commits, or rolls back when `commit` is false.
+    fn finish(self, commit: bool) -> Result<(), StoreError> {
+        if !commit {
+            return self.transaction.rollback().map_err(database);
+        }
+        if self.failed {
+            self.transaction.rollback().map_err(database)?;
+            return Err(StoreError::Database(Box::new(Aborted)));
+        }
+        self.transaction.commit().map_err(database)
+    }
+}
+
+/// A column read as `T`; a column that does not hold one is a row this
+/// journeyc cannot read.
+fn get<'a, T: FromSql<'a>>(row: &'a Row, index: usize) -> Result<T, StoreError> {
+    row.try_get(index)
+        .map_err(|error| StoreError::Corrupt(Box::new(error)))
+}
+
+fn time(row: &Row, index: usize) -> Result<Timestamp, StoreError> {
+    get::<i64>(row, index).map(Timestamp::from_seconds)
+}
+
+fn optional_time(row: &Row, index: usize) -> Result<Option<Timestamp>, StoreError> {
+    get::<Option<i64>>(row, index).map(|seconds| seconds.map(Timestamp::from_seconds))
+}
+
+fn count(row: &Row, index: usize) -> Result<u64, StoreError> {
+    get::<i64>(row, index).map(|count| u64::try_from(count).unwrap_or(0))
+}
+
+fn parsed<T: std::str::FromStr>(row: &Row, index: usize) -> Result<T, StoreError>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    get::<&str>(row, index)?
+        .parse()
+        .map_err(|error| StoreError::Corrupt(Box::new(error)))
+}
+
+fn unknown(text: &str) -> StoreError {
+    StoreError::Corrupt(Box::new(crate::model::UnknownState(text.to_string())))
+}
+
+fn channel_of(row: &Row, index: usize) -> Result<Channel, StoreError> {
+    let text: &str = get(row, index)?;
+    Channel::ALL
+        .iter()
+        .copied()
+        .find(|channel| channel.as_str() == text)
+        .ok_or_else(|| unknown(text))
+}
+
+fn kind_of(row: &Row, index: usize) -> Result<MessageKind, StoreError> {
+    match get::<&str>(row, index)? {
+        "transactional" => Ok(MessageKind::Transactional),
+        "marketing" => Ok(MessageKind::Marketing),
+        other => Err(unknown(other)),
+    }
+}
+
+fn kind_text(kind: MessageKind) -> &'static str {
+    match kind {
+        MessageKind::Marketing => "marketing",
+        MessageKind::Transactional => "transactional",
+    }
+}
+
+fn now_seconds() -> i64 {
+    Timestamp::now().seconds()
+}
+
+fn parse_object(text: &str) -> Map<String, Json> {
+    match serde_json::from_str(text) {
+        Ok(Json::Object(object)) => object,
+        _ => Map::new(),
+    }
+}
+
+/// Where the URL's query (after `?`) starts, if it has one.
+fn query_start(url: &str) -> Option<usize> {
+    url.find('?')
+}
+
+/// The URL as messages show it: without a password, whether it is in the
+/// user part (`user:secret@`) or the query (`password=secret`). A
+/// key-value connection string (`host=... password=...`) shows as its
+/// user, hosts and database only.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return match url.parse::<Config>() {
+            Ok(config) => format!(
+                "PostgreSQL database `{}` of `{}`",
+                config.get_dbname().unwrap_or(""),
+                config.get_user().unwrap_or("")
+            ),
+            Err(_) => "a PostgreSQL connection string".to_string(),
+        };
+    };
+    // As the parser reads it: the credentials end at the first `@`, the
+    // password starts at their first `:`.
+    let rest = match rest.split_once('@') {
+        Some((credentials, after)) => {
+            let user = credentials
+                .split_once(':')
+                .map_or(credentials, |(user, _)| user);
+            format!("{user}@{after}")
+        }
+        None => rest.to_string(),
+    };
+    let (rest, query) = match query_start(&rest) {
+        Some(start) => (&rest[..start], Some(&rest[start + 1..])),
+        None => (rest.as_str(), None),
+    };
+    let mut shown = format!("{scheme}://{rest}");
+    if let Some(query) = query {
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|pair| pair.split('=').next() != Some("password"))
+            .collect();
+        if !kept.is_empty() {
+            shown.push('?');
+            shown.push_str(&kept.join("&"));
+        }
+    }
+    shown
+}
+
+/// The URL as libpq reads it: a `host` in the query replaces the host of
+/// the URL (`postgres://me@localhost/db?host=/run/postgresql` is the
+/// socket in `/run/postgresql` only, not `localhost` first), and the
+/// URL's port stays. The `postgres` crate would try both hosts in turn.
+fn with_libpq_hosts(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some(start) = query_start(rest) else {
+        return url.to_string();
+    };
+    let (before, query) = (&rest[..start], &rest[start + 1..]);
+    let keys: Vec<&str> = query
+        .split('&')
+        .map(|pair| pair.split('=').next().unwrap_or(""))
+        .collect();
+    if !keys.contains(&"host") {
+        return url.to_string();
+    }
+    let (credentials, after) = match before.split_once('@') {
+        Some((credentials, after)) => (Some(credentials), after),
+        None => (None, before),
+    };
+    let (hosts, path) = match after.find('/') {
+        Some(slash) => after.split_at(slash),
+        None => (after, ""),
+    };
+    let ports: Vec<&str> = hosts
+        .split(',')
+        .filter_map(|host| {
+            let port = match host.strip_prefix('[') {
+                Some(bracketed) => bracketed.split_once("]:").map(|(_, port)| port),
+                None => host.split_once(':').map(|(_, port)| port),
+            };
+            port.filter(|port| !port.is_empty())
+        })
+        .collect();
+    let mut rewritten = format!("{scheme}://");
+    if let Some(credentials) = credentials {
+        rewritten.push_str(credentials);
+        rewritten.push('@');
+    }
+    rewritten.push_str(path);
+    rewritten.push('?');
+    rewritten.push_str(query);
+    if !ports.is_empty() && !keys.contains(&"port") {
+        rewritten.push_str("&port=");
+        rewritten.push_str(&ports.join(","));
+    }
+    rewritten
+}
+
+/// The connection that holds the run lock. Dropping it unlocks at once
+/// (closing the connection would too, but the server notices a moment
+/// later); if the process dies, the server frees the lock with the
+/// connection.
+/// `sslrootcert=PATH` taken out of a libpq URL (the `postgres` crate does
+/// not know the option; journeyc reads the file itself), and the URL
+/// without it.
+fn split_root_cert(url: &str) -> (String, Option<PathBuf>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_string(), None);
+    };
+    let mut root = None;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| match pair.strip_prefix("sslrootcert=") {
+            Some(path) => {
+                root = Some(PathBuf::from(path));
+                false
+            }
+            None => true,
+        })
+        .collect();
+    if kept.is_empty() {
+        (base.to_string(), root)
+    } else {
+        (format!("{base}?{}", kept.join("&")), root)
+    }
+}
+
+/// TLS for connections over TCP (`sslmode=prefer`, the default, or
+/// `require`): rustls, verifying the server's certificate against the web's
+/// roots, or against the CA in `sslrootcert` (a company CA). A connection
+/// over a Unix socket uses none.
+fn tls(
+    root: Option<&Path>,
+    shown: &str,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StoreError> {
+    use rustls::pki_types::pem::PemObject as _;
+    let failed = |source: Cause| StoreError::Open {
+        path: PathBuf::from(shown),
+        source,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    match root {
+        Some(path) => {
+            let certificates =
+                rustls::pki_types::CertificateDer::pem_file_iter(path).map_err(|error| {
+                    failed(format!("sslrootcert `{}`: {error}", path.display()).into())
+                })?;
+            for certificate in certificates {
+                let certificate = certificate.map_err(|error| {
+                    failed(format!("sslrootcert `{}`: {error}", path.display()).into())
+                })?;
+                roots
+                    .add(certificate)
+                    .map_err(|error| failed(Box::new(error)))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|error| failed(Box::new(error)))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
+/// A connection as the URL's `sslmode` asks: `disable` in the clear, else
+/// over TLS where the server is reached over TCP (`require` refuses a
+/// server without it; `prefer`, the default, takes the clear only from a
+/// server that offers no TLS). The server's certificate is always checked.
+fn open(config: &Config, tls: &MakeRustlsConnect) -> Result<Client, ::postgres::Error> {
+    let local = config
+        .get_hosts()
+        .iter()
+        .all(|host| matches!(host, ::postgres::config::Host::Unix(_)));
+    // A Unix socket never carries TLS (and has no name to check).
+    if local || config.get_ssl_mode() == ::postgres::config::SslMode::Disable {
+        config.connect(NoTls)
+    } else {
+        config.connect(tls.clone())
+    }
+}
+
+struct RunLock {
+    client: Client,
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        // Should the unlock fail, closing the connection right after
+        // frees the lock all the same.
+        let _ = self
+            .client
+            .execute("SELECT pg_advisory_unlock($1)", &[&RUN_LOCK]);
+    }
+}
+
+impl super::Backend for PostgresStore {
+    /// A session-level advisory lock, held by a connection of its own
+    /// that the guard keeps.
+    fn lock_run(&self) -> Result<RunGuard, StoreError> {
+        let mut client = open(&self.config, &self.tls)
+            .map_err(|error| open_error(&self.shown, Box::new(error)))?;
+        let locked: bool = client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&RUN_LOCK])
+            .map_err(database)
+            .and_then(|row| get(&row, 0))?;
+        if locked {
+            Ok(RunGuard::new(RunLock { client }))
+        } else {
+            Err(StoreError::Locked {
+                store: self.shown.clone(),
+            })
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.shown.clone()
+    }
+}
+
+impl PostgresStore {
+    /// Connects to the database a libpq URL names, with `password` if
+    /// given, and brings its schema up to date.
+    pub fn connect(url: &str, password: Option<&str>) -> Result<Self, StoreError> {
+        let shown = without_password(url);
+        let (url, root) = split_root_cert(url);
+        let mut config: Config = with_libpq_hosts(&url)
+            .parse()
+            .map_err(|error: ::postgres::Error| open_error(&shown, Box::new(error)))?;
+        if let Some(password) = password {
+            config.password(password);
+        }
+        let tls = tls(root.as_deref(), &shown)?;
+        let client = open(&config, &tls).map_err(|error| open_error(&shown, Box::new(error)))?;
+        let mut store = PostgresStore {
+            client: RefCell::new(client),
+            prepared: RefCell::default(),
+            config,
+            tls,
+            shown,
+        };
+        store.migrate().map_err(|error| match error {
+            StoreError::Database(source) => open_error(&store.shown, source),
+            other => other,
+        })?;
+        Ok(store)
+    }
+
+    /// Runs `read` on the connection, outside any transaction.
+    fn read<T>(
+        &self,
+        read: impl FnOnce(&mut Db<'_, Client>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut client = self.client.borrow_mut();
+        let mut prepared = self.prepared.borrow_mut();
+        let mut failed = false;
+        read(&mut Db {
+            client: &mut *client,
+            prepared: &mut prepared,
+            failed: &mut failed,
+        })
+    }
+
+    /// Begins a transaction.
+    fn work(&mut self) -> Result<Work<'_>, StoreError> {
+        let transaction = self.client.get_mut().transaction().map_err(database)?;
+        Ok(Work {
+            transaction,
+            prepared: self.prepared.get_mut(),
+            failed: false,
+        })
+    }
+
+    /// Begins a transaction that writes as SQLite's writers do: one at a
+    /// time.
+    fn write(&mut self) -> Result<Work<'_>, StoreError> {
+        let mut work = self.work()?;
+        work.db()
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+        Ok(work)
+    }
+
+    /// The schema version this store is at.
+    pub fn version(&self) -> Result<i64, StoreError> {
+        self.read(|db| {
+            let row = db.query_one("SELECT COALESCE(MAX(version), 0) FROM journeyc_schema", &[])?;
+            get::<i32>(&row, 0).map(i64::from)
+        })
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let supported = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+        let shown = PathBuf::from(&self.shown);
+        loop {
+            let mut work = self.work()?;
+            let current = {
+                let mut db = work.db();
+                db.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATE_LOCK])?;
+                db.client
+                    .batch_execute(
+                        "CREATE TABLE IF NOT EXISTS journeyc_schema (version INT NOT NULL)",
+                    )
+                    .map_err(database)?;
+                let row =
+                    db.query_one("SELECT COALESCE(MAX(version), 0) FROM journeyc_schema", &[])?;
+                i64::from(get::<i32>(&row, 0)?)
+            };
+            if current > supported {
+                return Err(StoreError::TooNew {
+                    path: shown,
+                    version: current,
+                    supported,
+                });
+            }
+            let Some(migration) = usize::try_from(current)
+                .ok()
+                .and_then(|current| MIGRATIONS.get(current))
+            else {
+                return work.finish(true);
+            };
+            let next = i32::try_from(current + 1).unwrap_or(i32::MAX);
+            work.transaction
+                .batch_execute(migration)
+                .map_err(database)?;
+            let mut db = work.db();
+            db.execute("DELETE FROM journeyc_schema", &[])?;
+            db.execute(
+                "INSERT INTO journeyc_schema (version) VALUES ($1)",
+                &[&next],
+            )?;
+            work.finish(true)?;
+        }
+    }
+}
+
+fn read_contact<C: GenericClient>(
+    db: &mut Db<'_, C>,
+    sql: &'static str,
+    id: &str,
+) -> Result<Option<Contact>, StoreError> {
+    let Some(row) = db.query_opt(sql, &[&id])? else {
+        return Ok(None);
+    };
+    Ok(Some(Contact {
+        id: id.to_string(),
+        fields: parse_object(get(&row, 0)?),
+    }))
+}
+
+const CONTACT: &str = "SELECT data FROM contacts WHERE id = $1";
+
+fn last_seq<C: GenericClient>(db: &mut Db<'_, C>) -> Result<i64, StoreError> {
+    let row = db.query_one("SELECT COALESCE(MAX(seq), 0) FROM events", &[])?;
+    get(&row, 0)
+}
+
+fn read_events<C: GenericClient>(
+    db: &mut Db<'_, C>,
+    contact_id: &str,
+    through_seq: i64,
+) -> Result<Vec<Event>, StoreError> {
+    db.query(
+        "SELECT id, name, at, seq, properties FROM events WHERE contact_id = $1 AND seq <= $2 ORDER BY at, id",
+        &[&contact_id, &through_seq],
+    )?
+    .iter()
+    .map(|row| {
+        Ok(Event {
+            id: get(row, 0)?,
+            contact_id: contact_id.to_string(),
+            name: get(row, 1)?,
+            at: time(row, 2)?,
+            seq: get(row, 3)?,
+            properties: crate::store::Properties::from_text(get(row, 4)?),
+        })
+    })
+    .collect()
+}
+
+/// Whether the address was on the channel's suppression list at `at`.
+fn is_suppressed<C: GenericClient>(
+    db: &mut Db<'_, C>,
+    address: &str,
+    channel: Channel,
+    at: Timestamp,
+) -> Result<bool, StoreError> {
+    let row = db.query_opt(
+        "SELECT 1 FROM suppressions WHERE address = $1 AND channel = $2 AND at <= $3",
+        &[
+            &super::normalize_address(channel, address),
+            &channel.as_str(),
+            &at.seconds(),
+        ],
+    )?;
+    Ok(row.is_some())
+}
+
+fn insert_suppression<C: GenericClient>(
+    db: &mut Db<'_, C>,
+    suppression: &Suppression,
+) -> Result<bool, StoreError> {
+    // An address is suppressed from its earliest unsubscribe, bounce or
+    // complaint, whatever order the provider's exports arrive in.
+    let written = db.execute(
+        "INSERT INTO suppressions (address, channel, reason, at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (address, channel) DO UPDATE SET at = excluded.at, reason = excluded.reason
+         WHERE excluded.at < suppressions.at",
+        &[
+            &suppression.address,
+            &suppression.channel.as_str(),
+            &suppression.reason,
+            &suppression.at.seconds(),
+        ],
+    )?;
+    Ok(written == 1)
+}
+
+/// A contact's marketing sends on a channel from `from` on, as `sql`
+/// (over contact, channel and time, selecting journey and time) finds them.
+fn marketing_sends<C: GenericClient>(
+    db: &mut Db<'_, C>,
+    sql: &'static str,
+    contact_id: &str,
+    channel: Channel,
+    from: Timestamp,
+) -> Result<Vec<Scheduled>, StoreError> {
+    db.query(sql, &[&contact_id, &channel.as_str(), &from.seconds()])?
+        .iter()
+        .map(|row| {
+            Ok(Scheduled {
+                journey: get(row, 0)?,
+                at: time(row, 1)?,
+            })
+        })
+        .collect()
+}
+
+fn enrolment(row: &Row, contact_id: &str) -> Result<Enrolment, StoreError> {
+    Ok(Enrolment {
+        id: get(row, 0)?,
+        contact_id: contact_id.to_string(),
+        journey: get(row, 1)?,
+        version: get(row, 2)?,
+        state: parsed(row, 3)?,
+        step: StepId::new(get::<String>(row, 4)?),
+        step_print: get(row, 5)?,
+        due_at: optional_time(row, 6)?,
+        entered_at: time(row, 7)?,
+        ended_at: optional_time(row, 8)?,
+        event_id: get(row, 9)?,
+        data: serde_json::from_str::<EnrolmentData>(get(row, 10)?)
+            .map_err(|error| StoreError::Corrupt(Box::new(error)))?,
+    })
+}
+
+fn data_text(data: &EnrolmentData) -> String {
+    serde_json::to_string(data).unwrap_or_else(|_| "{}".to_string())
+}
+
+fn outbox_row(row: &Row) -> Result<OutboxRow, StoreError> {
+    let key: &str = get(row, 0)?;
+    Ok(OutboxRow {
+        key: OutboxKey::parse(key).ok_or_else(|| unknown(key))?,
+        contact_id: get(row, 1)?,
+        journey: get(row, 2)?,
+        channel: channel_of(row, 3)?,
+        template: get(row, 4)?,
+        kind: kind_of(row, 5)?,
+        send_at: time(row, 6)?,
+        expires_at: optional_time(row, 7)?,
+        status: parsed(row, 8)?,
+        planned_at: time(row, 9)?,
+        note: get(row, 10)?,
+    })
+}
+
+fn attempts(row: &Row, index: usize) -> Result<u32, StoreError> {
+    u32::try_from(get::<i32>(row, index)?).map_err(|error| StoreError::Corrupt(Box::new(error)))
+}
+
+fn delivered_at(row: &Row, first: usize) -> Result<Delivered, StoreError> {
+    Ok(Delivered {
+        attempts: attempts(row, first)?,
+        sent_at: optional_time(row, first + 1)?,
+        provider_id: get(row, first + 2)?,
+        error: get(row, first + 3)?,
+        note: get(row, first + 4)?,
+    })
+}
+
+struct Sink<'t> {
+    work: Work<'t>,
+    now: i64,
+    next_seq: i64,
+}
+
+impl ImportSink for Sink<'_> {
+    fn contact(&mut self, id: &str) -> Result<Option<Contact>, StoreError> {
+        read_contact(&mut self.work.db(), CONTACT, id)
+    }
+
+    fn put_contact(&mut self, contact: &Contact) -> Result<bool, StoreError> {
+        let data = Json::Object(contact.fields.clone()).to_string();
+        let mut db = self.work.db();
+        let existed = db
+            .query_opt("SELECT 1 FROM contacts WHERE id = $1", &[&contact.id])?
+            .is_some();
+        db.execute(
+            "INSERT INTO contacts (id, data, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
+            &[&contact.id, &data, &self.now],
+        )?;
+        Ok(!existed)
+    }
+
+    fn put_event(&mut self, event: &Event) -> Result<bool, StoreError> {
+        let properties = Json::Object(event.properties.map().clone()).to_string();
+        // The import holds the write lock: the next `seq` is ours alone,
+        // and no `seq` is skipped when an event is already stored.
+        let inserted = self.work.db().execute(
+            "INSERT INTO events (id, contact_id, name, at, seq, properties) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (id) DO NOTHING",
+            &[
+                &event.id,
+                &event.contact_id,
+                &event.name,
+                &event.at.seconds(),
+                &self.next_seq,
+                &properties,
+            ],
+        )? == 1;
+        if inserted {
+            self.next_seq += 1;
+        }
+        Ok(inserted)
+    }
+
+    fn suppress(&mut self, suppression: &Suppression) -> Result<bool, StoreError> {
+        insert_suppression(&mut self.work.db(), suppression)
+    }
+}
+
+struct Batch<'t> {
+    work: Work<'t>,
+}
+
+impl RunBatch for Batch<'_> {
+    fn events_of(&mut self, contact_id: &str, through_seq: i64) -> Result<Vec<Event>, StoreError> {
+        read_events(&mut self.work.db(), contact_id, through_seq)
+    }
+
+    fn enrolments_of(&mut self, contact_id: &str) -> Result<Vec<Enrolment>, StoreError> {
+        // Only the latest enrolment per journey: older ones are history,
+        // and reading them made every night slower than the last.
+        self.work
+            .db()
+            .query(
+                concat!(
+                    "SELECT ",
+                    enrolment_columns!(),
+                    " FROM enrolments WHERE contact_id = $1 AND id IN
+                     (SELECT MAX(id) FROM enrolments WHERE contact_id = $1 GROUP BY journey) ORDER BY id"
+                ),
+                &[&contact_id],
+            )?
+            .iter()
+            .map(|row| enrolment(row, contact_id))
+            .collect()
+    }
+
+    fn insert_enrolment(&mut self, enrolment: &Enrolment) -> Result<i64, StoreError> {
+        let row = self.work.db().query_one(
+            "INSERT INTO enrolments (contact_id, journey, version, state, step, step_print, due_at, entered_at, ended_at, event_id, data)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
+            &[
+                &enrolment.contact_id,
+                &enrolment.journey,
+                &enrolment.version,
+                &enrolment.state.as_str(),
+                &enrolment.step.as_str(),
+                &enrolment.step_print,
+                &enrolment.due_at.map(Timestamp::seconds),
+                &enrolment.entered_at.seconds(),
+                &enrolment.ended_at.map(Timestamp::seconds),
+                &enrolment.event_id,
+                &data_text(&enrolment.data),
+            ],
+        )?;
+        get(&row, 0)
+    }
+
+    fn update_enrolment(&mut self, enrolment: &Enrolment) -> Result<(), StoreError> {
+        self.work.db().execute(
+            "UPDATE enrolments SET version = $3, state = $4, step = $5, step_print = $6, due_at = $7, ended_at = $8, event_id = $9, data = $10
+             WHERE contact_id = $1 AND id = $2",
+            &[
+                &enrolment.contact_id,
+                &enrolment.id,
+                &enrolment.version,
+                &enrolment.state.as_str(),
+                &enrolment.step.as_str(),
+                &enrolment.step_print,
+                &enrolment.due_at.map(Timestamp::seconds),
+                &enrolment.ended_at.map(Timestamp::seconds),
+                &enrolment.event_id,
+                &data_text(&enrolment.data),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn record(&mut self, transition: &Transition) -> Result<(), StoreError> {
+        self.work.db().execute(
+            "INSERT INTO transitions (enrolment_id, contact_id, journey, from_step, to_step, reason, at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &transition.enrolment_id,
+                &transition.contact_id,
+                &transition.journey,
+                &transition.from_step.as_ref().map(StepId::as_str),
+                &transition.to_step.as_ref().map(StepId::as_str),
+                &transition.reason,
+                &transition.at.seconds(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn assign(&mut self, assignment: &Assignment) -> Result<(), StoreError> {
+        self.work.db().execute(
+            "INSERT INTO assignments (enrolment_id, test, arm, at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            &[
+                &assignment.enrolment_id,
+                &assignment.test,
+                &assignment.arm,
+                &assignment.at.seconds(),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn queue(&mut self, row: &OutboxRow) -> Result<bool, StoreError> {
+        let inserted = self.work.db().execute(
+            "INSERT INTO outbox (key, enrolment_id, contact_id, journey, step, channel, template, kind, send_at, expires_at, status, planned_at, attempt_at, note)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $9, $13) ON CONFLICT (contact_id, key) DO NOTHING",
+            &[
+                &row.key.to_string(),
+                &row.key.enrolment,
+                &row.contact_id,
+                &row.journey,
+                &row.key.step.as_str(),
+                &row.channel.as_str(),
+                &row.template,
+                &kind_text(row.kind),
+                &row.send_at.seconds(),
+                &row.expires_at.map(Timestamp::seconds),
+                &row.status.as_str(),
+                &row.planned_at.seconds(),
+                &row.note,
+            ],
+        )?;
+        Ok(inserted == 1)
+    }
+
+    fn scheduled(
+        &mut self,
+        contact_id: &str,
+        channel: Channel,
+        from: Timestamp,
+    ) -> Result<Vec<Scheduled>, StoreError> {
+        marketing_sends(
+            &mut self.work.db(),
+            "SELECT journey, send_at FROM outbox WHERE contact_id = $1 AND channel = $2 AND kind = 'marketing'
+             AND status IN ('pending', 'sending', 'sent') AND send_at >= $3 ORDER BY send_at, id",
+            contact_id,
+            channel,
+            from,
+        )
+    }
+
+    fn suppressed(
+        &mut self,
+        address: &str,
+        channel: Channel,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        is_suppressed(&mut self.work.db(), address, channel, at)
+    }
+
+    fn update_contact(
+        &mut self,
+        contact_id: &str,
+        edit: &mut dyn FnMut(&mut Map<String, Json>),
+    ) -> Result<(), StoreError> {
+        let mut db = self.work.db();
+        let Some(mut contact) = read_contact(
+            &mut db,
+            "SELECT data FROM contacts WHERE id = $1 FOR UPDATE",
+            contact_id,
+        )?
+        else {
+            return Ok(());
+        };
+        edit(&mut contact.fields);
+        db.execute(
+            "UPDATE contacts SET data = $2, updated_at = $3 WHERE id = $1",
+            &[
+                &contact.id,
+                &Json::Object(contact.fields).to_string(),
+                &now_seconds(),
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+impl Store for PostgresStore {
+    fn import(
+        &mut self,
+        work: &mut dyn FnMut(&mut dyn ImportSink) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut transaction = self.write()?;
+        let next_seq = last_seq(&mut transaction.db())? + 1;
+        let mut sink = Sink {
+            work: transaction,
+            now: now_seconds(),
+            next_seq,
+        };
+        work(&mut sink)?;
+        sink.work.finish(true)
+    }
+
+    fn contact(&self, id: &str) -> Result<Option<Contact>, StoreError> {
+        self.read(|db| read_contact(db, CONTACT, id))
+    }
+
+    fn contact_count(&self) -> Result<u64, StoreError> {
+        self.read(|db| count(&db.query_one("SELECT COUNT(*) FROM contacts", &[])?, 0))
+    }
+
+    fn events_of(&self, contact_id: &str) -> Result<Vec<Event>, StoreError> {
+        self.read(|db| read_events(db, contact_id, i64::MAX))
+    }
+
+    fn last_event_seq(&self) -> Result<i64, StoreError> {
+        self.read(last_seq)
+    }
+
+    fn contacts_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<Contact>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|db| {
+            db.query(
+                "SELECT id, data FROM contacts WHERE id > $1 ORDER BY id LIMIT $2",
+                &[&after.unwrap_or(""), &limit],
+            )?
+            .iter()
+            .map(|row| {
+                Ok(Contact {
+                    id: get(row, 0)?,
+                    fields: parse_object(get(row, 1)?),
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn batch(
+        &mut self,
+        commit: bool,
+        work: &mut dyn FnMut(&mut dyn RunBatch) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut batch = Batch {
+            work: self.write()?,
+        };
+        work(&mut batch)?;
+        batch.work.finish(commit)
+    }
+
+    fn resting(&self) -> Result<Vec<Resting>, StoreError> {
+        self.read(|db| {
+            db.query(
+                "SELECT journey, step, step_print, COUNT(*) FROM enrolments WHERE state = 'active'
+                 GROUP BY journey, step, step_print ORDER BY journey, step, step_print",
+                &[],
+            )?
+            .iter()
+            .map(|row| {
+                Ok(Resting {
+                    journey: get(row, 0)?,
+                    step: StepId::new(get::<String>(row, 1)?),
+                    print: get(row, 2)?,
+                    count: count(row, 3)?,
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn record_versions(
+        &mut self,
+        versions: &[(String, String)],
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut work = self.work()?;
+        for (journey, version) in versions {
+            work.db().execute(
+                "INSERT INTO journey_versions (journey, version, deployed_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[journey, version, &at.seconds()],
+            )?;
+        }
+        work.finish(true)
+    }
+
+    fn progress(&self) -> Result<Vec<Progress>, StoreError> {
+        self.read(|db| {
+            db.query(
+                "SELECT journey, deployed_at, until, seen_seq FROM journey_progress ORDER BY journey",
+                &[],
+            )?
+            .iter()
+            .map(|row| {
+                Ok(Progress {
+                    journey: get(row, 0)?,
+                    deployed_at: time(row, 1)?,
+                    until: time(row, 2)?,
+                    seen_seq: get(row, 3)?,
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn save_progress(&mut self, progress: &[Progress]) -> Result<(), StoreError> {
+        let mut work = self.work()?;
+        for journey in progress {
+            work.db().execute(
+                "INSERT INTO journey_progress (journey, deployed_at, until, seen_seq) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (journey) DO UPDATE SET until = excluded.until, seen_seq = excluded.seen_seq",
+                &[
+                    &journey.journey,
+                    &journey.deployed_at.seconds(),
+                    &journey.until.seconds(),
+                    &journey.seen_seq,
+                ],
+            )?;
+        }
+        work.finish(true)
+    }
+
+    fn status(&self, now: Timestamp) -> Result<Vec<JourneyStatus>, StoreError> {
+        let mut by_journey: std::collections::BTreeMap<String, JourneyStatus> =
+            std::collections::BTreeMap::new();
+        let (states, arms) = self.read(|db| {
+            let states = db.query(
+                "SELECT journey, state, step, SUM(CASE WHEN due_at IS NOT NULL AND due_at <= $1 THEN 1 ELSE 0 END), COUNT(*)
+                 FROM enrolments GROUP BY journey, state, step ORDER BY journey, state, step",
+                &[&now.seconds()],
+            )?;
+            let arms = db.query(
+                "SELECT e.journey, a.test, a.arm, COUNT(*),
+                        SUM(CASE WHEN e.state = 'converted' THEN 1 ELSE 0 END),
+                        SUM(CASE WHEN e.state = 'active' THEN 1 ELSE 0 END)
+                 FROM assignments a JOIN enrolments e ON e.id = a.enrolment_id
+                 GROUP BY e.journey, a.test, a.arm ORDER BY e.journey, a.test, a.arm",
+                &[],
+            )?;
+            Ok((states, arms))
+        })?;
+        for row in &states {
+            let journey: String = get(row, 0)?;
+            let state: EnrolmentState = parsed(row, 1)?;
+            let step: String = get(row, 2)?;
+            let (due, count) = (count(row, 3)?, count(row, 4)?);
+            let entry = by_journey
+                .entry(journey.clone())
+                .or_insert_with(|| JourneyStatus {
+                    journey,
+                    ..JourneyStatus::default()
+                });
+            match state {
+                EnrolmentState::Active => {
+                    entry.active += count;
+                    entry.due += due;
+                    entry.waiting.push((step, count));
+                }
+                EnrolmentState::Converted => entry.converted += count,
+                EnrolmentState::Completed => entry.completed += count,
+                EnrolmentState::Exited => entry.exited += count,
+                EnrolmentState::HandedOff => entry.handed_off += count,
+            }
+        }
+        for row in &arms {
+            let journey: &str = get(row, 0)?;
+            let arm = ArmStatus {
+                test: get(row, 1)?,
+                arm: get(row, 2)?,
+                entered: count(row, 3)?,
+                converted: count(row, 4)?,
+                active: count(row, 5)?,
+            };
+            if let Some(entry) = by_journey.get_mut(journey) {
+                entry.arms.push(arm);
+            }
+        }
+        Ok(by_journey.into_values().collect())
+    }
+
+    fn outbox_counts(&self) -> Result<Vec<(OutboxStatus, u64)>, StoreError> {
+        self.read(|db| {
+            db.query(
+                "SELECT status, COUNT(*) FROM outbox GROUP BY status ORDER BY status",
+                &[],
+            )?
+            .iter()
+            .map(|row| Ok((parsed(row, 0)?, count(row, 1)?)))
+            .collect()
+        })
+    }
+
+    fn transitions_of(
+        &self,
+        contact_id: &str,
+        journey: Option<&str>,
+    ) -> Result<Vec<Transition>, StoreError> {
+        self.read(|db| {
+            db.query(
+                "SELECT enrolment_id, journey, from_step, to_step, reason, at FROM transitions
+                 WHERE contact_id = $1 AND ($2::text IS NULL OR journey = $2) ORDER BY id",
+                &[&contact_id, &journey],
+            )?
+            .iter()
+            .map(|row| {
+                Ok(Transition {
+                    enrolment_id: get(row, 0)?,
+                    contact_id: contact_id.to_string(),
+                    journey: get(row, 1)?,
+                    from_step: get::<Option<String>>(row, 2)?.map(StepId::new),
+                    to_step: get::<Option<String>>(row, 3)?.map(StepId::new),
+                    reason: get(row, 4)?,
+                    at: time(row, 5)?,
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn outbox_of(&self, contact_id: &str) -> Result<Vec<OutboxRow>, StoreError> {
+        self.read(|db| {
+            db.query(
+                concat!(
+                    "SELECT ",
+                    outbox_columns!(),
+                    " FROM outbox o WHERE o.contact_id = $1 ORDER BY o.send_at, o.id"
+                ),
+                &[&contact_id],
+            )?
+            .iter()
+            .map(outbox_row)
+            .collect()
+        })
+    }
+
+    fn enrolments_of(&self, contact_id: &str) -> Result<Vec<Enrolment>, StoreError> {
+        self.read(|db| {
+            db.query(
+                concat!(
+                    "SELECT ",
+                    enrolment_columns!(),
+                    " FROM enrolments WHERE contact_id = $1 ORDER BY id"
+                ),
+                &[&contact_id],
+            )?
+            .iter()
+            .map(|row| enrolment(row, contact_id))
+            .collect()
+        })
+    }
+
+    fn record_run(&mut self, run: &RunRecord) -> Result<(), StoreError> {
+        self.read(|db| {
+            db.execute(
+                "INSERT INTO runs (now, started_at, finished_at, summary) VALUES ($1, $2, $3, $4)",
+                &[
+                    &run.now.seconds(),
+                    &run.started_at.seconds(),
+                    &now_seconds(),
+                    &run.summary,
+                ],
+            )
+        })?;
+        Ok(())
+    }
+}
+
+/// What a settled row becomes.
+struct Outcome<'a> {
+    status: OutboxStatus,
+    attempt_at: Option<Timestamp>,
+    sent_at: Option<Timestamp>,
+    provider_id: Option<&'a str>,
+    error: Option<&'a str>,
+    note: Option<&'a str>,
+    /// Whether the claim counted as an attempt.
+    attempt: bool,
+}
+
+impl<'a> Outcome<'a> {
+    fn of(settle: &'a Settle, now: Timestamp) -> Outcome<'a> {
+        let nothing = Outcome {
+            status: OutboxStatus::Pending,
+            attempt_at: None,
+            sent_at: None,
+            provider_id: None,
+            error: None,
+            note: None,
+            attempt: false,
+        };
+        match settle {
+            Settle::Sent { provider_id } => Outcome {
+                status: OutboxStatus::Sent,
+                sent_at: Some(now),
+                provider_id: provider_id.as_deref(),
+                attempt: true,
+                ..nothing
+            },
+            Settle::Retry {
+                at,
+                error,
+                progress,
+            } => Outcome {
+                status: OutboxStatus::Pending,
+                attempt_at: Some(*at),
+                provider_id: progress.as_deref(),
+                error: Some(error.as_str()),
+                attempt: true,
+                ..nothing
+            },
+            Settle::Failed { error, .. } => Outcome {
+                status: OutboxStatus::Failed,
+                error: Some(error.as_str()),
+                attempt: true,
+                ..nothing
+            },
+            Settle::Suppressed { error } => Outcome {
+                status: OutboxStatus::Suppressed,
+                error: Some(error.as_str()),
+                ..nothing
+            },
+            Settle::Expired { note } => Outcome {
+                status: OutboxStatus::Expired,
+                note: Some(note.as_str()),
+                ..nothing
+            },
+            Settle::Skipped { note } => Outcome {
+                status: OutboxStatus::Skipped,
+                note: Some(note.as_str()),
+                ..nothing
+            },
+            Settle::Held { until, note } => Outcome {
+                status: OutboxStatus::Pending,
+                attempt_at: Some(*until),
+                note: Some(note.as_str()),
+                ..nothing
+            },
+        }
+    }
+}
+
+impl Outbox for PostgresStore {
+    fn claim(
+        &mut self,
+        claimer: &str,
+        now: Timestamp,
+        stale_before: Timestamp,
+        channels: &[Channel],
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        if channels.is_empty() || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let channels: Vec<&str> = channels.iter().map(|channel| channel.as_str()).collect();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut work = self.work()?;
+        let mut db = work.db();
+        // Stale claims first: they are the oldest work. A row another
+        // `deliver` is claiming right now is locked, and skipped: no row
+        // is claimed twice, and nobody waits.
+        let mut ids: Vec<i64> = Vec::new();
+        let mut contacts: Vec<String> = Vec::new();
+        for (sql, cutoff) in [
+            (
+                "SELECT id, contact_id FROM outbox WHERE status = 'sending' AND claimed_at <= $1 AND channel = ANY($2)
+                 ORDER BY claimed_at, id LIMIT $3 FOR UPDATE SKIP LOCKED",
+                stale_before,
+            ),
+            (
+                "SELECT id, contact_id FROM outbox WHERE status = 'pending' AND attempt_at <= $1 AND channel = ANY($2)
+                 ORDER BY attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED",
+                now,
+            ),
+        ] {
+            let remaining = limit - i64::try_from(ids.len()).unwrap_or(i64::MAX);
+            if remaining <= 0 {
+                break;
+            }
+            for row in db.query(sql, &[&cutoff.seconds(), &channels, &remaining])? {
+                ids.push(get(&row, 0)?);
+                contacts.push(get(&row, 1)?);
+            }
+        }
+        if ids.is_empty() {
+            work.finish(true)?;
+            return Ok(Vec::new());
+        }
+        db.execute(
+            "UPDATE outbox o SET status = 'sending', claimed_by = $3, claimed_at = $4, attempts = o.attempts + 1
+             FROM unnest($1::bigint[], $2::text[]) AS picked (id, contact_id)
+             WHERE o.id = picked.id AND o.contact_id = picked.contact_id",
+            &[&ids, &contacts, &claimer, &now.seconds()],
+        )?;
+        let rows = db.query(
+            concat!(
+                "SELECT ",
+                outbox_columns!(),
+                ", o.attempts, o.attempt_at, e.event_id, o.provider_id, o.id
+                 FROM unnest($1::bigint[], $2::text[]) WITH ORDINALITY AS picked (id, contact_id, position)
+                 JOIN outbox o ON o.id = picked.id AND o.contact_id = picked.contact_id
+                 LEFT JOIN enrolments e ON e.contact_id = o.contact_id AND e.id = o.enrolment_id
+                 ORDER BY picked.position"
+            ),
+            &[&ids, &contacts],
+        )?;
+        let claimed = rows
+            .iter()
+            .map(|row| {
+                Ok(Claimed {
+                    row: outbox_row(row)?,
+                    attempts: attempts(row, OUTBOX_WIDTH)?,
+                    attempt_at: time(row, OUTBOX_WIDTH + 1)?,
+                    event_id: get(row, OUTBOX_WIDTH + 2)?,
+                    progress: get(row, OUTBOX_WIDTH + 3)?,
+                    id: get(row, OUTBOX_WIDTH + 4)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        work.finish(true)?;
+        Ok(claimed)
+    }
+
+    fn settle(
+        &mut self,
+        claimer: &str,
+        now: Timestamp,
+        outcomes: &[(i64, Settle)],
+    ) -> Result<usize, StoreError> {
+        let mut work = self.work()?;
+        let mut db = work.db();
+        let mut held = 0;
+        for (id, settle) in outcomes {
+            let outcome = Outcome::of(settle, now);
+            // Only while the claim is still ours: a stale claim may have
+            // been taken over meanwhile.
+            let changed = db.execute(
+                "UPDATE outbox SET status = $3, attempt_at = COALESCE($4, attempt_at), sent_at = $5,
+                   provider_id = COALESCE($6, provider_id), error = COALESCE($7, error), note = COALESCE($8, note),
+                   attempts = attempts - $9, claimed_by = NULL
+                 WHERE id = $1 AND claimed_by = $2 AND status = 'sending'",
+                &[
+                    id,
+                    &claimer,
+                    &outcome.status.as_str(),
+                    &outcome.attempt_at.map(Timestamp::seconds),
+                    &outcome.sent_at.map(Timestamp::seconds),
+                    &outcome.provider_id,
+                    &outcome.error,
+                    &outcome.note,
+                    &i32::from(!outcome.attempt),
+                ],
+            )?;
+            if changed == 0 {
+                continue;
+            }
+            held += 1;
+            if let Settle::Failed {
+                suppression: Some(suppression),
+                ..
+            } = settle
+            {
+                insert_suppression(&mut db, suppression)?;
+            }
+        }
+        work.finish(true)?;
+        Ok(held)
+    }
+
+    fn is_suppressed(
+        &self,
+        address: &str,
+        channel: Channel,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.read(|db| is_suppressed(db, address, channel, at))
+    }
+
+    fn suppressions(&self) -> Result<Vec<Suppression>, StoreError> {
+        self.read(|db| {
+            db.query(
+                "SELECT address, channel, reason, at FROM suppressions ORDER BY channel, address",
+                &[],
+            )?
+            .iter()
+            .map(|row| {
+                Ok(Suppression {
+                    address: get(row, 0)?,
+                    channel: channel_of(row, 1)?,
+                    reason: get(row, 2)?,
+                    at: time(row, 3)?,
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn sent_since(
+        &self,
+        contact_id: &str,
+        channel: Channel,
+        since: Timestamp,
+    ) -> Result<Vec<Scheduled>, StoreError> {
+        self.read(|db| {
+            marketing_sends(
+                db,
+                "SELECT journey, sent_at FROM outbox WHERE contact_id = $1 AND channel = $2 AND kind = 'marketing'
+                 AND status = 'sent' AND sent_at >= $3 ORDER BY sent_at, id",
+                contact_id,
+                channel,
+                since,
+            )
+        })
+    }
+
+    fn due_by_channel(
+        &self,
+        now: Timestamp,
+        stale_before: Timestamp,
+    ) -> Result<Vec<(Channel, u64)>, StoreError> {
+        self.read(|db| {
+            db.query(
+                "SELECT channel, COUNT(*) FROM outbox
+                 WHERE (status = 'pending' AND attempt_at <= $1) OR (status = 'sending' AND claimed_at <= $2)
+                 GROUP BY channel ORDER BY channel",
+                &[&now.seconds(), &stale_before.seconds()],
+            )?
+            .iter()
+            .map(|row| Ok((channel_of(row, 0)?, count(row, 1)?)))
+            .collect()
+        })
+    }
+
+    fn tasks(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<(OutboxRow, Delivered)>, StoreError> {
+        self.read(|db| {
+            db.query(
+                concat!(
+                    "SELECT ",
+                    outbox_columns!(),
+                    ", o.attempts, o.sent_at, o.provider_id, o.error, o.note FROM outbox o
+                     WHERE o.channel = 'task' AND o.send_at >= $1 AND o.send_at <= $2 ORDER BY o.send_at, o.id"
+                ),
+                &[&from.seconds(), &to.seconds()],
+            )?
+            .iter()
+            .map(|row| Ok((outbox_row(row)?, delivered_at(row, OUTBOX_WIDTH)?)))
+            .collect()
+        })
+    }
+
+    fn delivered(&self, key: &OutboxKey) -> Result<Option<Delivered>, StoreError> {
+        self.read(|db| {
+            db.query_opt(
+                "SELECT attempts, sent_at, provider_id, error, note FROM outbox WHERE key = $1",
+                &[&key.to_string()],
+            )?
+            .map(|row| delivered_at(&row, 0))
+            .transpose()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_not_shown() {
+        assert_eq!(
+            without_password("postgres://journeyc:s3cr:et@db.example.com:5433/journeys?sslmode=require&password=x&application_name=j"),
+            "postgres://journeyc@db.example.com:5433/journeys?sslmode=require&application_name=j"
+        );
+        assert_eq!(
+            without_password("postgresql://journeyc@localhost/t1?host=/tmp/dir"),
+            "postgresql://journeyc@localhost/t1?host=/tmp/dir"
+        );
+        assert_eq!(
+            without_password("postgres://db/journeys?password=secret"),
+            "postgres://db/journeys"
+        );
+        let shown = without_password("host=/tmp dbname=journeys user=me password='a secret'");
+        assert!(!shown.contains("secret"), "{shown}");
+    }
+
+    #[test]
+    fn a_host_in_the_query_replaces_the_url_host() {
+        assert_eq!(
+            with_libpq_hosts("postgres://journeyc@localhost/t1?host=/tmp/dir"),
+            "postgres://journeyc@/t1?host=/tmp/dir"
+        );
+        assert_eq!(
+            with_libpq_hosts("postgres://me:pw@localhost:5433/t1?host=/run/postgresql"),
+            "postgres://me:pw@/t1?host=/run/postgresql&port=5433"
+        );
+        for unchanged in [
+            "postgres://me@db.example.com/t1",
+            "postgres://me@db.example.com/t1?sslmode=disable",
+            "host=/tmp dbname=t1",
+        ] {
+            assert_eq!(with_libpq_hosts(unchanged), unchanged);
+        }
+        let config: Config = with_libpq_hosts("postgres://journeyc@localhost/t1?host=/tmp/dir")
+            .parse()
+            .unwrap();
+        assert_eq!(
+            config.get_hosts(),
+            [::postgres::config::Host::Unix(PathBuf::from("/tmp/dir"))]
+        );
+        assert_eq!(config.get_dbname(), Some("t1"));
+        assert_eq!(config.get_user(), Some("journeyc"));
+    }
+
+    #[test]
+    fn lock_keys_differ() {
+        assert_ne!(RUN_LOCK, WRITE_LOCK);
+        assert_ne!(RUN_LOCK, MIGRATE_LOCK);
+        assert_ne!(WRITE_LOCK, MIGRATE_LOCK);
+    }
+}
