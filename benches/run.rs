@@ -1,4 +1,4 @@
-//! `cargo bench --bench run [-- --contacts N --nights K --poll-proc]`
+//! `cargo bench --bench run [-- --contacts N --nights K --poll-proc --postgres]`
 //!
 //! The nightly run at scale. Copies the `journeys/` project (settings,
 //! journey files, templates) to `target/bench-run/`, so the store
@@ -28,7 +28,10 @@
 //! (Deployed before the six weeks began, the first night would walk every
 //! contact through all six: a catch-up, measured on its own.)
 //! `--binary PATH` runs another build of journeyc (an earlier commit's,
-//! for a ratio measured in the same session).
+//! for a ratio measured in the same session). `--postgres` then does the
+//! same on a PostgreSQL store (a cluster the bench starts in a temporary
+//! folder, as the tests do) and prints each night's time on both, as a
+//! ratio from the same run.
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -55,6 +58,19 @@ const EXPO_DATE: &str = "2026-12-09";
 /// The release binary, copied into the bench folder at the start: a
 /// `cargo build` elsewhere during a long bench cannot swap it midway.
 const BINARY: &str = "journeyc-bench";
+
+#[path = "../tests/integration/common/servers.rs"]
+#[allow(dead_code)]
+mod servers;
+
+#[path = "../tests/integration/common/postgres.rs"]
+#[allow(dead_code)]
+mod postgres;
+
+/// The crate's folder (the test servers' harness asks for it).
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
 
 // ------------------------------------------------------------------ random
 
@@ -984,9 +1000,44 @@ fn main() {
     println!("peak memory: {}", meter.describe());
     println!();
 
+    let sqlite = nights_on(meter, &root, (contacts, events), nights, "SQLite");
+    if args.iter().any(|arg| arg == "--postgres") {
+        // The same population and nights on PostgreSQL: a cluster of its
+        // own in a temporary folder (the tests' harness), a fresh database.
+        for name in ["journeyc.db", "journeyc.db-wal", "journeyc.db-shm"] {
+            let _ = std::fs::remove_file(root.join(name));
+        }
+        postgres::use_store(&root, &postgres::Cluster::get().database());
+        let postgres = nights_on(meter, &root, (contacts, events), nights, "PostgreSQL");
+        println!();
+        println!("night  SQLite s  PostgreSQL s  ratio (same run)");
+        for (night, (sqlite, postgres)) in sqlite.iter().zip(&postgres).enumerate() {
+            println!(
+                "{:<6} {:>8.2} {:>13.2} {:>7.2}",
+                night + 1,
+                sqlite.as_secs_f64(),
+                postgres.as_secs_f64(),
+                postgres.as_secs_f64() / sqlite.as_secs_f64().max(1e-9)
+            );
+        }
+    }
+}
+
+/// Deploys, imports the population and runs the nights on the store the
+/// project in `root` names; prints each step and returns each night's wall
+/// time.
+fn nights_on(
+    meter: Meter,
+    root: &Path,
+    (contacts, events): (usize, u64),
+    nights: usize,
+    store: &str,
+) -> Vec<Duration> {
+    println!("--- {store}");
+    let root = &root.to_path_buf();
     let deployed = measure(
         meter,
-        &root,
+        root,
         &["run", "--now", DEPLOY_AT, "--format", "json"],
     );
     succeeded(&format!("journeyc run --now {DEPLOY_AT}"), &deployed);
@@ -1003,7 +1054,7 @@ fn main() {
     ] {
         let measured = measure(
             meter,
-            &root,
+            root,
             &["import", kind, file, "--now", IMPORT_AT, "--format", "json"],
         );
         succeeded(&format!("journeyc import {kind}"), &measured);
@@ -1025,7 +1076,7 @@ fn main() {
         );
     }
     print!("{table}");
-    println!("store after import: {:.1} MiB", store_mib(&root));
+    println!("store after import: {:.1} MiB", store_mib(root));
     println!();
 
     let first = instant(FIRST_NIGHT);
@@ -1048,7 +1099,7 @@ fn main() {
     let mut peaks = Vec::new();
     for night in 0..nights {
         let now = rfc3339(first + TimeDelta::days(i64::try_from(night).unwrap_or(0)));
-        let measured = measure(meter, &root, &["run", "--now", &now, "--format", "json"]);
+        let measured = measure(meter, root, &["run", "--now", &now, "--format", "json"]);
         succeeded(&format!("journeyc run --now {now}"), &measured);
         let summary: Json = serde_json::from_str(measured.stdout.trim()).expect("a JSON summary");
         let counts = &summary["counts"];
@@ -1077,7 +1128,7 @@ fn main() {
             per_second(queued, measured.wall),
             rows,
             count(counts, "transitions"),
-            store_mib(&root)
+            store_mib(root)
         );
         println!(
             "       {}",
@@ -1103,4 +1154,5 @@ fn main() {
             " (not measured at this size)"
         }
     );
+    walls
 }

@@ -103,14 +103,7 @@ pub fn on_test_backend(dir: &Path) {
     if std::env::var("JOURNEYC_TEST_STORE").as_deref() != Ok("postgres") {
         return;
     }
-    let path = dir.join("journeyc.yaml");
-    let settings = std::fs::read_to_string(&path).expect("settings");
-    let kept: Vec<&str> = settings
-        .lines()
-        .filter(|line| !line.starts_with("store:"))
-        .collect();
-    let url = postgres::Cluster::get().database();
-    std::fs::write(&path, format!("{}\nstore: \"{url}\"\n", kept.join("\n"))).expect("write");
+    postgres::use_store(dir, &postgres::Cluster::get().database());
 }
 
 /// Everything the project's store holds, as bytes: the SQLite file, or a

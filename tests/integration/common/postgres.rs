@@ -300,3 +300,15 @@ impl Cluster {
         }
     }
 }
+
+/// Points the project in `dir` at the store `url`: its `store:` line
+/// replaced (or added) in `journeyc.yaml`.
+pub fn use_store(dir: &Path, url: &str) {
+    let path = dir.join("journeyc.yaml");
+    let settings = std::fs::read_to_string(&path).expect("settings");
+    let kept: Vec<&str> = settings
+        .lines()
+        .filter(|line| !line.starts_with("store:"))
+        .collect();
+    std::fs::write(&path, format!("{}\nstore: \"{url}\"\n", kept.join("\n"))).expect("write");
+}
