@@ -583,6 +583,52 @@ pub fn location(settings: &Settings) -> PathBuf {
     }
 }
 
+/// Enrolments of one journey in one state at one step: how many, and how
+/// many of them are due.
+pub struct StepCount {
+    pub journey: String,
+    pub state: EnrolmentState,
+    pub step: String,
+    pub due: u64,
+    pub count: u64,
+}
+
+/// `journeyc status` per journey, from the enrolments counted per
+/// (journey, state, step) and the A/B arms per journey: the same sums for
+/// every backend, whatever its queries.
+pub(crate) fn journey_status(
+    steps: impl IntoIterator<Item = StepCount>,
+    arms: impl IntoIterator<Item = (String, ArmStatus)>,
+) -> Vec<JourneyStatus> {
+    let mut by_journey: std::collections::BTreeMap<String, JourneyStatus> =
+        std::collections::BTreeMap::new();
+    for step in steps {
+        let entry = by_journey
+            .entry(step.journey.clone())
+            .or_insert_with(|| JourneyStatus {
+                journey: step.journey,
+                ..JourneyStatus::default()
+            });
+        match step.state {
+            EnrolmentState::Active => {
+                entry.active += step.count;
+                entry.due += step.due;
+                entry.waiting.push((step.step, step.count));
+            }
+            EnrolmentState::Converted => entry.converted += step.count,
+            EnrolmentState::Completed => entry.completed += step.count,
+            EnrolmentState::Exited => entry.exited += step.count,
+            EnrolmentState::HandedOff => entry.handed_off += step.count,
+        }
+    }
+    for (journey, arm) in arms {
+        if let Some(entry) = by_journey.get_mut(&journey) {
+            entry.arms.push(arm);
+        }
+    }
+    by_journey.into_values().collect()
+}
+
 /// The store every command works on: the records ([`Store`]), the outbox
 /// ([`Outbox`]) and the run lock. `journeyc.yaml`'s `store:` says which
 /// backend holds it; the commands see only this trait.

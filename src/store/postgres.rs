@@ -31,7 +31,7 @@ use super::{
     ImportSink, JourneyStatus, Outbox, OutboxRow, Progress, Resting, RunBatch, RunGuard, RunRecord,
     Scheduled, Settle, Store, StoreError, Suppression, Transition,
 };
-use crate::model::{Channel, EnrolmentState, OutboxKey, OutboxStatus, StepId, Timestamp};
+use crate::model::{Channel, OutboxKey, OutboxStatus, StepId, Timestamp};
 use crate::templates::MessageKind;
 
 /// Each entry moves the schema one version up; never edit a shipped one.
@@ -1281,8 +1281,6 @@ impl Store for PostgresStore {
     }
 
     fn status(&self, now: Timestamp) -> Result<Vec<JourneyStatus>, StoreError> {
-        let mut by_journey: std::collections::BTreeMap<String, JourneyStatus> =
-            std::collections::BTreeMap::new();
         let (states, arms) = self.read(|db| {
             let states = db.query(
                 "SELECT journey, state, step, SUM(CASE WHEN due_at IS NOT NULL AND due_at <= $1 THEN 1 ELSE 0 END), COUNT(*)
@@ -1299,43 +1297,34 @@ impl Store for PostgresStore {
             )?;
             Ok((states, arms))
         })?;
-        for row in &states {
-            let journey: String = get(row, 0)?;
-            let state: EnrolmentState = parsed(row, 1)?;
-            let step: String = get(row, 2)?;
-            let (due, count) = (count(row, 3)?, count(row, 4)?);
-            let entry = by_journey
-                .entry(journey.clone())
-                .or_insert_with(|| JourneyStatus {
-                    journey,
-                    ..JourneyStatus::default()
-                });
-            match state {
-                EnrolmentState::Active => {
-                    entry.active += count;
-                    entry.due += due;
-                    entry.waiting.push((step, count));
-                }
-                EnrolmentState::Converted => entry.converted += count,
-                EnrolmentState::Completed => entry.completed += count,
-                EnrolmentState::Exited => entry.exited += count,
-                EnrolmentState::HandedOff => entry.handed_off += count,
-            }
-        }
-        for row in &arms {
-            let journey: &str = get(row, 0)?;
-            let arm = ArmStatus {
-                test: get(row, 1)?,
-                arm: get(row, 2)?,
-                entered: count(row, 3)?,
-                converted: count(row, 4)?,
-                active: count(row, 5)?,
-            };
-            if let Some(entry) = by_journey.get_mut(journey) {
-                entry.arms.push(arm);
-            }
-        }
-        Ok(by_journey.into_values().collect())
+        let steps = states
+            .iter()
+            .map(|row| {
+                Ok(super::StepCount {
+                    journey: get(row, 0)?,
+                    state: parsed(row, 1)?,
+                    step: get(row, 2)?,
+                    due: count(row, 3)?,
+                    count: count(row, 4)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let arms = arms
+            .iter()
+            .map(|row| {
+                Ok((
+                    get(row, 0)?,
+                    ArmStatus {
+                        test: get(row, 1)?,
+                        arm: get(row, 2)?,
+                        entered: count(row, 3)?,
+                        converted: count(row, 4)?,
+                        active: count(row, 5)?,
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(super::journey_status(steps, arms))
     }
 
     fn outbox_counts(&self) -> Result<Vec<(OutboxStatus, u64)>, StoreError> {

@@ -989,43 +989,23 @@ impl Store for SqliteStore {
     }
 
     fn status(&self, now: Timestamp) -> Result<Vec<JourneyStatus>, StoreError> {
-        let mut by_journey: std::collections::BTreeMap<String, JourneyStatus> =
-            std::collections::BTreeMap::new();
         let mut statement = self
             .connection
             .prepare("SELECT journey, state, step, SUM(CASE WHEN due_at IS NOT NULL AND due_at <= ?1 THEN 1 ELSE 0 END), COUNT(*) FROM enrolments GROUP BY journey, state, step ORDER BY journey, state, step")
             .map_err(database)?;
-        let rows = statement
+        let steps = statement
             .query_map(params![now.seconds()], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    parsed::<EnrolmentState>(row, 1)?,
-                    row.get::<_, String>(2)?,
-                    u64::try_from(row.get::<_, i64>(3)?).unwrap_or(0),
-                    u64::try_from(row.get::<_, i64>(4)?).unwrap_or(0),
-                ))
+                Ok(super::StepCount {
+                    journey: row.get(0)?,
+                    state: parsed::<EnrolmentState>(row, 1)?,
+                    step: row.get(2)?,
+                    due: u64::try_from(row.get::<_, i64>(3)?).unwrap_or(0),
+                    count: u64::try_from(row.get::<_, i64>(4)?).unwrap_or(0),
+                })
             })
+            .map_err(database)?
+            .collect::<Result<Vec<_>, _>>()
             .map_err(database)?;
-        for row in rows {
-            let (journey, state, step, due, count) = row.map_err(database)?;
-            let entry = by_journey
-                .entry(journey.clone())
-                .or_insert_with(|| JourneyStatus {
-                    journey,
-                    ..JourneyStatus::default()
-                });
-            match state {
-                EnrolmentState::Active => {
-                    entry.active += count;
-                    entry.due += due;
-                    entry.waiting.push((step, count));
-                }
-                EnrolmentState::Converted => entry.converted += count,
-                EnrolmentState::Completed => entry.completed += count,
-                EnrolmentState::Exited => entry.exited += count,
-                EnrolmentState::HandedOff => entry.handed_off += count,
-            }
-        }
         let mut statement = self
             .connection
             .prepare(
@@ -1036,7 +1016,7 @@ impl Store for SqliteStore {
                  GROUP BY e.journey, a.test, a.arm ORDER BY e.journey, a.test, a.arm",
             )
             .map_err(database)?;
-        let rows = statement
+        let arms = statement
             .query_map([], |row| {
                 Ok((
                     row.get::<_, String>(0)?,
@@ -1049,14 +1029,10 @@ impl Store for SqliteStore {
                     },
                 ))
             })
+            .map_err(database)?
+            .collect::<Result<Vec<_>, _>>()
             .map_err(database)?;
-        for row in rows {
-            let (journey, arm) = row.map_err(database)?;
-            if let Some(entry) = by_journey.get_mut(&journey) {
-                entry.arms.push(arm);
-            }
-        }
-        Ok(by_journey.into_values().collect())
+        Ok(super::journey_status(steps, arms))
     }
 
     fn outbox_counts(&self) -> Result<Vec<(OutboxStatus, u64)>, StoreError> {
