@@ -496,7 +496,9 @@ fn a_killed_deliver_resends_only_what_was_in_flight() {
         &["run", "--now", "2026-03-01T02:00:00Z"],
     ));
 
-    let mut child = command(
+    // The deliver dies right after it has written its second batch of
+    // outcomes, with the messages it has sent since still unsettled.
+    let aborted = command(
         dir,
         &servers,
         &[
@@ -507,13 +509,16 @@ fn a_killed_deliver_resends_only_what_was_in_flight() {
             "email",
         ],
     )
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::null())
-    .spawn()
-    .expect("deliver starts");
-    servers.smtp.wait_for(60, Duration::from_secs(30));
-    child.kill().expect("kill");
-    child.wait().expect("reaped");
+    .env("JOURNEYC_FAULT", "deliver.settled:2")
+    .output()
+    .expect("deliver runs");
+    assert!(
+        !aborted.status.success()
+            && String::from_utf8_lossy(&aborted.stderr)
+                .contains("fault injected at deliver.settled #2"),
+        "{}",
+        String::from_utf8_lossy(&aborted.stderr)
+    );
 
     let after_kill = outbox(dir);
     let in_flight: BTreeSet<String> = after_kill
