@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use crate::common::copy_dir;
 use crate::common::servers::{HttpStub, SmtpServer};
+use crate::common::{copy_dir, ok};
 
 const SECRET: &str = "a-long-random-unsubscribe-secret";
 
@@ -60,17 +60,6 @@ fn command(dir: &Path, servers: &Servers, args: &[&str]) -> Command {
 
 fn run(dir: &Path, servers: &Servers, args: &[&str]) -> Output {
     command(dir, servers, args).output().expect("journeyc runs")
-}
-
-fn ok(output: &Output) -> String {
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).expect("UTF-8")
 }
 
 /// `deliver --format json` at `now`; returns the summary.

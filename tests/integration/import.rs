@@ -6,10 +6,6 @@ use std::process::Command;
 
 use crate::common::{journeyc, text};
 
-use journeyc::settings::Settings;
-use journeyc::span::SourceMap;
-use journeyc::store;
-
 /// A fresh project folder with the import fixture's settings.
 fn project() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -23,16 +19,6 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).expect("write");
     path
-}
-
-fn open_store(dir: &Path) -> Box<dyn store::Backend> {
-    let mut sources = SourceMap::new();
-    let settings = Settings::load(&dir.join("journeyc.yaml"), &mut sources)
-        .expect("read")
-        .expect("valid");
-    let mut settings = settings;
-    settings.root = dir.to_path_buf();
-    store::open(&settings).expect("store opens")
 }
 
 #[test]
@@ -54,7 +40,7 @@ fn contacts_are_checked_row_by_row_and_upserted() {
         "contacts.csv:3: `plan`: `gold` is not allowed; one of free, pro, team\n\
          contacts.csv: contacts: 2 new, 0 updated; 1 row rejected (listed above)\n"
     );
-    let store = open_store(dir.path());
+    let store = crate::common::store(dir.path());
     assert_eq!(store.contact_count().expect("count"), 2);
     let zhang = store.contact("c-3").expect("read").expect("imported");
     assert_eq!(zhang.fields["tags"], serde_json::json!(["beta", "vip"]));
@@ -128,7 +114,9 @@ fn events_are_imported_once() {
         (Some(0), Some(2))
     );
 
-    let stored = open_store(dir.path()).events_of("c-1").expect("events");
+    let stored = crate::common::store(dir.path())
+        .events_of("c-1")
+        .expect("events");
     let times: Vec<String> = stored.iter().map(|event| event.at.to_string()).collect();
     // Local times are read in the project's timezone and stored in UTC.
     assert_eq!(times, ["2026-11-01T01:00:00Z", "2026-11-02T10:00:00Z"]);
@@ -148,7 +136,12 @@ fn a_misspelt_column_imports_nothing() {
         text(&output.stderr),
         "error: contacts.csv:1: column `frist_name` is not a contact field; did you mean `first_name`?; nothing was imported\n"
     );
-    assert_eq!(open_store(dir.path()).contact_count().expect("count"), 0);
+    assert_eq!(
+        crate::common::store(dir.path())
+            .contact_count()
+            .expect("count"),
+        0
+    );
 }
 
 /// The import is one transaction: aborted at any row, the store holds
@@ -176,7 +169,9 @@ fn a_killed_import_leaves_nothing_half_written() {
             "the fault at row {row} stops the import: {}",
             text(&output.stderr)
         );
-        let count = open_store(dir.path()).contact_count().expect("count");
+        let count = crate::common::store(dir.path())
+            .contact_count()
+            .expect("count");
         assert_eq!(
             count, 0,
             "aborted after row {row}: {count} contacts, a partial import"
@@ -184,12 +179,17 @@ fn a_killed_import_leaves_nothing_half_written() {
     }
     let output = journeyc(dir.path(), &["import", "contacts", "big.csv"]);
     assert!(output.status.success(), "{}", text(&output.stderr));
-    assert_eq!(open_store(dir.path()).contact_count().expect("count"), rows);
+    assert_eq!(
+        crate::common::store(dir.path())
+            .contact_count()
+            .expect("count"),
+        rows
+    );
 }
 
 /// The suppression list, as the store gives it.
 fn suppressions(dir: &Path) -> Vec<String> {
-    open_store(dir)
+    crate::common::store(dir)
         .suppressions()
         .expect("suppressions")
         .into_iter()

@@ -2,12 +2,12 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 mod findings;
 mod invariants;
 
-use crate::common::{copy_dir, journeyc, snapshot_settings};
+use crate::common::{copy_dir, journeyc, ok, snapshot_settings};
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/runner")
@@ -19,17 +19,6 @@ fn project() -> tempfile::TempDir {
     copy_dir(&fixture(), dir.path());
     crate::common::on_test_backend(dir.path());
     dir
-}
-
-fn ok(output: &Output) -> String {
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).expect("UTF-8")
 }
 
 const CONTACTS: &str = "id,first_name,lifetime_value,stage,timezone,email,phone,tags\n\

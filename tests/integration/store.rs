@@ -213,17 +213,16 @@ fn batches_are_whole_and_keys_exactly_once(subject: &mut Subject) {
     assert_eq!(store.resting().expect("resting").len(), 1);
 }
 
-/// Two deliveries never claim the same row; a claim that was never
-/// settled is taken over after its lease; settling records the outcome.
-fn claims_do_not_overlap_and_stale_ones_are_taken_over(subject: &mut Subject) {
-    let store = &mut subject.store;
+/// Contact `c-1`, enrolled once, with `count` marketing emails due at
+/// 01:00 on 1 March 2026.
+fn queue_emails<S: journeyc::store::Store + ?Sized>(store: &mut S, count: usize) {
     store
         .import(&mut |sink| sink.put_contact(&contact("c-1", json!({}))).map(|_| ()))
         .expect("imports");
     store
         .batch(true, &mut |batch| {
             let id = batch.insert_enrolment(&enrolment("c-1", "launch"))?;
-            for step in ["a", "b", "c", "d"] {
+            for step in 0..count {
                 batch.queue(&outbox_row(
                     id,
                     "c-1",
@@ -234,6 +233,13 @@ fn claims_do_not_overlap_and_stale_ones_are_taken_over(subject: &mut Subject) {
             Ok(())
         })
         .expect("queues");
+}
+
+/// Two deliveries never claim the same row; a claim that was never
+/// settled is taken over after its lease; settling records the outcome.
+fn claims_do_not_overlap_and_stale_ones_are_taken_over(subject: &mut Subject) {
+    let store = &mut subject.store;
+    queue_emails(&mut **store, 4);
     let now = at("2026-03-01T02:00:00Z");
     let stale_before = at("2026-03-01T01:45:00Z");
     let mut other = (subject.reopen)();
@@ -494,26 +500,10 @@ fn postgres_reports_a_batch_it_could_not_commit() {
 #[test]
 fn postgres_concurrent_claims_take_each_row_once() {
     use journeyc::store::postgres::PostgresStore;
-    use journeyc::store::{Outbox, Store};
+    use journeyc::store::Outbox;
     let url = crate::common::postgres::Cluster::get().database();
     let mut store = PostgresStore::connect(&url, None).expect("connects");
-    store
-        .import(&mut |sink| sink.put_contact(&contact("c-1", json!({}))).map(|_| ()))
-        .expect("imports");
-    store
-        .batch(true, &mut |batch| {
-            let id = batch.insert_enrolment(&enrolment("c-1", "launch"))?;
-            for step in 0..200 {
-                batch.queue(&outbox_row(
-                    id,
-                    "c-1",
-                    &format!("email:{step}"),
-                    "2026-03-01T01:00:00Z",
-                ))?;
-            }
-            Ok(())
-        })
-        .expect("queues");
+    queue_emails(&mut store, 200);
     let now = at("2026-03-01T02:00:00Z");
     let mut ids: Vec<i64> = std::thread::scope(|scope| {
         let claimers: Vec<_> = (0..4)

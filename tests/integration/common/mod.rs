@@ -33,6 +33,19 @@ pub fn journeyc(dir: &Path, args: &[&str]) -> Output {
         .expect("journeyc runs")
 }
 
+/// Asserts that a run exited 0 (showing its output if not); returns its
+/// stdout.
+pub fn ok(output: &Output) -> String {
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    text(&output.stdout)
+}
+
 /// Output as text; journeyc writes UTF-8.
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8(bytes.to_vec()).expect("output is UTF-8")
