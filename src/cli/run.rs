@@ -5,7 +5,7 @@ use super::{Io, Now, Open, Outcome, ProjectArg, Report, Status};
 use crate::error::Error;
 use crate::model::Timestamp;
 use crate::runner::engine::RunError;
-use crate::runner::run::{run_at, Plan, RunFailure};
+use crate::runner::run::{run_workers, Plan, RunFailure, Visited};
 
 /// Move every contact through the journeys at an instant and queue the
 /// messages in the outbox.
@@ -14,7 +14,9 @@ use crate::runner::run::{run_at, Plan, RunFailure};
   journeyc run                                  # from cron: 0 * * * * or 0 2 * * *
   journeyc run --dry-run                        # what a run would do; writes nothing
   journeyc run --now '2026-11-24 02:00'         # back-fill a missed night (project timezone)
-  journeyc run --journey welcome --format json")]
+  journeyc run --journey welcome --format json
+  journeyc run --workers 2                      # PostgreSQL: two connections share the night
+  journeyc run --worker                         # PostgreSQL: on every machine, from the same cron minute")]
 pub(crate) struct Args {
     /// The instant of the run: RFC 3339, or a local time in the project's
     /// timezone (default: the clock, to the minute).
@@ -27,6 +29,19 @@ pub(crate) struct Args {
     /// Run only this journey; repeatable.
     #[arg(long = "journey", value_name = "NAME")]
     journeys: Vec<String>,
+    /// Visit every contact, not only those with something due and those
+    /// an import touched (the outcome is the same; it costs more).
+    #[arg(long)]
+    all_contacts: bool,
+    /// Work the night with this many connections at once (a PostgreSQL
+    /// store: each takes partitions of the contacts in turn).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    workers: u16,
+    /// Join the night that is open on the store, or open one: run the
+    /// same command on several machines against one PostgreSQL store, and
+    /// they split the night; the last to finish records it.
+    #[arg(long, conflicts_with_all = ["dry_run", "journeys"])]
+    worker: bool,
     #[command(flatten)]
     project: ProjectArg,
     /// How to report.
@@ -52,8 +67,17 @@ pub(crate) fn run(args: Args, io: &mut Io<'_>) -> Outcome {
             Timestamp::from_seconds(clock.seconds() - clock.seconds().rem_euclid(60)).utc()
         }
     };
+    if args.workers > 1 && store.partitions() == 1 {
+        return Err(Error::Usage(format!(
+            "`--workers {}`: the store `{}` is SQLite, which has one writer; workers split a night on a PostgreSQL store (`store: postgres://...`)",
+            args.workers,
+            store.describe()
+        )));
+    }
     let _lock = if args.dry_run {
         None
+    } else if args.worker {
+        Some(store.lock_worker()?)
     } else {
         Some(store.lock_run()?)
     };
@@ -72,10 +96,17 @@ pub(crate) fn run(args: Args, io: &mut Io<'_>) -> Outcome {
     let plan = Plan {
         journeys: &args.journeys,
         dry_run: args.dry_run,
+        everyone: args.all_contacts,
+        worker: args.worker,
     };
-    let outcome = run_at(&checked, &mut *store, now, &plan, &mut |done| {
-        progress_bar.set_position(done);
-    });
+    let outcome = run_workers(
+        &checked,
+        &mut *store,
+        usize::from(args.workers),
+        now,
+        &plan,
+        &|done| progress_bar.set_position(done),
+    );
     progress_bar.finish_and_clear();
     let report = match outcome {
         Ok(report) => report,
@@ -87,6 +118,7 @@ pub(crate) fn run(args: Args, io: &mut Io<'_>) -> Outcome {
             return Ok(Status::Problems);
         }
         Err(RunFailure::UnknownJourney(message)) => return Err(Error::Usage(message)),
+        Err(failure @ RunFailure::OtherProject) => return Err(Error::Usage(failure.to_string())),
         Err(failure @ RunFailure::Engine(RunError::Exhausted { .. })) => {
             return Err(Error::Usage(format!(
                 "{failure}; nothing of its batch of contacts was written"
@@ -128,6 +160,19 @@ pub(crate) fn run(args: Args, io: &mut Io<'_>) -> Outcome {
         counts.expired,
         counts.transitions
     )?;
+    let visited = match report.visited {
+        Visited::Everyone => "every contact",
+        Visited::Due => "only contacts with something due or new",
+    };
+    if args.worker && !report.closed {
+        writeln!(
+            io.out,
+            "this worker did {} partitions and visited {visited}; another worker closed the night",
+            report.partitions
+        )?;
+    } else {
+        writeln!(io.out, "visited {visited}")?;
+    }
     for name in &report.launched {
         let backfill = checked
             .journey(name)

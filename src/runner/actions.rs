@@ -58,6 +58,15 @@ impl Engine<'_> {
                 person.edit(Edit::Set(field.node.clone(), json), moment);
                 format!("set {}", field.node)
             }
+            // Already at the stage: nothing changes, and its stamp keeps
+            // the time it was entered (moving it would rewrite the history
+            // that conditions asked about earlier read).
+            StepKind::Stage(stage)
+                if eval::stage_at(&person.contact.fields, at.utc()).as_deref()
+                    == Some(stage.node.as_str()) =>
+            {
+                format!("stage {}", stage.node)
+            }
             StepKind::Stage(stage) => {
                 person.edit(
                     Edit::Set("stage".into(), Json::String(stage.node.clone())),

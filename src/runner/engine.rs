@@ -59,7 +59,8 @@ impl Moment {
 }
 
 /// Counts for the run summary.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Counts {
     pub contacts: u64,
     pub enrolled: u64,
@@ -377,6 +378,9 @@ impl Engine<'_> {
                 }
             }
             let Some((moment, index, due)) = next else {
+                let wake = self.wake(&person, &enrolments);
+                work.batch
+                    .set_wake(&person.contact.id, wake.map(Timestamp::from))?;
                 if !person.edits.is_empty() {
                     let edits = std::mem::take(&mut person.edits);
                     work.batch

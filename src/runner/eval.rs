@@ -564,7 +564,7 @@ fn event_scores(
 /// function (`has_tag` reads tag history, `days_since` the clock), counts
 /// no events, and reads neither the stage (which has a history) nor what
 /// differs from journey to journey.
-fn time_free(expr: &Expr) -> bool {
+pub(crate) fn time_free(expr: &Expr) -> bool {
     match &expr.kind {
         ExprKind::Call { .. } | ExprKind::Count { .. } => false,
         // The stage is read as it was at the time asked; `enrolled_at` and

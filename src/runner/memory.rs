@@ -25,6 +25,8 @@ pub struct Memory {
     pub assignments: Vec<Assignment>,
     pub outbox: Vec<OutboxRow>,
     pub suppressions: Vec<Suppression>,
+    /// What the engine said of each contact's next visit.
+    pub wakes: std::collections::HashMap<String, Option<Timestamp>>,
 }
 
 impl RunBatch for Memory {
@@ -132,6 +134,22 @@ impl RunBatch for Memory {
         if let Some(contact) = self.contacts.iter_mut().find(|c| c.id == contact_id) {
             edit(&mut contact.fields);
         }
+        Ok(())
+    }
+
+    fn set_wake(&mut self, contact_id: &str, wake: Option<Timestamp>) -> Result<(), StoreError> {
+        self.wakes.insert(contact_id.to_string(), wake);
+        Ok(())
+    }
+
+    fn part_progress(
+        &mut self,
+        _night: i64,
+        _part: u32,
+        _after: Option<&str>,
+        _counts: &str,
+        _done: bool,
+    ) -> Result<(), StoreError> {
         Ok(())
     }
 }
@@ -300,6 +318,11 @@ fn a_holdout_rests_until_the_goal_window_closes_and_its_conversion_counts() {
     assert_eq!(enrolment.state, EnrolmentState::Active);
     assert_eq!(enrolment.step.as_str(), "ab:offer/holdout");
     assert_eq!(enrolment.due_at, Some(Timestamp::from(at(12, 1))));
+    // Nothing is due before the window closes: that is the next visit.
+    assert_eq!(
+        memory.wakes.get(&holdout),
+        Some(&Some(Timestamp::from(at(12, 1))))
+    );
     assert_eq!(memory.assignments[0].arm, "holdout");
     assert!(memory.outbox.is_empty());
     // The purchase comes; the control group converts like anyone.
@@ -308,6 +331,8 @@ fn a_holdout_rests_until_the_goal_window_closes_and_its_conversion_counts() {
         .push(event("e2", &holdout, "purchased", at(5, 1), 2));
     run(&project, &mut memory, &holdout, at(3, 0), at(6, 0), 1000).expect("runs");
     assert_eq!(memory.enrolments[0].state, EnrolmentState::Converted);
+    // Converted, with no way back in: only something new moves it again.
+    assert_eq!(memory.wakes.get(&holdout), Some(&None));
 }
 
 #[test]

@@ -1,7 +1,9 @@
 //! The runner: moves every contact through the journeys up to an instant
 //! `now`, queueing messages in the outbox (GRAMMAR.md, "How the runner
 //! reads it"). [`engine`] holds the time-ordered loop; the jobs it calls
-//! are in [`entry`], [`signals`], [`walk`], [`actions`] and [`outbox`].
+//! are in [`entry`], [`signals`], [`walk`], [`actions`] and [`outbox`];
+//! [`wake`] says when a contact next needs a visit, and [`run`] splits a
+//! night in partitions that workers claim.
 
 pub(crate) mod actions;
 pub mod engine;
@@ -12,6 +14,7 @@ pub(crate) mod person;
 pub mod run;
 pub(crate) mod signals;
 pub mod time;
+pub(crate) mod wake;
 pub(crate) mod walk;
 
 #[cfg(test)]

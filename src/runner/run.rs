@@ -1,9 +1,26 @@
-//! One run of the journeys over a store: [`run_at`] moves every contact up
-//! to an instant, in batches of [`BATCH`] contacts per transaction. The
-//! `run`, `status` and `why` commands in [`crate::cli`] call it and read
-//! what it wrote.
+//! One run of the journeys over a store: a night. [`run_at`] moves every
+//! contact that needs it up to an instant, in batches of [`BATCH`]
+//! contacts per transaction; [`run_workers`] does the same with several
+//! connections at once. The `run`, `status` and `why` commands in
+//! [`crate::cli`] call them and read what they wrote.
+//!
+//! A night is split in the store's partitions (one in SQLite, sixteen in
+//! PostgreSQL; a contact belongs to one). A worker claims a partition,
+//! works it batch by batch (each batch's transaction also records how far
+//! it got) and marks it done with its last batch; a worker that dies lets
+//! its claim go, and the next one goes on after its last batch. When every
+//! partition is done, exactly one worker closes the night: it saves each
+//! journey's progress and logs the run.
+//!
+//! A night visits only the contacts that need it: those whose wake (when
+//! something is next due for them, kept by the store) has come, and those
+//! an import touched since the last night. It visits everyone when the
+//! project changed since then, when it runs some journeys only, on the
+//! first night, and when asked (`--all-contacts`): the outcome is the
+//! same either way, only the cost differs.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 
@@ -11,7 +28,9 @@ use super::engine::{Counts, Engine, JourneyRun, RunError};
 use super::eval::Program;
 use crate::model::Timestamp;
 use crate::project::Checked;
-use crate::store::{Progress, RunRecord, Store, StoreError};
+use crate::store::{
+    Backend, Contact, Join, Night, Part, Progress, RunRecord, Store, StoreError, Sweep, Visit,
+};
 
 /// Contacts per transaction: a crash loses at most one batch's work, which
 /// the next run redoes exactly.
@@ -68,7 +87,26 @@ pub struct RunReport {
     pub dry_run: bool,
     /// Journeys this run deployed.
     pub launched: Vec<String>,
+    /// The whole night's counts when this process closed it (or ran it
+    /// alone); this process's own otherwise.
     pub counts: Counts,
+    /// Whether the night visited every contact, or only those with
+    /// something due and those an import touched.
+    pub visited: Visited,
+    /// Partitions this process worked on.
+    pub partitions: u32,
+    /// Whether this process closed the night (one of its workers always
+    /// does; another `--worker` may have).
+    pub closed: bool,
+}
+
+/// Which contacts a night visited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Visited {
+    #[default]
+    Everyone,
+    Due,
 }
 
 /// Why a run did not start, or stopped.
@@ -81,6 +119,8 @@ pub enum RunFailure {
     UnknownJourney(String),
     /// The project has errors.
     Invalid,
+    /// A worker's project is not the one the open night runs.
+    OtherProject,
     Engine(RunError),
 }
 
@@ -92,6 +132,9 @@ impl std::fmt::Display for RunFailure {
             RunFailure::Invalid => {
                 f.write_str("the project has errors; `journeyc check` lists them")
             }
+            RunFailure::OtherProject => f.write_str(
+                "the night that is open runs another version of the project (journeys, settings or templates differ); every worker of a night must run the same one",
+            ),
             RunFailure::Engine(error) => write!(f, "{error}"),
         }
     }
@@ -101,7 +144,10 @@ impl std::error::Error for RunFailure {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             RunFailure::Engine(error) => Some(error),
-            RunFailure::Stranded(_) | RunFailure::UnknownJourney(_) | RunFailure::Invalid => None,
+            RunFailure::Stranded(_)
+            | RunFailure::UnknownJourney(_)
+            | RunFailure::Invalid
+            | RunFailure::OtherProject => None,
         }
     }
 }
@@ -118,18 +164,62 @@ pub struct Plan<'o> {
     /// Only these journeys (all when empty).
     pub journeys: &'o [String],
     pub dry_run: bool,
+    /// Visit every contact, even where nothing is due.
+    pub everyone: bool,
+    /// Join the night that is open (`--worker`) instead of running alone.
+    pub worker: bool,
 }
 
-/// Moves every contact of `store` through the project's journeys up to
-/// `now`: the whole run, as `journeyc run` does it, on any store.
-/// `progress` hears how many contacts are done after each batch.
-pub fn run_at<S: Store + ?Sized>(
-    checked: &Checked,
+/// Hears how many contacts this process has done, after each batch.
+pub type Progressed<'p> = &'p (dyn Fn(u64) + Sync);
+
+/// A hash of every source of the project (journeys, settings, templates)
+/// and of this journeyc: a night visits only what is due when the last
+/// one ran the same.
+pub fn fingerprint(checked: &Checked) -> String {
+    use sha2::Digest as _;
+    let mut hash = sha2::Sha256::new();
+    hash.update(env!("CARGO_PKG_VERSION").as_bytes());
+    let mut files: Vec<(String, &str)> = checked
+        .sources
+        .files()
+        .map(|(_, file)| (file.path.display().to_string(), file.text.as_str()))
+        .collect();
+    files.sort_unstable();
+    for (path, text) in files {
+        hash.update(path.len().to_le_bytes());
+        hash.update(path.as_bytes());
+        hash.update(text.len().to_le_bytes());
+        hash.update(text.as_bytes());
+    }
+    hash.finalize()[..16]
+        .iter()
+        .fold(String::new(), |mut hex, byte| {
+            use std::fmt::Write as _;
+            let _ = write!(hex, "{byte:02x}");
+            hex
+        })
+}
+
+/// A night made ready: the engine every worker shares and what closing it
+/// saves.
+struct Ready<'a> {
+    engine: Engine<'a>,
+    night: Night,
+    saved: Vec<Progress>,
+    launched: Vec<String>,
+    sweep: Option<Sweep>,
+}
+
+/// Checks what a night needs, deploys the journeys' versions and opens the
+/// night (or joins the open one).
+fn prepare<'a, S: Store + ?Sized>(
+    checked: &'a Checked,
+    program: &'a Program<'a>,
     store: &mut S,
     now: DateTime<Utc>,
     plan: &Plan<'_>,
-    progress: &mut dyn FnMut(u64),
-) -> Result<RunReport, RunFailure> {
+) -> Result<Ready<'a>, RunFailure> {
     let (Some(settings), Some(templates)) = (checked.settings.as_ref(), checked.templates.as_ref())
     else {
         return Err(RunFailure::Invalid);
@@ -151,6 +241,40 @@ pub fn run_at<S: Store + ?Sized>(
     if !problems.is_empty() {
         return Err(RunFailure::Stranded(problems));
     }
+    let fingerprint = fingerprint(checked);
+    let whole = plan.journeys.is_empty();
+    // The mark before the events' seq: an import that commits in between
+    // is acted on tonight and visited again tomorrow, never missed.
+    let mark = store.touch_mark()?;
+    let sweep = store.sweep()?;
+    let proposed_seq = store.last_event_seq()?;
+    let visit = match sweep {
+        Some(sweep) if whole && !plan.everyone && sweep.fingerprint == fingerprint => Visit::Due {
+            touched_after: sweep.mark,
+        },
+        _ => Visit::Everyone,
+    };
+    let mut night = Night {
+        id: 0,
+        now: Timestamp::from(now),
+        run_seq: proposed_seq,
+        mark,
+        visit,
+        fingerprint: fingerprint.clone(),
+        started_at: Timestamp::now(),
+    };
+    if !plan.dry_run {
+        let join = if plan.worker {
+            Join::Worker
+        } else {
+            Join::Alone
+        };
+        night = store.begin_night(&night, join)?;
+        if night.fingerprint != fingerprint {
+            return Err(RunFailure::OtherProject);
+        }
+    }
+    let now = night.now.utc();
     let versions: HashMap<String, String> = checked
         .analysis
         .journeys
@@ -162,12 +286,12 @@ pub fn run_at<S: Store + ?Sized>(
         .into_iter()
         .map(|progress| (progress.journey.clone(), progress))
         .collect();
-    let run_seq = store.last_event_seq()?;
+    let run_seq = night.run_seq;
     let mut journeys: Vec<JourneyRun<'_>> = checked
         .analysis
         .journeys
         .iter()
-        .filter(|journey| plan.journeys.is_empty() || plan.journeys.contains(&journey.name))
+        .filter(|journey| whole || plan.journeys.contains(&journey.name))
         .map(|journey| {
             let known = known.get(&journey.name);
             JourneyRun {
@@ -196,42 +320,109 @@ pub fn run_at<S: Store + ?Sized>(
             .iter()
             .map(|(name, version)| (name.clone(), version.clone()))
             .collect();
-        store.record_versions(&list, Timestamp::from(now))?;
+        store.record_versions(&list, night.now)?;
     }
-    let program = Program::of(&checked.analysis);
-    let started = Timestamp::now();
     let saved: Vec<Progress> = journeys
         .iter()
         .map(|run| Progress {
             journey: run.name().to_string(),
             deployed_at: known
                 .get(run.name())
-                .map_or(Timestamp::from(now), |known| known.deployed_at),
+                .map_or(night.now, |known| known.deployed_at),
             until: Timestamp::from(run.after.max(now)),
             seen_seq: run_seq,
         })
         .collect();
     let engine = Engine {
         settings,
-        program: &program,
+        program,
         templates,
         journeys,
         now,
         run_seq,
         max_agenda: crate::runner::engine::MAX_AGENDA,
     };
-    let mut counts = Counts::default();
-    let mut after: Option<String> = None;
-    let mut failure: Option<RunError> = None;
+    let sweep = whole.then_some(Sweep {
+        mark: night.mark,
+        fingerprint,
+    });
+    Ok(Ready {
+        engine,
+        night,
+        saved,
+        launched,
+        sweep,
+    })
+}
+
+/// Works partitions of the night until every one is done; returns what
+/// this worker did and how many partitions it worked.
+fn work<S: Store + ?Sized>(
+    ready: &Ready<'_>,
+    store: &mut S,
+    commit: bool,
+    progress: Progressed<'_>,
+) -> Result<(Counts, u32), RunFailure> {
+    let mut mine = Counts::default();
+    let mut parts = 0;
+    if !commit {
+        // A dry run claims nothing: it reads every partition in turn.
+        for index in 0..store.partitions() {
+            let part = Part {
+                index,
+                after: None,
+                counts: String::new(),
+            };
+            work_part(ready, store, &part, false, &mut mine, progress)?;
+            parts += 1;
+        }
+        return Ok((mine, parts));
+    }
+    while let Some(part) = store.claim_part(&ready.night, true)? {
+        let outcome = work_part(ready, store, &part, true, &mut mine, progress);
+        store.release_part(part.index)?;
+        outcome?;
+        parts += 1;
+    }
+    Ok((mine, parts))
+}
+
+/// One partition, from where an earlier worker left it.
+fn work_part<S: Store + ?Sized>(
+    ready: &Ready<'_>,
+    store: &mut S,
+    part: &Part,
+    commit: bool,
+    mine: &mut Counts,
+    progress: Progressed<'_>,
+) -> Result<(), RunFailure> {
+    let night = &ready.night;
+    let mut counts: Counts = serde_json::from_str(&part.counts).unwrap_or_default();
+    let mut after = part.after.clone();
+    let due = match night.visit {
+        Visit::Due { touched_after } => {
+            Some(store.due_ids(part.index, night.now, touched_after, after.as_deref())?)
+        }
+        Visit::Everyone => None,
+    };
+    let mut chunks = due.as_deref().map(|ids| ids.chunks(BATCH));
     loop {
-        let page = store.contacts_page(after.as_deref(), BATCH)?;
+        let page: Vec<Contact> = match &mut chunks {
+            Some(chunks) => match chunks.next() {
+                Some(ids) => store.contacts_in(ids)?,
+                None => break,
+            },
+            None => store.part_page(part.index, after.as_deref(), BATCH)?,
+        };
         let Some(last) = page.last() else { break };
         after = Some(last.id.clone());
         crate::fault::pause("run.page-read");
+        let before = counts.clone();
         let mut page = Some(page);
-        let outcome = store.batch(!plan.dry_run, &mut |batch| {
+        let mut failure: Option<RunError> = None;
+        let outcome = store.batch(commit, &mut |batch| {
             for contact in page.take().unwrap_or_default() {
-                match engine.contact(batch, contact, &mut counts) {
+                match ready.engine.contact(batch, contact, &mut counts) {
                     Ok(()) => crate::fault::point("run.contact"),
                     Err(RunError::Store(error)) => return Err(error),
                     Err(other) => {
@@ -240,33 +431,187 @@ pub fn run_at<S: Store + ?Sized>(
                     }
                 }
             }
+            if commit {
+                let text = serde_json::to_string(&counts).unwrap_or_default();
+                batch.part_progress(night.id, part.index, after.as_deref(), &text, false)?;
+            }
             Ok(())
         });
         if let Some(failure) = failure.take() {
             return Err(RunFailure::Engine(failure));
         }
         outcome?;
+        add(mine, &counts, &before);
         crate::fault::point("run.batch");
-        progress(counts.contacts);
+        progress(mine.contacts);
         tracing::debug!(
+            part = part.index,
             contacts = counts.contacts,
             last = after.as_deref().unwrap_or(""),
             "batch committed"
         );
     }
-    let report = RunReport {
-        now: Some(Timestamp::from(now)),
-        dry_run: plan.dry_run,
-        launched,
-        counts,
-    };
-    if !plan.dry_run {
-        store.save_progress(&saved)?;
-        store.record_run(&RunRecord {
-            now: Timestamp::from(now),
-            started_at: started,
-            summary: serde_json::to_string(&report).unwrap_or_default(),
+    if commit {
+        let text = serde_json::to_string(&counts).unwrap_or_default();
+        store.batch(true, &mut |batch| {
+            batch.part_progress(night.id, part.index, after.as_deref(), &text, true)
         })?;
     }
+    Ok(())
+}
+
+/// Adds to `total` what a batch did: `now` less `before`.
+fn add(total: &mut Counts, now: &Counts, before: &Counts) {
+    let fields = [
+        (&mut total.contacts, now.contacts, before.contacts),
+        (&mut total.enrolled, now.enrolled, before.enrolled),
+        (&mut total.converted, now.converted, before.converted),
+        (&mut total.exited, now.exited, before.exited),
+        (&mut total.completed, now.completed, before.completed),
+        (&mut total.queued, now.queued, before.queued),
+        (&mut total.deferred, now.deferred, before.deferred),
+        (&mut total.skipped, now.skipped, before.skipped),
+        (&mut total.suppressed, now.suppressed, before.suppressed),
+        (&mut total.expired, now.expired, before.expired),
+        (&mut total.transitions, now.transitions, before.transitions),
+    ];
+    for (total, now, before) in fields {
+        *total += now.saturating_sub(before);
+    }
+}
+
+/// The sum of the partitions' counts.
+fn total(parts: &[String]) -> Counts {
+    let mut sum = Counts::default();
+    for part in parts {
+        let counts: Counts = serde_json::from_str(part).unwrap_or_default();
+        add(&mut sum, &counts, &Counts::default());
+    }
+    sum
+}
+
+/// Closes the night if this process is the one to, and says what it did.
+fn finish<S: Store + ?Sized>(
+    ready: &Ready<'_>,
+    store: &mut S,
+    plan: &Plan<'_>,
+    mine: Counts,
+    partitions: u32,
+) -> Result<RunReport, RunFailure> {
+    let visited = match ready.night.visit {
+        Visit::Everyone => Visited::Everyone,
+        Visit::Due { .. } => Visited::Due,
+    };
+    let mut report = RunReport {
+        now: Some(ready.night.now),
+        dry_run: plan.dry_run,
+        launched: ready.launched.clone(),
+        counts: mine,
+        visited,
+        partitions,
+        closed: false,
+    };
+    if plan.dry_run {
+        return Ok(report);
+    }
+    let mut record = |parts: &[String]| {
+        let mut whole = report.clone();
+        whole.counts = total(parts);
+        whole.closed = true;
+        RunRecord {
+            now: ready.night.now,
+            started_at: ready.night.started_at,
+            summary: serde_json::to_string(&whole).unwrap_or_default(),
+        }
+    };
+    let closed = store.close_night(
+        &ready.night,
+        &ready.saved,
+        ready.sweep.as_ref(),
+        &mut record,
+    )?;
+    if closed {
+        report.counts = total(&store.night_counts(ready.night.id)?);
+        report.closed = true;
+    }
     Ok(report)
+}
+
+/// Moves every contact of `store` that needs it through the project's
+/// journeys up to `now`: the whole night, as `journeyc run` does it alone
+/// (or, with `plan.worker`, as one worker among others), on any store.
+pub fn run_at<S: Store + ?Sized>(
+    checked: &Checked,
+    store: &mut S,
+    now: DateTime<Utc>,
+    plan: &Plan<'_>,
+    progress: Progressed<'_>,
+) -> Result<RunReport, RunFailure> {
+    let program = Program::of(&checked.analysis);
+    let ready = prepare(checked, &program, store, now, plan)?;
+    let (mine, partitions) = work(&ready, store, !plan.dry_run, progress)?;
+    finish(&ready, store, plan, mine, partitions)
+}
+
+/// The same night with `workers` connections to the store at once, each in
+/// a thread of its own: the first is `store`, the others are opened from
+/// it. A store that one process works at a time refuses more than one.
+pub fn run_workers(
+    checked: &Checked,
+    store: &mut dyn Backend,
+    workers: usize,
+    now: DateTime<Utc>,
+    plan: &Plan<'_>,
+    progress: Progressed<'_>,
+) -> Result<RunReport, RunFailure> {
+    if workers <= 1 || plan.dry_run {
+        return run_at(checked, store, now, plan, progress);
+    }
+    let mut others: Vec<Box<dyn Backend>> = Vec::new();
+    for _ in 1..workers {
+        others.push(store.reopen()?);
+    }
+    let program = Program::of(&checked.analysis);
+    let ready = prepare(checked, &program, store, now, plan)?;
+    let done = AtomicU64::new(0);
+    let ready = &ready;
+    let done = &done;
+    let results: Vec<Result<(Counts, u32), RunFailure>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = others
+            .iter_mut()
+            .map(|other| {
+                scope.spawn(move || {
+                    let seen = AtomicU64::new(0);
+                    let tell = |contacts: u64| told(done, &seen, contacts, progress);
+                    work(ready, &mut **other, true, &tell)
+                })
+            })
+            .collect();
+        let seen = AtomicU64::new(0);
+        let tell = |contacts: u64| told(done, &seen, contacts, progress);
+        let mut results = vec![work(ready, store, true, &tell)];
+        for handle in handles {
+            results.push(handle.join().unwrap_or_else(|_| {
+                Err(RunFailure::Engine(RunError::Store(StoreError::Abandoned(
+                    "a worker thread stopped",
+                ))))
+            }));
+        }
+        results
+    });
+    let mut mine = Counts::default();
+    let mut partitions = 0;
+    for result in results {
+        let (counts, parts) = result?;
+        add(&mut mine, &counts, &Counts::default());
+        partitions += parts;
+    }
+    finish(ready, store, plan, mine, partitions)
+}
+
+/// One worker thread's count of contacts done, added to the process's.
+fn told(done: &AtomicU64, seen: &AtomicU64, contacts: u64, progress: Progressed<'_>) {
+    let step = contacts.saturating_sub(seen.swap(contacts, Ordering::Relaxed));
+    let sum = done.fetch_add(step, Ordering::Relaxed) + step;
+    progress(sum);
 }

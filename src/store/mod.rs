@@ -350,6 +350,19 @@ pub trait RunBatch {
         contact_id: &str,
         edit: &mut dyn FnMut(&mut Map<String, Json>),
     ) -> Result<(), StoreError>;
+    /// Records when something is next due for the contact if nothing new
+    /// arrives (none: nothing ever is).
+    fn set_wake(&mut self, contact_id: &str, wake: Option<Timestamp>) -> Result<(), StoreError>;
+    /// Records, with the batch, how far a worker got in a partition of a
+    /// night and what it did there; `done` when the partition is finished.
+    fn part_progress(
+        &mut self,
+        night: i64,
+        part: u32,
+        after: Option<&str>,
+        counts: &str,
+        done: bool,
+    ) -> Result<(), StoreError>;
 }
 
 /// How far a journey has been run: everything up to `until` is done, and
@@ -408,6 +421,66 @@ pub struct RunRecord {
     pub summary: String,
 }
 
+/// Which contacts a night visits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visit {
+    /// Every contact: the first night, the night after anything in the
+    /// project changed, a run of some journeys only, or when asked.
+    Everyone,
+    /// Contacts with something due by the night's `now` (their wake), and
+    /// those an import touched after this mark.
+    Due { touched_after: i64 },
+}
+
+/// What a whole night leaves for the next one: the import mark it saw,
+/// and the project it ran (a hash of every source). The next night visits
+/// only what is due if its project is the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sweep {
+    pub mark: i64,
+    pub fingerprint: String,
+}
+
+/// A run as the store keeps it while its partitions are worked on: what
+/// every worker of it must agree on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Night {
+    /// 0 until the store gives it one.
+    pub id: i64,
+    pub now: Timestamp,
+    /// Events that arrived after the night opened (`seq` above this) wait
+    /// for the next one.
+    pub run_seq: i64,
+    /// The import mark when the night opened.
+    pub mark: i64,
+    pub visit: Visit,
+    pub fingerprint: String,
+    pub started_at: Timestamp,
+}
+
+/// How a run takes a night.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Join {
+    /// `journeyc run --worker`: join the open night, whatever its `now`,
+    /// or open this one.
+    Worker,
+    /// `journeyc run`, alone on the store: go on with the open night if it
+    /// is this one (same `now`, same project) after a crash; otherwise
+    /// give it up (what it wrote stands, the engine redoes nothing twice)
+    /// and open this one.
+    Alone,
+}
+
+/// A partition of a night that a worker holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Part {
+    pub index: u32,
+    /// The last contact done in it, when an earlier worker got that far.
+    pub after: Option<String>,
+    /// What was done in it so far, as the runner wrote it.
+    pub counts: String,
+}
+
 pub trait Store {
     /// Runs `work` in one transaction, committed only if it returns `Ok`.
     fn import(
@@ -454,6 +527,61 @@ pub trait Store {
     fn enrolments_of(&self, contact_id: &str) -> Result<Vec<Enrolment>, StoreError>;
     /// Logs a finished run.
     fn record_run(&mut self, run: &RunRecord) -> Result<(), StoreError>;
+    /// The highest mark an import has given a contact (0 for none). An
+    /// import gives every contact it writes, and every contact it adds
+    /// an event for, the next mark.
+    fn touch_mark(&self) -> Result<i64, StoreError>;
+    /// What the last whole night left (none before the first one, or
+    /// after a run of some journeys only).
+    fn sweep(&self) -> Result<Option<Sweep>, StoreError>;
+    /// How many partitions a night is split in: every contact belongs to
+    /// exactly one.
+    fn partitions(&self) -> u32;
+    /// Ids of the contacts in partition `part` that a night at `now` must
+    /// visit (wake at or before `now`, or touched after `touched_after`),
+    /// after `after`, in id order.
+    fn due_ids(
+        &self,
+        part: u32,
+        now: Timestamp,
+        touched_after: i64,
+        after: Option<&str>,
+    ) -> Result<Vec<String>, StoreError>;
+    /// Contacts of partition `part` in id order, `limit` at a time, after
+    /// `after`.
+    fn part_page(
+        &self,
+        part: u32,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Contact>, StoreError>;
+    /// These contacts (ids in order), in id order; missing ones are left
+    /// out.
+    fn contacts_in(&self, ids: &[String]) -> Result<Vec<Contact>, StoreError>;
+    /// Opens a night, or joins the open one, as `join` says, in one
+    /// transaction that no other opener shares; returns the night that is
+    /// open now.
+    fn begin_night(&mut self, proposed: &Night, join: Join) -> Result<Night, StoreError>;
+    /// Takes a partition of the night that is not done and that no other
+    /// worker holds. When every such partition is held, waits for one to
+    /// be let go (its worker finished it, or died) if `wait`. `None` once
+    /// every partition is done.
+    fn claim_part(&mut self, night: &Night, wait: bool) -> Result<Option<Part>, StoreError>;
+    /// Lets go of a claimed partition.
+    fn release_part(&mut self, part: u32) -> Result<(), StoreError>;
+    /// Closes the night if every partition is done and no one closed it
+    /// yet: saves `progress`, sets or clears the sweep, and logs the run
+    /// that `record` makes of the partitions' counts, in one transaction.
+    /// Returns whether this call closed it: exactly one does.
+    fn close_night(
+        &mut self,
+        night: &Night,
+        progress: &[Progress],
+        sweep: Option<&Sweep>,
+        record: &mut dyn FnMut(&[String]) -> RunRecord,
+    ) -> Result<bool, StoreError>;
+    /// The counts each partition of a night wrote.
+    fn night_counts(&self, night: i64) -> Result<Vec<String>, StoreError>;
 }
 
 /// An outbox row a `deliver` claimed: it is `sending`, and no other
@@ -636,6 +764,12 @@ pub trait Backend: Store + Outbox + Send {
     /// Takes the store's run lock: runs on one store never overlap. The
     /// lock is held until the guard is dropped, or the process dies.
     fn lock_run(&self) -> Result<RunGuard, StoreError>;
+    /// Takes the run lock for `journeyc run --worker`: shared with other
+    /// workers of the night, never with a run alone. A store that one
+    /// process works at a time gives the run lock itself.
+    fn lock_worker(&self) -> Result<RunGuard, StoreError>;
+    /// Another connection to the same store, for a worker thread.
+    fn reopen(&self) -> Result<Box<dyn Backend>, StoreError>;
     /// Where the store is, for messages (a path; never a credential).
     fn describe(&self) -> String;
 }

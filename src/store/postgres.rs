@@ -28,8 +28,9 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{
     ArmStatus, Assignment, Cause, Claimed, Contact, Delivered, Enrolment, EnrolmentData, Event,
-    ImportSink, JourneyStatus, Outbox, OutboxRow, Progress, Resting, RunBatch, RunGuard, RunRecord,
-    Scheduled, Settle, Store, StoreError, Suppression, Transition,
+    ImportSink, Join, JourneyStatus, Night, Outbox, OutboxRow, Part, Progress, Resting, RunBatch,
+    RunGuard, RunRecord, Scheduled, Settle, Store, StoreError, Suppression, Sweep, Transition,
+    Visit,
 };
 use crate::model::{Channel, OutboxKey, OutboxStatus, StepId, Timestamp};
 use crate::templates::MessageKind;
@@ -180,7 +181,59 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (enrolment_id, test)
     );
     "#,
+    // 2: nights that cost what they do (SQLite's fifth migration), split
+    // in the contacts' sixteen partitions.
+    r#"
+    ALTER TABLE contacts ADD COLUMN wake_at BIGINT;
+    ALTER TABLE contacts ADD COLUMN touched BIGINT NOT NULL DEFAULT 0;
+    CREATE INDEX contacts_by_wake ON contacts (wake_at);
+    CREATE INDEX contacts_by_touch ON contacts (touched);
+    CREATE TABLE sweep (
+        id INT PRIMARY KEY CHECK (id = 1),
+        mark BIGINT NOT NULL,
+        fingerprint TEXT COLLATE "C" NOT NULL
+    );
+    CREATE TABLE nights (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        now BIGINT NOT NULL,
+        run_seq BIGINT NOT NULL,
+        mark BIGINT NOT NULL,
+        touched_after BIGINT,
+        fingerprint TEXT COLLATE "C" NOT NULL,
+        started_at BIGINT NOT NULL,
+        closed_at BIGINT,
+        abandoned BOOLEAN NOT NULL DEFAULT false
+    );
+    CREATE TABLE night_parts (
+        night BIGINT NOT NULL REFERENCES nights (id),
+        part INT NOT NULL,
+        done BOOLEAN NOT NULL DEFAULT false,
+        after TEXT COLLATE "C",
+        counts TEXT COLLATE "C" NOT NULL DEFAULT '{}',
+        PRIMARY KEY (night, part)
+    );
+    "#,
 ];
+
+/// The partitions of the tables that grow with the contacts (`contacts_0`
+/// ... `contacts_15`): a night is split in as many.
+const PARTITIONS: u32 = 16;
+
+/// `sql` with `{part}` replaced by a partition's number, made once per
+/// statement and partition: prepared statements are kept by their text.
+fn part_sql(sql: &'static str, part: u32) -> &'static str {
+    type Made = std::sync::Mutex<HashMap<(&'static str, u32), &'static str>>;
+    static MADE: std::sync::OnceLock<Made> = std::sync::OnceLock::new();
+    let made = MADE.get_or_init(Made::default);
+    let mut made = made
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    made.entry((sql, part.min(PARTITIONS - 1)))
+        .or_insert_with(|| {
+            // A bounded set: a few statements times sixteen partitions.
+            Box::leak(sql.replace("{part}", &part.to_string()).into_boxed_str())
+        })
+}
 
 /// A key for PostgreSQL's advisory locks, made from a name (FNV-1a of its
 /// bytes): every journeyc takes the same lock for the same name.
@@ -200,6 +253,12 @@ const fn lock_key(name: &str) -> i64 {
 const RUN_LOCK: i64 = lock_key("journeyc run");
 /// Held, for one transaction, by an import or a run's batch.
 const WRITE_LOCK: i64 = lock_key("journeyc write");
+/// Held, for one transaction, while a night is opened or closed.
+const NIGHT_LOCK: i64 = lock_key("journeyc night");
+/// With a partition's number, held for the session by the worker at work
+/// on that partition of the open night; PostgreSQL lets go of it when the
+/// worker's connection ends, however it ends.
+const PART_LOCK: i32 = 0x6a63_7074;
 /// Held while the schema is checked and migrated, so that two journeycs
 /// starting at once do not both migrate.
 const MIGRATE_LOCK: i64 = lock_key("journeyc migrate");
@@ -615,15 +674,44 @@ fn open(config: &Config, tls: &MakeRustlsConnect) -> Result<Client, ::postgres::
 
 struct RunLock {
     client: Client,
+    shared: bool,
 }
 
 impl Drop for RunLock {
     fn drop(&mut self) {
         // Should the unlock fail, closing the connection right after
         // frees the lock all the same.
-        let _ = self
-            .client
-            .execute("SELECT pg_advisory_unlock($1)", &[&RUN_LOCK]);
+        let unlock = if self.shared {
+            "SELECT pg_advisory_unlock_shared($1)"
+        } else {
+            "SELECT pg_advisory_unlock($1)"
+        };
+        let _ = self.client.execute(unlock, &[&RUN_LOCK]);
+    }
+}
+
+impl PostgresStore {
+    /// The run lock on a connection of its own, shared among workers or
+    /// alone.
+    fn run_lock(&self, shared: bool) -> Result<RunGuard, StoreError> {
+        let mut client = open(&self.config, &self.tls)
+            .map_err(|error| open_error(&self.shown, Box::new(error)))?;
+        let sql = if shared {
+            "SELECT pg_try_advisory_lock_shared($1)"
+        } else {
+            "SELECT pg_try_advisory_lock($1)"
+        };
+        let locked: bool = client
+            .query_one(sql, &[&RUN_LOCK])
+            .map_err(database)
+            .and_then(|row| get(&row, 0))?;
+        if locked {
+            Ok(RunGuard::new(RunLock { client, shared }))
+        } else {
+            Err(StoreError::Locked {
+                store: self.shown.clone(),
+            })
+        }
     }
 }
 
@@ -631,19 +719,24 @@ impl super::Backend for PostgresStore {
     /// A session-level advisory lock, held by a connection of its own
     /// that the guard keeps.
     fn lock_run(&self) -> Result<RunGuard, StoreError> {
-        let mut client = open(&self.config, &self.tls)
+        self.run_lock(false)
+    }
+
+    /// The same lock, shared: workers of a night hold it together.
+    fn lock_worker(&self) -> Result<RunGuard, StoreError> {
+        self.run_lock(true)
+    }
+
+    fn reopen(&self) -> Result<Box<dyn super::Backend>, StoreError> {
+        let client = open(&self.config, &self.tls)
             .map_err(|error| open_error(&self.shown, Box::new(error)))?;
-        let locked: bool = client
-            .query_one("SELECT pg_try_advisory_lock($1)", &[&RUN_LOCK])
-            .map_err(database)
-            .and_then(|row| get(&row, 0))?;
-        if locked {
-            Ok(RunGuard::new(RunLock { client }))
-        } else {
-            Err(StoreError::Locked {
-                store: self.shown.clone(),
-            })
-        }
+        Ok(Box::new(PostgresStore {
+            client: RefCell::new(client),
+            prepared: RefCell::default(),
+            config: self.config.clone(),
+            tls: self.tls.clone(),
+            shown: self.shown.clone(),
+        }))
     }
 
     fn describe(&self) -> String {
@@ -781,6 +874,85 @@ fn read_contact<C: GenericClient>(
 }
 
 const CONTACT: &str = "SELECT data FROM contacts WHERE id = $1";
+
+fn touch_mark<C: GenericClient>(db: &mut Db<'_, C>) -> Result<i64, StoreError> {
+    let row = db.query_one("SELECT COALESCE(MAX(touched), 0) FROM contacts", &[])?;
+    get(&row, 0)
+}
+
+fn contact_of(row: &Row) -> Result<Contact, StoreError> {
+    Ok(Contact {
+        id: get(row, 0)?,
+        fields: parse_object(get(row, 1)?),
+    })
+}
+
+/// The columns a [`Night`] is read from, in [`night_of`]'s order.
+macro_rules! night_columns {
+    () => {
+        "id, now, run_seq, mark, touched_after, fingerprint, started_at"
+    };
+}
+
+fn night_of(row: &Row) -> Result<Night, StoreError> {
+    Ok(Night {
+        id: get(row, 0)?,
+        now: time(row, 1)?,
+        run_seq: get(row, 2)?,
+        mark: get(row, 3)?,
+        visit: match get::<Option<i64>>(row, 4)? {
+            Some(touched_after) => Visit::Due { touched_after },
+            None => Visit::Everyone,
+        },
+        fingerprint: get(row, 5)?,
+        started_at: time(row, 6)?,
+    })
+}
+
+fn write_progress<C: GenericClient>(
+    db: &mut Db<'_, C>,
+    progress: &[Progress],
+) -> Result<(), StoreError> {
+    for journey in progress {
+        db.execute(
+            "INSERT INTO journey_progress (journey, deployed_at, until, seen_seq) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (journey) DO UPDATE SET until = excluded.until, seen_seq = excluded.seen_seq",
+            &[
+                &journey.journey,
+                &journey.deployed_at.seconds(),
+                &journey.until.seconds(),
+                &journey.seen_seq,
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+fn write_run<C: GenericClient>(db: &mut Db<'_, C>, run: &RunRecord) -> Result<(), StoreError> {
+    db.execute(
+        "INSERT INTO runs (now, started_at, finished_at, summary) VALUES ($1, $2, $3, $4)",
+        &[
+            &run.now.seconds(),
+            &run.started_at.seconds(),
+            &now_seconds(),
+            &run.summary,
+        ],
+    )?;
+    Ok(())
+}
+
+fn night_counts<C: GenericClient>(
+    db: &mut Db<'_, C>,
+    night: i64,
+) -> Result<Vec<String>, StoreError> {
+    db.query(
+        "SELECT counts FROM night_parts WHERE night = $1 ORDER BY part",
+        &[&night],
+    )?
+    .iter()
+    .map(|row| get(row, 0))
+    .collect()
+}
 
 fn last_seq<C: GenericClient>(db: &mut Db<'_, C>) -> Result<i64, StoreError> {
     let row = db.query_one("SELECT COALESCE(MAX(seq), 0) FROM events", &[])?;
@@ -925,6 +1097,8 @@ struct Sink<'t> {
     work: Work<'t>,
     now: i64,
     next_seq: i64,
+    /// The mark this import gives the contacts it touches.
+    mark: i64,
 }
 
 impl ImportSink for Sink<'_> {
@@ -939,9 +1113,9 @@ impl ImportSink for Sink<'_> {
             .query_opt("SELECT 1 FROM contacts WHERE id = $1", &[&contact.id])?
             .is_some();
         db.execute(
-            "INSERT INTO contacts (id, data, updated_at) VALUES ($1, $2, $3)
-             ON CONFLICT (id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
-            &[&contact.id, &data, &self.now],
+            "INSERT INTO contacts (id, data, updated_at, touched) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at, touched = excluded.touched",
+            &[&contact.id, &data, &self.now, &self.mark],
         )?;
         Ok(!existed)
     }
@@ -964,6 +1138,10 @@ impl ImportSink for Sink<'_> {
         )? == 1;
         if inserted {
             self.next_seq += 1;
+            self.work.db().execute(
+                "UPDATE contacts SET touched = $2 WHERE id = $1 AND touched < $2",
+                &[&event.contact_id, &self.mark],
+            )?;
         }
         Ok(inserted)
     }
@@ -1145,6 +1323,31 @@ impl RunBatch for Batch<'_> {
         )?;
         Ok(())
     }
+
+    fn set_wake(&mut self, contact_id: &str, wake: Option<Timestamp>) -> Result<(), StoreError> {
+        let wake = wake.map(Timestamp::seconds);
+        self.work.db().execute(
+            "UPDATE contacts SET wake_at = $2 WHERE id = $1 AND wake_at IS DISTINCT FROM $2",
+            &[&contact_id, &wake],
+        )?;
+        Ok(())
+    }
+
+    fn part_progress(
+        &mut self,
+        night: i64,
+        part: u32,
+        after: Option<&str>,
+        counts: &str,
+        done: bool,
+    ) -> Result<(), StoreError> {
+        let part = i32::try_from(part).unwrap_or(i32::MAX);
+        self.work.db().execute(
+            "UPDATE night_parts SET after = $3, counts = $4, done = $5 WHERE night = $1 AND part = $2",
+            &[&night, &part, &after, &counts, &done],
+        )?;
+        Ok(())
+    }
 }
 
 impl Store for PostgresStore {
@@ -1154,10 +1357,12 @@ impl Store for PostgresStore {
     ) -> Result<(), StoreError> {
         let mut transaction = self.write()?;
         let next_seq = last_seq(&mut transaction.db())? + 1;
+        let mark = touch_mark(&mut transaction.db())? + 1;
         let mut sink = Sink {
             work: transaction,
             now: now_seconds(),
             next_seq,
+            mark,
         };
         work(&mut sink)?;
         sink.work.finish(true)
@@ -1197,14 +1402,18 @@ impl Store for PostgresStore {
         })
     }
 
+    /// Batches of workers on other partitions go on at the same time:
+    /// they share the write lock, which only an import takes alone.
     fn batch(
         &mut self,
         commit: bool,
         work: &mut dyn FnMut(&mut dyn RunBatch) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let mut batch = Batch {
-            work: self.write()?,
-        };
+        let mut transaction = self.work()?;
+        transaction
+            .db()
+            .execute("SELECT pg_advisory_xact_lock_shared($1)", &[&WRITE_LOCK])?;
+        let mut batch = Batch { work: transaction };
         work(&mut batch)?;
         batch.work.finish(commit)
     }
@@ -1265,18 +1474,7 @@ impl Store for PostgresStore {
 
     fn save_progress(&mut self, progress: &[Progress]) -> Result<(), StoreError> {
         let mut work = self.work()?;
-        for journey in progress {
-            work.db().execute(
-                "INSERT INTO journey_progress (journey, deployed_at, until, seen_seq) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (journey) DO UPDATE SET until = excluded.until, seen_seq = excluded.seen_seq",
-                &[
-                    &journey.journey,
-                    &journey.deployed_at.seconds(),
-                    &journey.until.seconds(),
-                    &journey.seen_seq,
-                ],
-            )?;
-        }
+        write_progress(&mut work.db(), progress)?;
         work.finish(true)
     }
 
@@ -1399,18 +1597,258 @@ impl Store for PostgresStore {
     }
 
     fn record_run(&mut self, run: &RunRecord) -> Result<(), StoreError> {
+        self.read(|db| write_run(db, run))
+    }
+
+    fn touch_mark(&self) -> Result<i64, StoreError> {
+        self.read(touch_mark)
+    }
+
+    fn sweep(&self) -> Result<Option<Sweep>, StoreError> {
         self.read(|db| {
+            db.query_opt("SELECT mark, fingerprint FROM sweep", &[])?
+                .map(|row| {
+                    Ok(Sweep {
+                        mark: get(&row, 0)?,
+                        fingerprint: get(&row, 1)?,
+                    })
+                })
+                .transpose()
+        })
+    }
+
+    fn partitions(&self) -> u32 {
+        PARTITIONS
+    }
+
+    fn due_ids(
+        &self,
+        part: u32,
+        now: Timestamp,
+        touched_after: i64,
+        after: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
+        let sql = part_sql(
+            "SELECT id FROM contacts_{part} WHERE wake_at <= $1 AND id > $3
+             UNION SELECT id FROM contacts_{part} WHERE touched > $2 AND id > $3
+             ORDER BY id",
+            part,
+        );
+        self.read(|db| {
+            db.query(sql, &[&now.seconds(), &touched_after, &after.unwrap_or("")])?
+                .iter()
+                .map(|row| get(row, 0))
+                .collect()
+        })
+    }
+
+    fn part_page(
+        &self,
+        part: u32,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Contact>, StoreError> {
+        let sql = part_sql(
+            "SELECT id, data FROM contacts_{part} WHERE id > $1 ORDER BY id LIMIT $2",
+            part,
+        );
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(|db| {
+            db.query(sql, &[&after.unwrap_or(""), &limit])?
+                .iter()
+                .map(contact_of)
+                .collect()
+        })
+    }
+
+    fn contacts_in(&self, ids: &[String]) -> Result<Vec<Contact>, StoreError> {
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        self.read(|db| {
+            db.query(
+                "SELECT id, data FROM contacts WHERE id = ANY($1) ORDER BY id",
+                &[&ids],
+            )?
+            .iter()
+            .map(contact_of)
+            .collect()
+        })
+    }
+
+    fn begin_night(&mut self, proposed: &Night, join: Join) -> Result<Night, StoreError> {
+        let mut work = self.work()?;
+        let mut db = work.db();
+        db.execute("SELECT pg_advisory_xact_lock($1)", &[&NIGHT_LOCK])?;
+        let open = db
+            .query_opt(
+                concat!(
+                    "SELECT ",
+                    night_columns!(),
+                    " FROM nights WHERE closed_at IS NULL AND NOT abandoned ORDER BY id DESC LIMIT 1"
+                ),
+                &[],
+            )?
+            .map(|row| night_of(&row))
+            .transpose()?;
+        if let Some(open) = open {
+            let same = open.now == proposed.now && open.fingerprint == proposed.fingerprint;
+            if join == Join::Worker || same {
+                work.finish(true)?;
+                return Ok(open);
+            }
             db.execute(
-                "INSERT INTO runs (now, started_at, finished_at, summary) VALUES ($1, $2, $3, $4)",
-                &[
-                    &run.now.seconds(),
-                    &run.started_at.seconds(),
-                    &now_seconds(),
-                    &run.summary,
-                ],
+                "UPDATE nights SET abandoned = true WHERE id = $1",
+                &[&open.id],
+            )?;
+        }
+        let touched_after = match proposed.visit {
+            Visit::Everyone => None,
+            Visit::Due { touched_after } => Some(touched_after),
+        };
+        let row = db.query_one(
+            "INSERT INTO nights (now, run_seq, mark, touched_after, fingerprint, started_at)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            &[
+                &proposed.now.seconds(),
+                &proposed.run_seq,
+                &proposed.mark,
+                &touched_after,
+                &proposed.fingerprint,
+                &proposed.started_at.seconds(),
+            ],
+        )?;
+        let id: i64 = get(&row, 0)?;
+        let parts = i32::try_from(PARTITIONS).unwrap_or(i32::MAX);
+        db.execute(
+            "INSERT INTO night_parts (night, part) SELECT $1, generate_series(0, $2 - 1)",
+            &[&id, &parts],
+        )?;
+        work.finish(true)?;
+        Ok(Night {
+            id,
+            ..proposed.clone()
+        })
+    }
+
+    /// A partition is held by a session advisory lock on this store's
+    /// connection: a worker that dies lets go of it with its connection,
+    /// and the partition is taken again from where its last batch left it.
+    fn claim_part(&mut self, night: &Night, wait: bool) -> Result<Option<Part>, StoreError> {
+        loop {
+            let open: Vec<i32> = self.read(|db| {
+                db.query(
+                    "SELECT part FROM night_parts WHERE night = $1 AND NOT done ORDER BY part",
+                    &[&night.id],
+                )?
+                .iter()
+                .map(|row| get(row, 0))
+                .collect()
+            })?;
+            let Some(&first) = open.first() else {
+                return Ok(None);
+            };
+            for &part in &open {
+                let taken: bool = self.read(|db| {
+                    get(
+                        &db.query_one("SELECT pg_try_advisory_lock($1, $2)", &[&PART_LOCK, &part])?,
+                        0,
+                    )
+                })?;
+                if taken {
+                    if let Some(claimed) = self.still_open(night, part)? {
+                        return Ok(Some(claimed));
+                    }
+                }
+            }
+            if !wait {
+                return Ok(None);
+            }
+            // Every open partition is held: wait for the first to be let
+            // go, done by its worker or left by one that died.
+            self.read(|db| {
+                db.query_one("SELECT pg_advisory_lock($1, $2)", &[&PART_LOCK, &first])
+                    .map(|_| ())
+            })?;
+            if let Some(claimed) = self.still_open(night, first)? {
+                return Ok(Some(claimed));
+            }
+        }
+    }
+
+    fn release_part(&mut self, part: u32) -> Result<(), StoreError> {
+        let part = i32::try_from(part).unwrap_or(i32::MAX);
+        self.read(|db| {
+            db.query_one("SELECT pg_advisory_unlock($1, $2)", &[&PART_LOCK, &part])
+                .map(|_| ())
+        })
+    }
+
+    fn close_night(
+        &mut self,
+        night: &Night,
+        progress: &[Progress],
+        sweep: Option<&Sweep>,
+        record: &mut dyn FnMut(&[String]) -> RunRecord,
+    ) -> Result<bool, StoreError> {
+        let mut work = self.work()?;
+        let mut db = work.db();
+        db.execute("SELECT pg_advisory_xact_lock($1)", &[&NIGHT_LOCK])?;
+        let open = db
+            .query_opt(
+                "SELECT 1 FROM nights WHERE id = $1 AND closed_at IS NULL AND NOT abandoned
+                 AND NOT EXISTS (SELECT 1 FROM night_parts WHERE night = $1 AND NOT done)",
+                &[&night.id],
+            )?
+            .is_some();
+        if !open {
+            work.finish(false)?;
+            return Ok(false);
+        }
+        let counts = night_counts(&mut db, night.id)?;
+        write_progress(&mut db, progress)?;
+        match sweep {
+            Some(sweep) => db.execute(
+                "INSERT INTO sweep (id, mark, fingerprint) VALUES (1, $1, $2)
+                 ON CONFLICT (id) DO UPDATE SET mark = excluded.mark, fingerprint = excluded.fingerprint",
+                &[&sweep.mark, &sweep.fingerprint],
+            )?,
+            None => db.execute("DELETE FROM sweep", &[])?,
+        };
+        write_run(&mut db, &record(&counts))?;
+        db.execute(
+            "UPDATE nights SET closed_at = $2 WHERE id = $1",
+            &[&night.id, &now_seconds()],
+        )?;
+        work.finish(true)?;
+        Ok(true)
+    }
+
+    fn night_counts(&self, night: i64) -> Result<Vec<String>, StoreError> {
+        self.read(|db| night_counts(db, night))
+    }
+}
+
+impl PostgresStore {
+    /// The partition this connection just locked, if it is still not done
+    /// (its worker may have finished it meanwhile); else it is let go.
+    fn still_open(&mut self, night: &Night, part: i32) -> Result<Option<Part>, StoreError> {
+        let row = self.read(|db| {
+            db.query_opt(
+                "SELECT after, counts FROM night_parts WHERE night = $1 AND part = $2 AND NOT done",
+                &[&night.id, &part],
             )
         })?;
-        Ok(())
+        let index = u32::try_from(part).unwrap_or(0);
+        match row {
+            Some(row) => Ok(Some(Part {
+                index,
+                after: get(&row, 0)?,
+                counts: get(&row, 1)?,
+            })),
+            None => {
+                self.release_part(index)?;
+                Ok(None)
+            }
+        }
     }
 }
 

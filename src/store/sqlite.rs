@@ -9,8 +9,8 @@ use serde_json::{Map, Value as Json};
 
 use super::{
     ArmStatus, Assignment, Cause, Claimed, Contact, Delivered, Enrolment, EnrolmentData, Event,
-    ImportSink, JourneyStatus, Outbox, OutboxRow, Progress, Resting, RunBatch, RunRecord,
-    Scheduled, Settle, Store, StoreError, Suppression, Transition,
+    ImportSink, Join, JourneyStatus, Night, Outbox, OutboxRow, Part, Progress, Resting, RunBatch,
+    RunRecord, Scheduled, Settle, Store, StoreError, Suppression, Sweep, Transition, Visit,
 };
 use crate::model::{Channel, EnrolmentState, OutboxKey, OutboxStatus, StepId, Timestamp};
 use crate::templates::MessageKind;
@@ -275,6 +275,41 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (enrolment_id, test)
     ) WITHOUT ROWID;
     ",
+    // 5: nights that cost what they do. Each contact keeps when something
+    // is next due for it (`wake_at`) and the mark of the last import that
+    // touched it; a night visits the contacts due or touched since the
+    // last one. A night is split in partitions (one in SQLite), each
+    // marked done in the transaction of its last batch.
+    "
+    ALTER TABLE contacts ADD COLUMN wake_at INTEGER;
+    ALTER TABLE contacts ADD COLUMN touched INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX contacts_by_wake ON contacts (wake_at);
+    CREATE INDEX contacts_by_touch ON contacts (touched);
+    CREATE TABLE sweep (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        mark INTEGER NOT NULL,
+        fingerprint TEXT NOT NULL
+    );
+    CREATE TABLE nights (
+        id INTEGER PRIMARY KEY,
+        now INTEGER NOT NULL,
+        run_seq INTEGER NOT NULL,
+        mark INTEGER NOT NULL,
+        touched_after INTEGER,
+        fingerprint TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        closed_at INTEGER,
+        abandoned INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE night_parts (
+        night INTEGER NOT NULL REFERENCES nights (id),
+        part INTEGER NOT NULL,
+        done INTEGER NOT NULL DEFAULT 0,
+        after TEXT,
+        counts TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (night, part)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// WAL with `synchronous = NORMAL`: a crash loses no committed
@@ -388,6 +423,19 @@ impl super::Backend for SqliteStore {
         }
     }
 
+    fn lock_worker(&self) -> Result<super::RunGuard, StoreError> {
+        self.lock_run()
+    }
+
+    fn reopen(&self) -> Result<Box<dyn super::Backend>, StoreError> {
+        if self.path == Path::new(":memory:") {
+            return Err(StoreError::Abandoned(
+                "a store in memory cannot be opened twice",
+            ));
+        }
+        Ok(Box::new(SqliteStore::open(&self.path)?))
+    }
+
     fn describe(&self) -> String {
         self.path.display().to_string()
     }
@@ -475,6 +523,8 @@ struct Sink<'t> {
     transaction: Transaction<'t>,
     now: i64,
     next_seq: i64,
+    /// The mark this import gives the contacts it touches.
+    mark: i64,
 }
 
 impl ImportSink for Sink<'_> {
@@ -490,8 +540,8 @@ impl ImportSink for Sink<'_> {
             .and_then(|mut statement| statement.exists(params![contact.id]))
             .map_err(database)?;
         self.transaction
-            .prepare_cached("INSERT INTO contacts (id, data, updated_at) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at")
-            .and_then(|mut statement| statement.execute(params![contact.id, data, self.now]))
+            .prepare_cached("INSERT INTO contacts (id, data, updated_at, touched) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at, touched = excluded.touched")
+            .and_then(|mut statement| statement.execute(params![contact.id, data, self.now, self.mark]))
             .map_err(database)?;
         Ok(!existed)
     }
@@ -505,6 +555,10 @@ impl ImportSink for Sink<'_> {
             .map_err(database)?;
         if inserted == 1 {
             self.next_seq += 1;
+            self.transaction
+                .prepare_cached("UPDATE contacts SET touched = ?2 WHERE id = ?1 AND touched < ?2")
+                .and_then(|mut statement| statement.execute(params![event.contact_id, self.mark]))
+                .map_err(database)?;
         }
         Ok(inserted == 1)
     }
@@ -808,6 +862,115 @@ impl RunBatch for Batch<'_> {
             .map(|_| ())
             .map_err(database)
     }
+
+    fn set_wake(&mut self, contact_id: &str, wake: Option<Timestamp>) -> Result<(), StoreError> {
+        self.transaction
+            .prepare_cached("UPDATE contacts SET wake_at = ?2 WHERE id = ?1 AND wake_at IS NOT ?2")
+            .and_then(|mut statement| {
+                statement.execute(params![contact_id, wake.map(Timestamp::seconds)])
+            })
+            .map(|_| ())
+            .map_err(database)
+    }
+
+    fn part_progress(
+        &mut self,
+        night: i64,
+        part: u32,
+        after: Option<&str>,
+        counts: &str,
+        done: bool,
+    ) -> Result<(), StoreError> {
+        self.transaction
+            .prepare_cached(
+                "UPDATE night_parts SET after = ?3, counts = ?4, done = ?5 WHERE night = ?1 AND part = ?2",
+            )
+            .and_then(|mut statement| statement.execute(params![night, part, after, counts, done]))
+            .map(|_| ())
+            .map_err(database)
+    }
+}
+
+fn touch_mark(connection: &Connection) -> Result<i64, StoreError> {
+    connection
+        .query_row(
+            "SELECT COALESCE(MAX(touched), 0) FROM contacts",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(database)
+}
+
+fn contact_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Contact> {
+    Ok(Contact {
+        id: row.get(0)?,
+        fields: parse_object(&row.get::<_, String>(1)?),
+    })
+}
+
+fn night_of(row: &rusqlite::Row<'_>) -> rusqlite::Result<Night> {
+    Ok(Night {
+        id: row.get(0)?,
+        now: time(row, 1)?,
+        run_seq: row.get(2)?,
+        mark: row.get(3)?,
+        visit: match row.get::<_, Option<i64>>(4)? {
+            Some(touched_after) => Visit::Due { touched_after },
+            None => Visit::Everyone,
+        },
+        fingerprint: row.get(5)?,
+        started_at: time(row, 6)?,
+    })
+}
+
+fn touched_after(visit: Visit) -> Option<i64> {
+    match visit {
+        Visit::Everyone => None,
+        Visit::Due { touched_after } => Some(touched_after),
+    }
+}
+
+fn write_progress(transaction: &Transaction<'_>, progress: &[Progress]) -> Result<(), StoreError> {
+    for journey in progress {
+        transaction
+            .execute(
+                "INSERT INTO journey_progress (journey, deployed_at, until, seen_seq) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (journey) DO UPDATE SET until = excluded.until, seen_seq = excluded.seen_seq",
+                params![
+                    journey.journey,
+                    journey.deployed_at.seconds(),
+                    journey.until.seconds(),
+                    journey.seen_seq
+                ],
+            )
+            .map_err(database)?;
+    }
+    Ok(())
+}
+
+fn write_run(connection: &Connection, run: &RunRecord) -> Result<(), StoreError> {
+    connection
+        .execute(
+            "INSERT INTO runs (now, started_at, finished_at, summary) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                run.now.seconds(),
+                run.started_at.seconds(),
+                now_seconds(),
+                run.summary
+            ],
+        )
+        .map(|_| ())
+        .map_err(database)
+}
+
+fn night_counts(connection: &Connection, night: i64) -> Result<Vec<String>, StoreError> {
+    let mut statement = connection
+        .prepare_cached("SELECT counts FROM night_parts WHERE night = ?1 ORDER BY part")
+        .map_err(database)?;
+    let rows = statement
+        .query_map(params![night], |row| row.get(0))
+        .map_err(database)?;
+    rows.collect::<Result<_, _>>().map_err(database)
 }
 
 fn read_contact(connection: &Connection, id: &str) -> Result<Option<Contact>, StoreError> {
@@ -847,10 +1010,12 @@ impl Store for SqliteStore {
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(database)?;
         let next_seq = last_seq(&transaction)? + 1;
+        let mark = touch_mark(&transaction)? + 1;
         let mut sink = Sink {
             transaction,
             now: now_seconds(),
             next_seq,
+            mark,
         };
         work(&mut sink)?;
         sink.transaction.commit().map_err(database)
@@ -971,20 +1136,7 @@ impl Store for SqliteStore {
 
     fn save_progress(&mut self, progress: &[Progress]) -> Result<(), StoreError> {
         let transaction = self.connection.transaction().map_err(database)?;
-        for journey in progress {
-            transaction
-                .execute(
-                    "INSERT INTO journey_progress (journey, deployed_at, until, seen_seq) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (journey) DO UPDATE SET until = excluded.until, seen_seq = excluded.seen_seq",
-                    params![
-                        journey.journey,
-                        journey.deployed_at.seconds(),
-                        journey.until.seconds(),
-                        journey.seen_seq
-                    ],
-                )
-                .map_err(database)?;
-        }
+        write_progress(&transaction, progress)?;
         transaction.commit().map_err(database)
     }
 
@@ -1080,18 +1232,203 @@ impl Store for SqliteStore {
     }
 
     fn record_run(&mut self, run: &RunRecord) -> Result<(), StoreError> {
+        write_run(&self.connection, run)
+    }
+
+    fn touch_mark(&self) -> Result<i64, StoreError> {
+        touch_mark(&self.connection)
+    }
+
+    fn sweep(&self) -> Result<Option<Sweep>, StoreError> {
         self.connection
+            .query_row("SELECT mark, fingerprint FROM sweep", [], |row| {
+                Ok(Sweep {
+                    mark: row.get(0)?,
+                    fingerprint: row.get(1)?,
+                })
+            })
+            .optional()
+            .map_err(database)
+    }
+
+    /// One: SQLite has one writer, so one process works a night.
+    fn partitions(&self) -> u32 {
+        1
+    }
+
+    fn due_ids(
+        &self,
+        _part: u32,
+        now: Timestamp,
+        touched_after: i64,
+        after: Option<&str>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut statement = self
+            .connection
+            .prepare_cached(
+                "SELECT id FROM contacts WHERE wake_at <= ?1 AND id > ?3
+                 UNION SELECT id FROM contacts WHERE touched > ?2 AND id > ?3
+                 ORDER BY id",
+            )
+            .map_err(database)?;
+        let rows = statement
+            .query_map(
+                params![now.seconds(), touched_after, after.unwrap_or("")],
+                |row| row.get(0),
+            )
+            .map_err(database)?;
+        rows.collect::<Result<_, _>>().map_err(database)
+    }
+
+    fn part_page(
+        &self,
+        _part: u32,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Contact>, StoreError> {
+        self.contacts_page(after, limit)
+    }
+
+    fn contacts_in(&self, ids: &[String]) -> Result<Vec<Contact>, StoreError> {
+        let list = Json::Array(ids.iter().cloned().map(Json::String).collect()).to_string();
+        let mut statement = self
+            .connection
+            .prepare_cached(
+                "SELECT id, data FROM contacts WHERE id IN (SELECT value FROM json_each(?1)) ORDER BY id",
+            )
+            .map_err(database)?;
+        let rows = statement
+            .query_map(params![list], contact_row)
+            .map_err(database)?;
+        rows.collect::<Result<_, _>>().map_err(database)
+    }
+
+    fn begin_night(&mut self, proposed: &Night, join: Join) -> Result<Night, StoreError> {
+        let transaction = self
+            .connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(database)?;
+        let open = transaction
+            .query_row(
+                "SELECT id, now, run_seq, mark, touched_after, fingerprint, started_at FROM nights
+                 WHERE closed_at IS NULL AND abandoned = 0 ORDER BY id DESC LIMIT 1",
+                [],
+                night_of,
+            )
+            .optional()
+            .map_err(database)?;
+        if let Some(open) = open {
+            let same = open.now == proposed.now && open.fingerprint == proposed.fingerprint;
+            if join == Join::Worker || same {
+                transaction.commit().map_err(database)?;
+                return Ok(open);
+            }
+            transaction
+                .execute(
+                    "UPDATE nights SET abandoned = 1 WHERE id = ?1",
+                    params![open.id],
+                )
+                .map_err(database)?;
+        }
+        transaction
             .execute(
-                "INSERT INTO runs (now, started_at, finished_at, summary) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO nights (now, run_seq, mark, touched_after, fingerprint, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
-                    run.now.seconds(),
-                    run.started_at.seconds(),
-                    now_seconds(),
-                    run.summary
+                    proposed.now.seconds(),
+                    proposed.run_seq,
+                    proposed.mark,
+                    touched_after(proposed.visit),
+                    proposed.fingerprint,
+                    proposed.started_at.seconds()
                 ],
             )
-            .map(|_| ())
+            .map_err(database)?;
+        let id = transaction.last_insert_rowid();
+        transaction
+            .execute(
+                "INSERT INTO night_parts (night, part) VALUES (?1, 0)",
+                params![id],
+            )
+            .map_err(database)?;
+        transaction.commit().map_err(database)?;
+        Ok(Night {
+            id,
+            ..proposed.clone()
+        })
+    }
+
+    /// The one partition, while it is not done: the run lock keeps every
+    /// other process away.
+    fn claim_part(&mut self, night: &Night, _wait: bool) -> Result<Option<Part>, StoreError> {
+        self.connection
+            .query_row(
+                "SELECT part, after, counts FROM night_parts WHERE night = ?1 AND done = 0 ORDER BY part LIMIT 1",
+                params![night.id],
+                |row| {
+                    Ok(Part {
+                        index: row.get(0)?,
+                        after: row.get(1)?,
+                        counts: row.get(2)?,
+                    })
+                },
+            )
+            .optional()
             .map_err(database)
+    }
+
+    fn release_part(&mut self, _part: u32) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn close_night(
+        &mut self,
+        night: &Night,
+        progress: &[Progress],
+        sweep: Option<&Sweep>,
+        record: &mut dyn FnMut(&[String]) -> RunRecord,
+    ) -> Result<bool, StoreError> {
+        let transaction = self
+            .connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(database)?;
+        let open: bool = transaction
+            .query_row(
+                "SELECT closed_at IS NULL AND abandoned = 0
+                        AND NOT EXISTS (SELECT 1 FROM night_parts WHERE night = ?1 AND done = 0)
+                 FROM nights WHERE id = ?1",
+                params![night.id],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(database)?
+            .unwrap_or(false);
+        if !open {
+            return Ok(false);
+        }
+        let counts = night_counts(&transaction, night.id)?;
+        write_progress(&transaction, progress)?;
+        match sweep {
+            Some(sweep) => transaction.execute(
+                "INSERT INTO sweep (id, mark, fingerprint) VALUES (1, ?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET mark = excluded.mark, fingerprint = excluded.fingerprint",
+                params![sweep.mark, sweep.fingerprint],
+            ),
+            None => transaction.execute("DELETE FROM sweep", []),
+        }
+        .map_err(database)?;
+        write_run(&transaction, &record(&counts))?;
+        transaction
+            .execute(
+                "UPDATE nights SET closed_at = ?2 WHERE id = ?1",
+                params![night.id, now_seconds()],
+            )
+            .map_err(database)?;
+        transaction.commit().map_err(database)?;
+        Ok(true)
+    }
+
+    fn night_counts(&self, night: i64) -> Result<Vec<String>, StoreError> {
+        night_counts(&self.connection, night)
     }
 
     fn enrolments_of(&self, contact_id: &str) -> Result<Vec<Enrolment>, StoreError> {

@@ -399,11 +399,15 @@ fn a_killed_run_loses_and_duplicates_nothing() {
     }
     let now = "2026-03-01T18:00:00Z";
     ok(&journeyc(clean.path(), &["run", "--now", now]));
+    // Each run goes on after the last batch an earlier one committed:
+    // the first dies after contacts 1-1000, the second in the middle of
+    // 1001-2000, the third after committing them, the fourth in the middle
+    // of the last batch.
     for fault in [
         "run.batch:1",
-        "run.contact:1500",
-        "run.batch:2",
-        "run.contact:2999",
+        "run.contact:700",
+        "run.batch:1",
+        "run.contact:999",
     ] {
         let output = Command::new(crate::common::bin())
             .args(["run", "--now", now])
@@ -417,7 +421,14 @@ fn a_killed_run_loses_and_duplicates_nothing() {
             "{fault} stops the run"
         );
     }
-    ok(&journeyc(killed.path(), &["run", "--now", now]));
+    let last: serde_json::Value = serde_json::from_str(&ok(&journeyc(
+        killed.path(),
+        &["run", "--now", now, "--format", "json"],
+    )))
+    .expect("JSON");
+    // The night's counts add up what each run committed: every contact
+    // once.
+    assert_eq!(last["counts"]["contacts"], 3000, "{last}");
     let dump = |dir: &Path| {
         let store = crate::common::store(dir);
         let (mut outbox, mut transitions, mut enrolments) = (Vec::new(), Vec::new(), Vec::new());

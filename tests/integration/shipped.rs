@@ -91,7 +91,7 @@ impl Season {
             &mut *self.store,
             now,
             &Plan::default(),
-            &mut |_| {},
+            &|_| {},
         )
         .unwrap_or_else(|error| panic!("run at {now}: {error}"));
     }

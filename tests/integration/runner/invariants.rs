@@ -817,7 +817,7 @@ fn fresh(loaded: &Loaded, case: &Case, events: &[(usize, DateTime<Utc>)]) -> Sql
         &mut store,
         start(),
         &Plan::default(),
-        &mut |_| {},
+        &|_| {},
     )
     .expect("deploys");
     let contacts = loaded.dir.path().join("contacts.csv");
@@ -861,6 +861,9 @@ fn import_events(
 #[derive(Clone, Debug)]
 struct Cadence {
     runs: Vec<(DateTime<Utc>, Vec<String>)>,
+    /// Every run visits every contact (`--all-contacts`), not only those
+    /// with something due or new.
+    everyone: bool,
 }
 
 fn end() -> DateTime<Utc> {
@@ -876,7 +879,10 @@ impl Cadence {
             at += step;
         }
         runs.push((end(), Vec::new()));
-        Cadence { runs }
+        Cadence {
+            runs,
+            everyone: false,
+        }
     }
 
     /// Every night at 02:00 in Shanghai.
@@ -888,12 +894,16 @@ impl Cadence {
             at += Duration::days(1);
         }
         runs.push((end(), Vec::new()));
-        Cadence { runs }
+        Cadence {
+            runs,
+            everyone: false,
+        }
     }
 
     fn once() -> Cadence {
         Cadence {
             runs: vec![(end(), Vec::new())],
+            everyone: false,
         }
     }
 
@@ -918,9 +928,10 @@ impl Cadence {
             import_events(loaded, case, store, &arrived);
             let plan = Plan {
                 journeys,
-                dry_run: false,
+                everyone: self.everyone,
+                ..Plan::default()
             };
-            run_at(&loaded.checked, store, *at, &plan, &mut |_| {})
+            run_at(&loaded.checked, store, *at, &plan, &|_| {})
                 .map_err(|error| TestCaseError::fail(format!("run at {at}: {error}")))?;
         }
         Ok(())
@@ -1165,7 +1176,7 @@ proptest! {
             ("nightly", Cadence::nightly()),
             ("weekly", Cadence::every(Duration::days(7))),
             ("once at the end", Cadence::once()),
-            ("some journeys at a time", Cadence { runs }),
+            ("some journeys at a time", Cadence { runs, everyone: false }),
         ];
         for (name, cadence) in cadences {
             let mut store = fresh(&loaded, &case, &events);
@@ -1222,6 +1233,32 @@ proptest! {
         prop_assert_eq!(outcome(&imported_late, &case), outcome(&on_time, &case));
     }
 
+    /// A night that visits only the contacts with something due, and those
+    /// an import touched, decides exactly what a night that visits every
+    /// contact does: hourly and nightly, with events imported late.
+    #[test]
+    fn visiting_only_what_is_due_is_visiting_everyone(
+        case in case(),
+        lateness in proptest::collection::vec(0_i64..72, 0..10),
+        hourly in any::<bool>(),
+    ) {
+        let loaded = load(&case)?;
+        let cadence = if hourly { Cadence::every(Duration::hours(1)) } else { Cadence::nightly() };
+        let late: Vec<(usize, DateTime<Utc>, DateTime<Utc>)> = (0..case.events.len())
+            .map(|index| {
+                let happened = case.event_time(index);
+                let hours = lateness.get(index).copied().unwrap_or(0);
+                (index, happened, (happened + Duration::hours(hours)).min(end()))
+            })
+            .collect();
+        let mut due_only = fresh(&loaded, &case, &[]);
+        cadence.run(&loaded, &case, &mut due_only, &late)?;
+        let everyone = Cadence { everyone: true, ..cadence };
+        let mut visited_all = fresh(&loaded, &case, &[]);
+        everyone.run(&loaded, &case, &mut visited_all, &late)?;
+        prop_assert_eq!(outcome(&due_only, &case), outcome(&visited_all, &case));
+    }
+
     /// `deliver`, run at any instants, sends marketing email and SMS only
     /// at allowed local times and within every cap, counting what actually
     /// went out, retries and late plans included.
@@ -1244,7 +1281,7 @@ proptest! {
         moments.sort();
         for (at, is_run) in moments {
             if is_run {
-                run_at(&loaded.checked, &mut store, at, &Plan::default(), &mut |_| {})
+                run_at(&loaded.checked, &mut store, at, &Plan::default(), &|_| {})
                     .map_err(|error| TestCaseError::fail(error.to_string()))?;
             } else {
                 journeyc::deliver::deliver_at(&loaded.checked, &mut store, at, &[Channel::Email, Channel::Sms])

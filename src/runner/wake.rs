@@ -1,0 +1,215 @@
+//! When a contact next needs a visit: the earliest instant after the run at
+//! which anything may fall due for it if nothing new arrives (no event, no
+//! import that changes it). A night visits only the contacts whose wake has
+//! come and those an import touched, so the wake must never be late: where
+//! it cannot be sure, it is early (an early visit finds nothing to do and
+//! costs only the visit).
+//!
+//! What can fall due without anything new arriving is what the engine
+//! looks at, after the run's `now`: the end of the wait a contact rests at;
+//! an event or a stage or tag stamp dated in the future; the clock triggers
+//! (daily, weekly, once, dates, holidays) of the journeys it may enter; and
+//! the local midnights at which `when` conditions are asked, for a
+//! condition whose answer can change with the clock (or that holds already
+//! and is only waiting for its next checkpoint).
+
+use chrono::{DateTime, Datelike, Utc};
+
+use super::engine::{resting_node, Engine, Enrolments, JourneyRun};
+use super::eval;
+use super::person::{Person, STAGE_STAMPS, TAG_STAMPS};
+use super::signals::stamp_moment;
+use super::time;
+use crate::ast::{self, Reentry, Signal, Trigger};
+use crate::journey::NodeKind;
+use crate::model::Timestamp;
+use crate::store::Enrolment;
+
+const MIDNIGHT: ast::Time = ast::Time { hour: 0, minute: 0 };
+
+/// The earliest of the instants offered after `now`.
+struct Earliest {
+    now: DateTime<Utc>,
+    best: Option<DateTime<Utc>>,
+}
+
+impl Earliest {
+    fn offer(&mut self, at: DateTime<Utc>) {
+        if at > self.now && self.best.is_none_or(|best| at < best) {
+            self.best = Some(at);
+        }
+    }
+}
+
+impl Engine<'_> {
+    /// When the contact next needs a visit (none: only something new can
+    /// move it again). Asked when the run is done with the contact.
+    pub(super) fn wake(&self, person: &Person, enrolments: &Enrolments) -> Option<DateTime<Utc>> {
+        let mut earliest = Earliest {
+            now: self.now,
+            best: None,
+        };
+        // What is dated after the run: it is acted on at its own time.
+        for event in &person.events {
+            earliest.offer(event.at.utc());
+        }
+        for key in [STAGE_STAMPS, TAG_STAMPS] {
+            if let Some(serde_json::Value::Object(stamps)) = person.field(key) {
+                for name in stamps.keys() {
+                    if let Some(moment) = stamp_moment(person, key, name) {
+                        earliest.offer(moment.at);
+                    }
+                }
+            }
+        }
+        let midnight = time::next_clock(person.timezone, self.now, MIDNIGHT, None);
+        for run in &self.journeys {
+            match enrolments.active(run.name()) {
+                Some(enrolment) => {
+                    self.enrolment_wake(person, enrolment, run, midnight, &mut earliest);
+                }
+                None => self.entry_wake(person, enrolments, run, &mut earliest),
+            }
+        }
+        earliest.best
+    }
+
+    /// An active enrolment: its wait, and the signals asked at midnights.
+    fn enrolment_wake(
+        &self,
+        person: &Person,
+        enrolment: &Enrolment,
+        run: &JourneyRun<'_>,
+        midnight: DateTime<Utc>,
+        earliest: &mut Earliest,
+    ) {
+        let journey = run.journey;
+        let entered = enrolment.entered_at.utc();
+        let node = resting_node(journey, enrolment);
+        match node.map(|node| &journey.graph[node].kind) {
+            Some(NodeKind::WaitEvent { timeout, .. }) => {
+                let started = enrolment.data.wait_started.map_or(entered, Timestamp::utc);
+                earliest.offer(time::add(person.timezone, started, *timeout));
+            }
+            Some(_) => {
+                if let Some(due) = enrolment.due_at {
+                    earliest.offer(due.utc());
+                }
+            }
+            // A step that is gone: the `moved` rule acts at once, in the
+            // run that finds it; without one the run does not start.
+            None => {}
+        }
+        let in_holdout =
+            node.is_some_and(|node| matches!(journey.graph[node].kind, NodeKind::Holdout));
+        let event = self.event_of(person, enrolment);
+        let context = self.context(person, event, Some(entered), self.now);
+        let mut signals: Vec<&Signal> = journey.rules.exits.iter().collect();
+        if let Some(goal) = &journey.rules.goal {
+            if time::add(person.timezone, entered, goal.within.node) > self.now {
+                signals.push(&goal.condition);
+            }
+        }
+        if !enrolment.data.rescued && !in_holdout {
+            signals.extend(journey.rules.rescues.iter().map(|(signal, _)| signal));
+        }
+        let asked_at_midnight = signals.iter().any(|signal| match signal {
+            Signal::When(condition) => clock_matters(condition, context),
+            // Events and stamps: offered above, by their dates.
+            Signal::Event { .. } | Signal::Stage(_) | Signal::Tag(_) => false,
+        });
+        if asked_at_midnight {
+            earliest.offer(midnight);
+        }
+    }
+
+    /// A journey the contact is not in: its clock triggers, from when the
+    /// re-entry rule lets the contact in again.
+    fn entry_wake(
+        &self,
+        person: &Person,
+        enrolments: &Enrolments,
+        run: &JourneyRun<'_>,
+        earliest: &mut Earliest,
+    ) {
+        let journey = run.journey;
+        let mut from = self.now;
+        if let Some(previous) = enrolments.latest(run.name()) {
+            let ended = previous
+                .ended_at
+                .map_or(previous.entered_at.utc(), Timestamp::utc);
+            let allowed = match &journey.rules.reentry {
+                None | Some(Reentry::Never) => return,
+                Some(Reentry::Always) => ended,
+                Some(Reentry::After(wait)) => time::add(person.timezone, ended, wait.node),
+            };
+            from = from.max(allowed - chrono::Duration::seconds(1));
+        }
+        let context = self.context(person, None, None, self.now);
+        for trigger in &journey.rules.triggers {
+            match trigger {
+                // Events and stamps: offered by their dates.
+                Trigger::Event { .. } | Trigger::Stage(_) | Trigger::Tag(_) => {}
+                Trigger::Date { field, at } => {
+                    let date = person
+                        .text(&field.node)
+                        .and_then(|text| chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok());
+                    if let Some(date) = date {
+                        let clock = at.as_ref().map_or(MIDNIGHT, |at| at.node);
+                        earliest.offer(time::anniversary(
+                            person.timezone,
+                            from + chrono::Duration::seconds(1),
+                            date.month(),
+                            date.day(),
+                            clock,
+                        ));
+                    }
+                }
+                Trigger::Holiday { holiday, at } => {
+                    let clock = at.as_ref().map_or(MIDNIGHT, |at| at.node);
+                    if let Some(next) =
+                        self.settings.holidays.get(&holiday.node).and_then(|dates| {
+                            time::next_holiday(
+                                person.timezone,
+                                from + chrono::Duration::seconds(1),
+                                dates,
+                                clock,
+                            )
+                        })
+                    {
+                        earliest.offer(next);
+                    }
+                }
+                Trigger::Daily { at } => {
+                    earliest.offer(time::next_clock(person.timezone, from, at.node, None));
+                }
+                Trigger::Weekly { weekday, at } => earliest.offer(time::next_clock(
+                    person.timezone,
+                    from,
+                    at.node,
+                    Some(ast::DayFilter::Weekday(weekday.node)),
+                )),
+                Trigger::Once { date, at } => {
+                    let once = time::local_instant(person.timezone, date.node, at.node);
+                    if once > from {
+                        earliest.offer(once);
+                    }
+                }
+                Trigger::When(condition) => {
+                    if clock_matters(condition, context) {
+                        earliest.offer(time::next_clock(person.timezone, from, MIDNIGHT, None));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether a `when` condition must be asked again at the next midnight:
+/// its answer may change with the clock, or it holds already (a condition
+/// is acted on at a checkpoint, and midnight is the next one). A condition
+/// that reads only the contact's fields and is false stays false until
+/// something new arrives.
+fn clock_matters(condition: &ast::Expr, context: eval::Context<'_>) -> bool {
+    !eval::time_free(condition) || eval::holds(condition, context)
+}
