@@ -22,3 +22,4 @@ mod runner;
 mod servers;
 mod shipped;
 mod store;
+mod workers;

@@ -7,7 +7,7 @@ use std::process::Command;
 mod findings;
 mod invariants;
 
-use crate::common::{copy_dir, journeyc, ok, snapshot_settings};
+use crate::common::{copy_dir, decisions, journeyc, ok, snapshot_settings};
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/runner")
@@ -429,50 +429,8 @@ fn a_killed_run_loses_and_duplicates_nothing() {
     // The night's counts add up what each run committed: every contact
     // once.
     assert_eq!(last["counts"]["contacts"], 3000, "{last}");
-    let dump = |dir: &Path| {
-        let store = crate::common::store(dir);
-        let (mut outbox, mut transitions, mut enrolments) = (Vec::new(), Vec::new(), Vec::new());
-        for contact in crate::common::contacts(&*store) {
-            let id = &contact.id;
-            for row in store.outbox_of(id).expect("outbox") {
-                outbox.push(format!(
-                    "{id} {} {} {} {}",
-                    row.step(),
-                    row.template,
-                    row.send_at,
-                    row.status
-                ));
-            }
-            for transition in store.transitions_of(id, None).expect("transitions") {
-                transitions.push(format!(
-                    "{id} {} {:?} {:?} {} {}",
-                    transition.journey,
-                    transition.from_step,
-                    transition.to_step,
-                    transition.reason,
-                    transition.at
-                ));
-            }
-            for enrolment in store.enrolments_of(id).expect("enrolments") {
-                enrolments.push(format!(
-                    "{id} {} {:?} {} {:?} {} {:?} {:?}",
-                    enrolment.journey,
-                    enrolment.state,
-                    enrolment.step,
-                    enrolment.due_at,
-                    enrolment.entered_at,
-                    enrolment.ended_at,
-                    enrolment.event_id
-                ));
-            }
-        }
-        outbox.sort();
-        transitions.sort();
-        enrolments.sort();
-        (outbox, transitions, enrolments)
-    };
-    let (clean_outbox, clean_transitions, clean_enrolments) = dump(clean.path());
-    let (outbox, transitions, enrolments) = dump(killed.path());
+    let (clean_outbox, clean_transitions, clean_enrolments) = decisions(clean.path());
+    let (outbox, transitions, enrolments) = decisions(killed.path());
     assert!(
         clean_outbox.len() >= 5000,
         "{} messages",

@@ -108,6 +108,52 @@ pub fn contacts<S: journeyc::store::Store + ?Sized>(store: &S) -> Vec<journeyc::
     }
 }
 
+/// Everything the runner decided in the project's store: outbox rows,
+/// transitions and enrolments of every contact, each as a sorted list of
+/// lines (ids left out, so two stores that decided the same compare equal).
+pub fn decisions(dir: &Path) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let store = crate::common::store(dir);
+    let (mut outbox, mut transitions, mut enrolments) = (Vec::new(), Vec::new(), Vec::new());
+    for contact in crate::common::contacts(&*store) {
+        let id = &contact.id;
+        for row in store.outbox_of(id).expect("outbox") {
+            outbox.push(format!(
+                "{id} {} {} {} {}",
+                row.step(),
+                row.template,
+                row.send_at,
+                row.status
+            ));
+        }
+        for transition in store.transitions_of(id, None).expect("transitions") {
+            transitions.push(format!(
+                "{id} {} {:?} {:?} {} {}",
+                transition.journey,
+                transition.from_step,
+                transition.to_step,
+                transition.reason,
+                transition.at
+            ));
+        }
+        for enrolment in store.enrolments_of(id).expect("enrolments") {
+            enrolments.push(format!(
+                "{id} {} {:?} {} {:?} {} {:?} {:?}",
+                enrolment.journey,
+                enrolment.state,
+                enrolment.step,
+                enrolment.due_at,
+                enrolment.entered_at,
+                enrolment.ended_at,
+                enrolment.event_id
+            ));
+        }
+    }
+    outbox.sort();
+    transitions.sort();
+    enrolments.sort();
+    (outbox, transitions, enrolments)
+}
+
 /// Points the project in `dir` at the backend the tests run on:
 /// `JOURNEYC_TEST_STORE=postgres` gives it a fresh database on the test
 /// cluster (so the same scenarios run on PostgreSQL), anything else keeps
