@@ -1103,7 +1103,12 @@ fn nights_on(
         succeeded(&format!("journeyc run --now {now}"), &measured);
         let summary: Json = serde_json::from_str(measured.stdout.trim()).expect("a JSON summary");
         let counts = &summary["counts"];
-        assert_eq!(count(counts, "contacts"), contacts as u64, "{summary}");
+        // The first night visits every contact (the import touched them
+        // all); later ones only those with something due.
+        assert!(count(counts, "contacts") <= contacts as u64, "{summary}");
+        if night == 0 {
+            assert_eq!(count(counts, "contacts"), contacts as u64, "{summary}");
+        }
         if night == 0 {
             assert!(
                 count(counts, "enrolled") > 0,

@@ -1233,32 +1233,6 @@ proptest! {
         prop_assert_eq!(outcome(&imported_late, &case), outcome(&on_time, &case));
     }
 
-    /// A night that visits only the contacts with something due, and those
-    /// an import touched, decides exactly what a night that visits every
-    /// contact does: hourly and nightly, with events imported late.
-    #[test]
-    fn visiting_only_what_is_due_is_visiting_everyone(
-        case in case(),
-        lateness in proptest::collection::vec(0_i64..72, 0..10),
-        hourly in any::<bool>(),
-    ) {
-        let loaded = load(&case)?;
-        let cadence = if hourly { Cadence::every(Duration::hours(1)) } else { Cadence::nightly() };
-        let late: Vec<(usize, DateTime<Utc>, DateTime<Utc>)> = (0..case.events.len())
-            .map(|index| {
-                let happened = case.event_time(index);
-                let hours = lateness.get(index).copied().unwrap_or(0);
-                (index, happened, (happened + Duration::hours(hours)).min(end()))
-            })
-            .collect();
-        let mut due_only = fresh(&loaded, &case, &[]);
-        cadence.run(&loaded, &case, &mut due_only, &late)?;
-        let everyone = Cadence { everyone: true, ..cadence };
-        let mut visited_all = fresh(&loaded, &case, &[]);
-        everyone.run(&loaded, &case, &mut visited_all, &late)?;
-        prop_assert_eq!(outcome(&due_only, &case), outcome(&visited_all, &case));
-    }
-
     /// `deliver`, run at any instants, sends marketing email and SMS only
     /// at allowed local times and within every cap, counting what actually
     /// went out, retries and late plans included.
@@ -1289,6 +1263,38 @@ proptest! {
             }
         }
         check_schedule(&loaded, &case, &store, true)?;
+    }
+}
+
+proptest! {
+    // Each case runs its cadence twice, hourly half of the time: fewer
+    // cases than above keep CI's minutes, with every step kind still in.
+    #![proptest_config(ProptestConfig { cases: 150, max_shrink_iters: 2000, ..ProptestConfig::default() })]
+
+    /// A night that visits only the contacts with something due, and those
+    /// an import touched, decides exactly what a night that visits every
+    /// contact does: hourly and nightly, with events imported late.
+    #[test]
+    fn visiting_only_what_is_due_is_visiting_everyone(
+        case in case(),
+        lateness in proptest::collection::vec(0_i64..72, 0..10),
+        hourly in any::<bool>(),
+    ) {
+        let loaded = load(&case)?;
+        let cadence = if hourly { Cadence::every(Duration::hours(1)) } else { Cadence::nightly() };
+        let late: Vec<(usize, DateTime<Utc>, DateTime<Utc>)> = (0..case.events.len())
+            .map(|index| {
+                let happened = case.event_time(index);
+                let hours = lateness.get(index).copied().unwrap_or(0);
+                (index, happened, (happened + Duration::hours(hours)).min(end()))
+            })
+            .collect();
+        let mut due_only = fresh(&loaded, &case, &[]);
+        cadence.run(&loaded, &case, &mut due_only, &late)?;
+        let everyone = Cadence { everyone: true, ..cadence };
+        let mut visited_all = fresh(&loaded, &case, &[]);
+        everyone.run(&loaded, &case, &mut visited_all, &late)?;
+        prop_assert_eq!(outcome(&due_only, &case), outcome(&visited_all, &case));
     }
 }
 
