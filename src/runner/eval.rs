@@ -460,19 +460,7 @@ fn name_arg(arg: Option<&Expr>) -> Option<&str> {
 /// the model has a half-life), fit rules, the silence rule, and points
 /// added by journeys (`score lead +10`, kept in the contact's `__scores`).
 pub fn score(model: &ast::ScoreModel, context: Context<'_>) -> f64 {
-    let half_life = model.rules.iter().find_map(|rule| match &rule.kind {
-        ScoreRuleKind::Decay { half_life } if !half_life.node.is_zero() => {
-            Some(half_life.node.minutes)
-        }
-        _ => None,
-    });
-    #[allow(clippy::cast_precision_loss)]
-    let decay = |at: DateTime<Utc>| {
-        half_life.map_or(1.0, |half_life| {
-            let age = (context.now - at).num_minutes().max(0) as f64;
-            0.5_f64.powf(age / half_life as f64)
-        })
-    };
+    let decay = |at: DateTime<Utc>| decay_factor(model, context.now, at);
     let past = || {
         context
             .events
@@ -545,6 +533,94 @@ pub fn score(model: &ast::ScoreModel, context: Context<'_>) -> f64 {
         }
     }
     total
+}
+
+/// The most a contact's score in a model can reach from `context.now` on
+/// if nothing new arrives (no event, no change of its fields): points that
+/// decay only shrink, decaying negative points rise towards 0, points
+/// already dated later count whole, and a rule whose answer depends on the
+/// clock counts as if it held.
+pub fn score_ceiling(model: &ast::ScoreModel, context: Context<'_>) -> f64 {
+    let decays = model.rules.iter().any(|rule| {
+        matches!(&rule.kind, ScoreRuleKind::Decay { half_life } if !half_life.node.is_zero())
+    });
+    // What `points` given at `at` can be worth at any time from now on.
+    let most = |points: f64, at: DateTime<Utc>| {
+        if at > context.now {
+            points.max(0.0)
+        } else if decays {
+            (points * decay_factor(model, context.now, at)).max(0.0)
+        } else {
+            points
+        }
+    };
+    let mut total = 0.0;
+    for rule in &model.rules {
+        match &rule.kind {
+            ScoreRuleKind::OnEvent {
+                event,
+                filter,
+                points,
+            } => {
+                for candidate in context.events.iter().filter(|candidate| {
+                    !candidate.name.starts_with("__") && candidate.name == event.node
+                }) {
+                    let counts = match filter {
+                        None => true,
+                        Some(filter) if time_free(filter) => {
+                            event_scores(candidate, &event.node, Some(filter), context)
+                        }
+                        Some(_) => true,
+                    };
+                    if counts {
+                        total += most(points.node, candidate.at.utc());
+                    }
+                }
+            }
+            ScoreRuleKind::When { condition, points } => {
+                if !time_free(condition) {
+                    total += points.node.max(0.0);
+                } else if holds(condition, context) {
+                    total += points.node;
+                }
+            }
+            ScoreRuleKind::Silence { points, .. } => total += points.node.max(0.0),
+            ScoreRuleKind::Decay { .. } => {}
+        }
+    }
+    if let Some(Json::Array(adjustments)) = context.contact.get("__scores") {
+        for adjustment in adjustments {
+            let same_model =
+                adjustment.get("model").and_then(Json::as_str) == Some(model.name.node.as_str());
+            let points = adjustment
+                .get("points")
+                .and_then(Json::as_f64)
+                .unwrap_or(0.0);
+            let at = adjustment
+                .get("at")
+                .and_then(Json::as_str)
+                .and_then(parse_instant);
+            if let (true, Some(at)) = (same_model, at) {
+                total += most(points, at);
+            }
+        }
+    }
+    total
+}
+
+/// The decay factor of points given at `at`, at `now`.
+fn decay_factor(model: &ast::ScoreModel, now: DateTime<Utc>, at: DateTime<Utc>) -> f64 {
+    let half_life = model.rules.iter().find_map(|rule| match &rule.kind {
+        ScoreRuleKind::Decay { half_life } if !half_life.node.is_zero() => {
+            Some(half_life.node.minutes)
+        }
+        _ => None,
+    });
+    #[allow(clippy::cast_precision_loss)]
+    half_life.map_or(1.0, |half_life| {
+        let age = (now - at).num_minutes().max(0) as f64;
+        0.5_f64.powf(age / half_life as f64)
+    })
 }
 
 /// Whether `candidate` is an event a rule `on event NAME [where FILTER]`

@@ -211,5 +211,63 @@ impl Engine<'_> {
 /// that reads only the contact's fields and is false stays false until
 /// something new arrives.
 fn clock_matters(condition: &ast::Expr, context: eval::Context<'_>) -> bool {
-    !eval::time_free(condition) || eval::holds(condition, context)
+    !stays_false(condition, context)
+}
+
+/// Whether a condition is false and stays so while nothing new arrives:
+/// one that reads only fields, a count of events that is already too low,
+/// a score compared with a number the score can no longer reach (its
+/// points decay, and nothing new adds any), or a combination of them.
+fn stays_false(condition: &ast::Expr, context: eval::Context<'_>) -> bool {
+    use ast::{BinaryOp, ExprKind};
+    if eval::time_free(condition) {
+        return !eval::holds(condition, context);
+    }
+    match &condition.kind {
+        ExprKind::Group(inner) => stays_false(inner, context),
+        ExprKind::Binary { op, left, right } => match op.node {
+            BinaryOp::And => stays_false(left, context) || stays_false(right, context),
+            BinaryOp::Or => stays_false(left, context) && stays_false(right, context),
+            // A count of events, within a window or not, only goes down as
+            // time passes (an event dated later wakes the contact at its
+            // own time).
+            BinaryOp::Ge | BinaryOp::Gt
+                if matches!(
+                    (&left.kind, &right.kind),
+                    (ExprKind::Count { filter: None, .. }, ExprKind::Number(..))
+                ) || matches!(
+                    (&left.kind, &right.kind),
+                    (ExprKind::Count { filter: Some(filter), .. }, ExprKind::Number(..))
+                        if eval::time_free(filter)
+                ) =>
+            {
+                !eval::holds(condition, context)
+            }
+            BinaryOp::Ge | BinaryOp::Gt => {
+                let (ExprKind::Call { function, args }, ExprKind::Number(bound, _)) =
+                    (&left.kind, &right.kind)
+                else {
+                    return false;
+                };
+                let model = match args.as_slice() {
+                    [only] if function.node == "score" => match &only.kind {
+                        ExprKind::Path(parts) if parts.len() == 1 => {
+                            context.program.scores.get(parts[0].node.as_str())
+                        }
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                let Some(model) = model else { return false };
+                let ceiling = eval::score_ceiling(model, context);
+                if op.node == BinaryOp::Ge {
+                    ceiling < *bound
+                } else {
+                    ceiling <= *bound
+                }
+            }
+            _ => false,
+        },
+        _ => false,
+    }
 }

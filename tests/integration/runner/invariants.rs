@@ -57,6 +57,7 @@ enum Cond {
     Clicked,
     Points,
     Stage(u8),
+    Score(u8),
 }
 
 impl Cond {
@@ -67,6 +68,7 @@ impl Cond {
             Cond::Clicked => "count(event \"clicked\") > 0".into(),
             Cond::Points => "points >= 5".into(),
             Cond::Stage(stage) => format!("stage == \"{}\"", STAGES[usize::from(*stage) % 3]),
+            Cond::Score(at_least) => format!("score(interest) >= {}", at_least % 6 + 1),
         }
     }
 }
@@ -402,7 +404,7 @@ delivery: {{ backoff: 5m, lateness: 30d }}
         };
         let _ = writeln!(
             writer.out,
-            "score interest {{\n  on event \"clicked\" +2\n  decay half_life 7d\n}}\n"
+            "score interest {{\n  on event \"clicked\" +2\n  on event \"replied\" -3\n  when plan == \"pro\" +1\n  decay half_life 7d\n}}\n"
         );
         for (index, journey) in self.journeys.iter().enumerate() {
             writer.journey = index;
@@ -577,6 +579,7 @@ fn condition() -> impl Strategy<Value = Cond> {
         Just(Cond::Clicked),
         Just(Cond::Points),
         any::<u8>().prop_map(Cond::Stage),
+        any::<u8>().prop_map(Cond::Score),
     ]
 }
 
