@@ -130,10 +130,7 @@ impl Engine<'_> {
                     }
                 }
                 Trigger::Date { field, at } => {
-                    let date = person
-                        .text(&field.node)
-                        .and_then(|text| chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok());
-                    if let Some(date) = date {
+                    if let Some(date) = person.date(&field.node) {
                         let clock = at.as_ref().map_or(MIDNIGHT, |at| at.node);
                         let next = time::anniversary(
                             person.timezone,

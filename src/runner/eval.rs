@@ -513,23 +513,9 @@ pub fn score(model: &ast::ScoreModel, context: Context<'_>) -> f64 {
             ScoreRuleKind::Decay { .. } => {}
         }
     }
-    if let Some(Json::Array(adjustments)) = context.contact.get("__scores") {
-        for adjustment in adjustments {
-            let same_model =
-                adjustment.get("model").and_then(Json::as_str) == Some(model.name.node.as_str());
-            let points = adjustment
-                .get("points")
-                .and_then(Json::as_f64)
-                .unwrap_or(0.0);
-            let at = adjustment
-                .get("at")
-                .and_then(Json::as_str)
-                .and_then(parse_instant);
-            if let (true, Some(at)) = (same_model, at) {
-                if at <= context.now {
-                    total += points * decay(at);
-                }
-            }
+    for (points, at) in adjustments(model, context.contact) {
+        if at <= context.now {
+            total += points * decay(at);
         }
     }
     total
@@ -588,24 +574,35 @@ pub fn score_ceiling(model: &ast::ScoreModel, context: Context<'_>) -> f64 {
             ScoreRuleKind::Decay { .. } => {}
         }
     }
-    if let Some(Json::Array(adjustments)) = context.contact.get("__scores") {
-        for adjustment in adjustments {
-            let same_model =
-                adjustment.get("model").and_then(Json::as_str) == Some(model.name.node.as_str());
-            let points = adjustment
-                .get("points")
-                .and_then(Json::as_f64)
-                .unwrap_or(0.0);
-            let at = adjustment
-                .get("at")
-                .and_then(Json::as_str)
-                .and_then(parse_instant);
-            if let (true, Some(at)) = (same_model, at) {
-                total += most(points, at);
-            }
-        }
+    for (points, at) in adjustments(model, context.contact) {
+        total += most(points, at);
     }
     total
+}
+
+/// The points journeys added to a model (`score lead +10`, kept in the
+/// contact's `__scores`), with when they were added.
+fn adjustments<'c>(
+    model: &'c ast::ScoreModel,
+    contact: &'c Map<String, Json>,
+) -> impl Iterator<Item = (f64, DateTime<Utc>)> + 'c {
+    let list = match contact.get("__scores") {
+        Some(Json::Array(list)) => list.as_slice(),
+        _ => &[],
+    };
+    list.iter().filter_map(move |adjustment| {
+        let same_model =
+            adjustment.get("model").and_then(Json::as_str) == Some(model.name.node.as_str());
+        let points = adjustment
+            .get("points")
+            .and_then(Json::as_f64)
+            .unwrap_or(0.0);
+        let at = adjustment
+            .get("at")
+            .and_then(Json::as_str)
+            .and_then(parse_instant)?;
+        same_model.then_some((points, at))
+    })
 }
 
 /// The decay factor of points given at `at`, at `now`.

@@ -148,6 +148,12 @@ impl Person {
             .filter(|text| !text.trim().is_empty())
     }
 
+    /// A date field (`YYYY-MM-DD`), if it holds one.
+    pub fn date(&self, name: &str) -> Option<chrono::NaiveDate> {
+        self.text(name)
+            .and_then(|text| chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
+    }
+
     pub fn has_tag(&self, tag: &str) -> bool {
         matches!(self.field("tags"), Some(Json::Array(items))
             if items.iter().any(|item| item.as_str() == Some(tag)))

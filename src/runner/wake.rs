@@ -151,10 +151,7 @@ impl Engine<'_> {
                 // Events and stamps: offered by their dates.
                 Trigger::Event { .. } | Trigger::Stage(_) | Trigger::Tag(_) => {}
                 Trigger::Date { field, at } => {
-                    let date = person
-                        .text(&field.node)
-                        .and_then(|text| chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok());
-                    if let Some(date) = date {
+                    if let Some(date) = person.date(&field.node) {
                         let clock = at.as_ref().map_or(MIDNIGHT, |at| at.node);
                         earliest.offer(time::anniversary(
                             person.timezone,
@@ -234,11 +231,8 @@ fn stays_false(condition: &ast::Expr, context: eval::Context<'_>) -> bool {
             BinaryOp::Ge | BinaryOp::Gt
                 if matches!(
                     (&left.kind, &right.kind),
-                    (ExprKind::Count { filter: None, .. }, ExprKind::Number(..))
-                ) || matches!(
-                    (&left.kind, &right.kind),
-                    (ExprKind::Count { filter: Some(filter), .. }, ExprKind::Number(..))
-                        if eval::time_free(filter)
+                    (ExprKind::Count { filter, .. }, ExprKind::Number(..))
+                        if filter.as_deref().is_none_or(eval::time_free)
                 ) =>
             {
                 !eval::holds(condition, context)

@@ -372,15 +372,7 @@ fn contacts_at_a_removed_step_stop_the_run() {
 /// one clean run gives: no duplicate and no lost message or move.
 #[test]
 fn a_killed_run_loses_and_duplicates_nothing() {
-    let mut csv = String::from("id,first_name,lifetime_value,stage,timezone,email\n");
-    for index in 0..3000 {
-        writeln!(
-            csv,
-            "p-{index:05},客户{index},{},dormant,Asia/Shanghai,p{index}@example.com",
-            index * 100
-        )
-        .expect("write");
-    }
+    let csv = crate::common::dormant_contacts(3000);
     let clean = project();
     let killed = project();
     for dir in [clean.path(), killed.path()] {

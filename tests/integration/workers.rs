@@ -4,7 +4,6 @@
 //! what one `journeyc run` alone decides on a store of its own: no outbox
 //! row twice, none lost, and exactly one process closes the night.
 
-use std::fmt::Write as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -27,15 +26,7 @@ fn project() -> tempfile::TempDir {
         dir.path(),
         &["run", "--now", "2026-01-01T00:00:00Z"],
     ));
-    let mut csv = String::from("id,first_name,lifetime_value,stage,timezone,email\n");
-    for index in 0..3000 {
-        writeln!(
-            csv,
-            "p-{index:05},客户{index},{},dormant,Asia/Shanghai,p{index}@example.com",
-            index * 100
-        )
-        .expect("write");
-    }
+    let csv = crate::common::dormant_contacts(3000);
     std::fs::write(dir.path().join("contacts.csv"), csv).expect("write");
     ok(&journeyc(
         dir.path(),

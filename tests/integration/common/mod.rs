@@ -108,6 +108,22 @@ pub fn contacts<S: journeyc::store::Store + ?Sized>(store: &S) -> Vec<journeyc::
     }
 }
 
+/// `count` dormant contacts in Shanghai (`p-00000` ...) as a contacts CSV
+/// for the runner fixture: enough for several batches of a night.
+pub fn dormant_contacts(count: usize) -> String {
+    use std::fmt::Write as _;
+    let mut csv = String::from("id,first_name,lifetime_value,stage,timezone,email\n");
+    for index in 0..count {
+        writeln!(
+            csv,
+            "p-{index:05},客户{index},{},dormant,Asia/Shanghai,p{index}@example.com",
+            index * 100
+        )
+        .expect("write");
+    }
+    csv
+}
+
 /// Everything the runner decided in the project's store: outbox rows,
 /// transitions and enrolments of every contact, each as a sorted list of
 /// lines (ids left out, so two stores that decided the same compare equal).
