@@ -13,7 +13,7 @@ use serde_json::{Map, Value as Json};
 use crate::diagnostic::did_you_mean;
 use crate::model::Channel;
 use crate::settings::{FieldSpec, FieldType, Settings, SUPPRESSION_EVENTS};
-use crate::store::{normalize_address, Contact, Event, Store, StoreError, Suppression};
+use crate::store::{normalize_address, Contact, Event, ImportSink, Store, StoreError, Suppression};
 
 /// What a file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -105,6 +105,17 @@ impl From<StoreError> for ImportError {
 struct Row {
     line: usize,
     cells: Map<String, Json>,
+}
+
+impl Row {
+    /// Why the row could not be read as cells (kept under the key NUL,
+    /// which no column can have), if it could not.
+    fn problem(&self) -> Option<&String> {
+        match self.cells.get("\u{0}") {
+            Some(Json::String(problem)) => Some(problem),
+            _ => None,
+        }
+    }
 }
 
 /// Rows read one at a time, so an import of millions of contacts holds one
@@ -659,6 +670,52 @@ fn suppression(event: &Event, contact: Option<&Contact>) -> Option<Suppression> 
     })
 }
 
+/// Rows read ahead and checked together: a store across a network looks
+/// their contacts and events up in one round trip, not one per row.
+const CHUNK: usize = 1000;
+
+/// Tells the store which contacts and events the rows of `chunk` name, so
+/// it can look them up at once; returns the rows of an events file read
+/// as events (in order, one per readable row).
+fn prefetch(
+    sink: &mut dyn ImportSink,
+    kind: ImportKind,
+    settings: &Settings,
+    chunk: &[Result<Row, ImportError>],
+) -> Result<Vec<Result<Event, String>>, StoreError> {
+    let mut contacts = Vec::new();
+    let mut event_ids = Vec::new();
+    let mut events = Vec::new();
+    for row in chunk.iter().flatten().filter(|row| row.problem().is_none()) {
+        match kind {
+            ImportKind::Contacts => contacts.extend(contact_id(&row.cells)),
+            ImportKind::Events => {
+                let event = event_row(settings, &row.cells);
+                if let Ok(event) = &event {
+                    if !event.contact_id.is_empty() {
+                        contacts.push(event.contact_id.clone());
+                    }
+                    event_ids.push(event.id.clone());
+                }
+                events.push(event);
+            }
+        }
+    }
+    sink.prefetch(&contacts, &event_ids)?;
+    Ok(events)
+}
+
+/// The contact a row of a contacts file names, if it names one. A JSON
+/// number is an ID too (`{"id": 42}` is `42`): the stored contact it names
+/// is updated, not replaced.
+fn contact_id(cells: &Map<String, Json>) -> Option<String> {
+    match cells.get("id") {
+        Some(Json::String(id)) if !id.trim().is_empty() => Some(id.trim().to_string()),
+        Some(Json::Number(id)) => Some(id.to_string()),
+        _ => None,
+    }
+}
+
 /// Imports a file into the store.
 /// `at` is when the import happens: the time of stage and tag changes it
 /// makes (the clock, or `--now` for back-fills and tests).
@@ -692,94 +749,98 @@ pub fn import(
     let mut failure: Option<ImportError> = None;
     let result = store.import(&mut |sink| {
         report = ImportReport::default();
-        while let Some(row) = rows.next(path) {
-            let row = match row {
-                Ok(row) => row,
-                Err(error) => {
-                    // Abandon the transaction: a file that stops being
-                    // readable midway imports nothing.
-                    failure = Some(error);
-                    return Err(StoreError::Abandoned(
-                        "the file could not be read to the end",
-                    ));
-                }
-            };
-            if let Some(Json::String(problem)) = row.cells.get("\u{0}") {
-                report.rejected.push(Rejected {
-                    line: row.line,
-                    reason: problem.clone(),
-                });
-                continue;
+        let mut chunk: Vec<Result<Row, ImportError>> = Vec::with_capacity(CHUNK);
+        loop {
+            chunk.clear();
+            chunk.extend(std::iter::from_fn(|| rows.next(path)).take(CHUNK));
+            if chunk.is_empty() {
+                break;
             }
-            match kind {
-                ImportKind::Contacts => {
-                    // A JSON number is an ID too (`{"id": 42}` is `42`):
-                    // the stored contact it names is updated, not replaced.
-                    let id = match row.cells.get("id") {
-                        Some(Json::String(id)) => id.trim().to_string(),
-                        Some(Json::Number(id)) => id.to_string(),
-                        _ => String::new(),
-                    };
-                    let existing = if id.is_empty() {
-                        None
-                    } else {
-                        sink.contact(&id)?
-                    };
-                    match contact_row(settings, &row.cells, existing, at) {
-                        Ok(contact) => {
-                            let created = sink.put_contact(&contact)?;
+            let mut events = prefetch(sink, kind, settings, &chunk)?.into_iter();
+            for row in chunk.drain(..) {
+                let row = match row {
+                    Ok(row) => row,
+                    Err(error) => {
+                        // Abandon the transaction: a file that stops being
+                        // readable midway imports nothing.
+                        failure = Some(error);
+                        return Err(StoreError::Abandoned(
+                            "the file could not be read to the end",
+                        ));
+                    }
+                };
+                if let Some(problem) = row.problem() {
+                    report.rejected.push(Rejected {
+                        line: row.line,
+                        reason: problem.clone(),
+                    });
+                    continue;
+                }
+                match kind {
+                    ImportKind::Contacts => {
+                        let existing = match contact_id(&row.cells) {
+                            Some(id) => sink.contact(&id)?,
+                            None => None,
+                        };
+                        match contact_row(settings, &row.cells, existing, at) {
+                            Ok(contact) => {
+                                let created = sink.put_contact(&contact)?;
+                                crate::fault::point("import.row");
+                                if created {
+                                    report.created += 1;
+                                } else {
+                                    report.updated += 1;
+                                }
+                            }
+                            Err(reason) => report.rejected.push(Rejected {
+                                line: row.line,
+                                reason,
+                            }),
+                        }
+                    }
+                    ImportKind::Events => match events
+                        .next()
+                        .unwrap_or_else(|| Err("the row was not read ahead".to_string()))
+                    {
+                        Ok(event) => {
+                            let contact = if event.contact_id.is_empty() {
+                                None
+                            } else {
+                                let contact = sink.contact(&event.contact_id)?;
+                                if contact.is_none() {
+                                    report.rejected.push(Rejected {
+                                        line: row.line,
+                                        reason: format!(
+                                            "no contact `{}`; import contacts first",
+                                            event.contact_id
+                                        ),
+                                    });
+                                    continue;
+                                }
+                                contact
+                            };
+                            let suppression = suppression(&event, contact.as_ref());
+                            let newly_suppressed = match &suppression {
+                                Some(suppression) => sink.suppress(suppression)?,
+                                None => false,
+                            };
+                            if newly_suppressed {
+                                report.suppressed += 1;
+                            }
+                            let created = contact.is_some() && sink.put_event(&event)?;
                             crate::fault::point("import.row");
                             if created {
                                 report.created += 1;
-                            } else {
-                                report.updated += 1;
+                            } else if contact.is_some() || !newly_suppressed {
+                                report.duplicates += 1;
                             }
                         }
                         Err(reason) => report.rejected.push(Rejected {
                             line: row.line,
                             reason,
                         }),
-                    }
+                    },
                 }
-                ImportKind::Events => match event_row(settings, &row.cells) {
-                    Ok(event) => {
-                        let contact = if event.contact_id.is_empty() {
-                            None
-                        } else {
-                            let contact = sink.contact(&event.contact_id)?;
-                            if contact.is_none() {
-                                report.rejected.push(Rejected {
-                                    line: row.line,
-                                    reason: format!(
-                                        "no contact `{}`; import contacts first",
-                                        event.contact_id
-                                    ),
-                                });
-                                continue;
-                            }
-                            contact
-                        };
-                        let suppression = suppression(&event, contact.as_ref());
-                        let newly_suppressed = match &suppression {
-                            Some(suppression) => sink.suppress(suppression)?,
-                            None => false,
-                        };
-                        if newly_suppressed {
-                            report.suppressed += 1;
-                        }
-                        let created = contact.is_some() && sink.put_event(&event)?;
-                        crate::fault::point("import.row");
-                        if created {
-                            report.created += 1;
-                        } else if contact.is_some() || !newly_suppressed {
-                            report.duplicates += 1;
-                        }
-                    }
-                    Err(reason) => report.rejected.push(Rejected {
-                        line: row.line,
-                        reason,
-                    }),
-                },
             }
         }
         Ok(())

@@ -169,6 +169,12 @@ impl std::error::Error for StoreError {
 /// Writes of one import, all in one transaction: the import is applied
 /// whole or not at all.
 pub trait ImportSink {
+    /// The contacts and events (by id) that the next rows name: a store
+    /// across a network looks them up at once. The default does nothing.
+    fn prefetch(&mut self, contacts: &[String], events: &[String]) -> Result<(), StoreError> {
+        let _ = (contacts, events);
+        Ok(())
+    }
     fn contact(&mut self, id: &str) -> Result<Option<Contact>, StoreError>;
     /// Inserts or replaces; returns whether the contact is new.
     fn put_contact(&mut self, contact: &Contact) -> Result<bool, StoreError>;

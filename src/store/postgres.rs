@@ -1093,57 +1093,233 @@ fn delivered_at(row: &Row, first: usize) -> Result<Delivered, StoreError> {
     })
 }
 
+/// Rows an import holds before it writes them with `COPY`.
+const IMPORT_FLUSH: usize = 10_000;
+
+/// An import: rows are looked up a chunk at a time and written with
+/// `COPY`, not a statement per row. The import holds the write lock
+/// alone, so what it has looked up stays true until it commits.
 struct Sink<'t> {
     work: Work<'t>,
     now: i64,
     next_seq: i64,
     /// The mark this import gives the contacts it touches.
     mark: i64,
+    /// Contacts as stored or as this import leaves them; `None` for an id
+    /// known not to be stored.
+    known: HashMap<String, Option<Contact>>,
+    /// Event ids known to be stored (`true`, this import's included) or
+    /// known not to be (`false`).
+    events_known: HashMap<String, bool>,
+    /// Contacts to write, in order (an id may come twice: the last wins).
+    contacts: Vec<Contact>,
+    /// Events to write, with their `seq`.
+    events: Vec<(Event, i64)>,
+    /// Contacts given an event since the last flush.
+    touched: Vec<String>,
+}
+
+impl Sink<'_> {
+    fn new(work: Work<'_>, next_seq: i64, mark: i64) -> Sink<'_> {
+        Sink {
+            work,
+            now: now_seconds(),
+            next_seq,
+            mark,
+            known: HashMap::new(),
+            events_known: HashMap::new(),
+            contacts: Vec::new(),
+            events: Vec::new(),
+            touched: Vec::new(),
+        }
+    }
+
+    /// Writes what the import holds: contacts through a staging table
+    /// (upserted from it), events straight into `events`.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        let result = self.write_held();
+        if result.is_err() {
+            self.work.failed = true;
+        }
+        result
+    }
+
+    fn write_held(&mut self) -> Result<(), StoreError> {
+        use ::postgres::binary_copy::BinaryCopyInWriter;
+        use ::postgres::types::Type;
+        use std::collections::HashSet;
+
+        let transaction = &mut self.work.transaction;
+        if !self.contacts.is_empty() {
+            transaction
+                .batch_execute(
+                    "CREATE TEMP TABLE IF NOT EXISTS import_contacts (
+                         id TEXT COLLATE \"C\" NOT NULL, data TEXT COLLATE \"C\" NOT NULL
+                     ) ON COMMIT DROP;
+                     TRUNCATE import_contacts",
+                )
+                .map_err(database)?;
+            let mut written = HashSet::new();
+            let writer = transaction
+                .copy_in("COPY import_contacts (id, data) FROM STDIN (FORMAT binary)")
+                .map_err(database)?;
+            let mut writer = BinaryCopyInWriter::new(writer, &[Type::TEXT, Type::TEXT]);
+            // The last write of an id is the one that counts.
+            for contact in self.contacts.iter().rev() {
+                if written.insert(contact.id.as_str()) {
+                    let data = Json::Object(contact.fields.clone()).to_string();
+                    writer.write(&[&contact.id, &data]).map_err(database)?;
+                }
+            }
+            writer.finish().map_err(database)?;
+            transaction
+                .execute(
+                    "INSERT INTO contacts (id, data, updated_at, touched)
+                     SELECT id, data, $1, $2 FROM import_contacts
+                     ON CONFLICT (id) DO UPDATE
+                     SET data = excluded.data, updated_at = excluded.updated_at, touched = excluded.touched",
+                    &[&self.now, &self.mark],
+                )
+                .map_err(database)?;
+            self.contacts.clear();
+        }
+        if !self.events.is_empty() {
+            let writer = transaction
+                .copy_in(
+                    "COPY events (id, contact_id, name, at, seq, properties) FROM STDIN (FORMAT binary)",
+                )
+                .map_err(database)?;
+            let mut writer = BinaryCopyInWriter::new(
+                writer,
+                &[
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::INT8,
+                    Type::INT8,
+                    Type::TEXT,
+                ],
+            );
+            for (event, seq) in &self.events {
+                let properties = Json::Object(event.properties.map().clone()).to_string();
+                writer
+                    .write(&[
+                        &event.id,
+                        &event.contact_id,
+                        &event.name,
+                        &event.at.seconds(),
+                        seq,
+                        &properties,
+                    ])
+                    .map_err(database)?;
+            }
+            writer.finish().map_err(database)?;
+            self.events.clear();
+        }
+        if !self.touched.is_empty() {
+            transaction
+                .execute(
+                    "UPDATE contacts SET touched = $2 WHERE id = ANY($1) AND touched < $2",
+                    &[&self.touched, &self.mark],
+                )
+                .map_err(database)?;
+            self.touched.clear();
+        }
+        Ok(())
+    }
+
+    fn held(&self) -> usize {
+        self.contacts.len() + self.events.len()
+    }
 }
 
 impl ImportSink for Sink<'_> {
+    fn prefetch(&mut self, contacts: &[String], events: &[String]) -> Result<(), StoreError> {
+        // What was looked up stays true (the import writes alone); it is
+        // forgotten now and then only to keep memory flat.
+        if self.known.len() + self.events_known.len() > 10 * IMPORT_FLUSH {
+            self.flush()?;
+            self.known.clear();
+            self.events_known.clear();
+        }
+        let contacts: Vec<&String> = contacts
+            .iter()
+            .filter(|id| !self.known.contains_key(id.as_str()))
+            .collect();
+        if !contacts.is_empty() {
+            let rows = self.work.db().query(
+                "SELECT id, data FROM contacts WHERE id = ANY($1)",
+                &[&contacts],
+            )?;
+            for id in contacts {
+                self.known.insert(id.clone(), None);
+            }
+            for row in rows {
+                let id: String = get(&row, 0)?;
+                let fields = parse_object(get(&row, 1)?);
+                self.known.insert(id.clone(), Some(Contact { id, fields }));
+            }
+        }
+        let events: Vec<&String> = events
+            .iter()
+            .filter(|id| !self.events_known.contains_key(id.as_str()))
+            .collect();
+        if !events.is_empty() {
+            let rows = self
+                .work
+                .db()
+                .query("SELECT id FROM events WHERE id = ANY($1)", &[&events])?;
+            for id in events {
+                self.events_known.insert(id.clone(), false);
+            }
+            for row in rows {
+                self.events_known.insert(get(&row, 0)?, true);
+            }
+        }
+        Ok(())
+    }
+
     fn contact(&mut self, id: &str) -> Result<Option<Contact>, StoreError> {
-        read_contact(&mut self.work.db(), CONTACT, id)
+        if let Some(known) = self.known.get(id) {
+            return Ok(known.clone());
+        }
+        let contact = read_contact(&mut self.work.db(), CONTACT, id)?;
+        self.known.insert(id.to_string(), contact.clone());
+        Ok(contact)
     }
 
     fn put_contact(&mut self, contact: &Contact) -> Result<bool, StoreError> {
-        let data = Json::Object(contact.fields.clone()).to_string();
-        let mut db = self.work.db();
-        let existed = db
-            .query_opt("SELECT 1 FROM contacts WHERE id = $1", &[&contact.id])?
-            .is_some();
-        db.execute(
-            "INSERT INTO contacts (id, data, updated_at, touched) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at, touched = excluded.touched",
-            &[&contact.id, &data, &self.now, &self.mark],
-        )?;
+        let existed = self.contact(&contact.id)?.is_some();
+        self.known.insert(contact.id.clone(), Some(contact.clone()));
+        self.contacts.push(contact.clone());
+        if self.held() >= IMPORT_FLUSH {
+            self.flush()?;
+        }
         Ok(!existed)
     }
 
     fn put_event(&mut self, event: &Event) -> Result<bool, StoreError> {
-        let properties = Json::Object(event.properties.map().clone()).to_string();
+        let stored = match self.events_known.get(&event.id) {
+            Some(stored) => *stored,
+            None => self
+                .work
+                .db()
+                .query_opt("SELECT 1 FROM events WHERE id = $1", &[&event.id])?
+                .is_some(),
+        };
+        self.events_known.insert(event.id.clone(), true);
+        if stored {
+            return Ok(false);
+        }
         // The import holds the write lock: the next `seq` is ours alone,
         // and no `seq` is skipped when an event is already stored.
-        let inserted = self.work.db().execute(
-            "INSERT INTO events (id, contact_id, name, at, seq, properties) VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (id) DO NOTHING",
-            &[
-                &event.id,
-                &event.contact_id,
-                &event.name,
-                &event.at.seconds(),
-                &self.next_seq,
-                &properties,
-            ],
-        )? == 1;
-        if inserted {
-            self.next_seq += 1;
-            self.work.db().execute(
-                "UPDATE contacts SET touched = $2 WHERE id = $1 AND touched < $2",
-                &[&event.contact_id, &self.mark],
-            )?;
+        self.events.push((event.clone(), self.next_seq));
+        self.next_seq += 1;
+        self.touched.push(event.contact_id.clone());
+        if self.held() >= IMPORT_FLUSH {
+            self.flush()?;
         }
-        Ok(inserted)
+        Ok(true)
     }
 
     fn suppress(&mut self, suppression: &Suppression) -> Result<bool, StoreError> {
@@ -1358,13 +1534,9 @@ impl Store for PostgresStore {
         let mut transaction = self.write()?;
         let next_seq = last_seq(&mut transaction.db())? + 1;
         let mark = touch_mark(&mut transaction.db())? + 1;
-        let mut sink = Sink {
-            work: transaction,
-            now: now_seconds(),
-            next_seq,
-            mark,
-        };
+        let mut sink = Sink::new(transaction, next_seq, mark);
         work(&mut sink)?;
+        sink.flush()?;
         sink.work.finish(true)
     }
 

@@ -1,4 +1,5 @@
-//! `journeyc import` against real SQLite files.
+//! `journeyc import` against a real store: SQLite files, or PostgreSQL
+//! with `JOURNEYC_TEST_STORE=postgres`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ fn project() -> tempfile::TempDir {
     let settings =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/import/journeyc.yaml");
     std::fs::copy(settings, dir.path().join("journeyc.yaml")).expect("copy settings");
+    crate::common::on_test_backend(dir.path());
     dir
 }
 

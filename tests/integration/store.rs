@@ -147,6 +147,98 @@ fn imports_are_whole_and_idempotent(subject: &mut Subject) {
     );
 }
 
+/// An import larger than any buffer a backend holds (read ahead in
+/// chunks, written in bulk) answers every row as a row-by-row import
+/// would: an ID met again within the same import is an update of what the
+/// import wrote before, an event ID met again is a duplicate, events get
+/// consecutive `seq`s in the order they came, and what was looked up
+/// ahead is written after the last row.
+fn a_large_import_answers_row_by_row(subject: &mut Subject) {
+    const CONTACTS: usize = 25_000;
+    let store = &mut subject.store;
+    let before = store.last_event_seq().expect("seq");
+    let mut answers = (0usize, 0usize, 0usize, 0usize);
+    store
+        .import(&mut |sink| {
+            for chunk in 0..CONTACTS / 1000 {
+                let ids: Vec<String> = (chunk * 1000..(chunk + 1) * 1000)
+                    .map(|index| format!("c-{index}"))
+                    .collect();
+                sink.prefetch(&ids, &[])?;
+                for index in chunk * 1000..(chunk + 1) * 1000 {
+                    // Every seventh contact comes again 3,001 rows later
+                    // (read ahead in another chunk, maybe not yet written).
+                    let id = format!("c-{index}");
+                    if sink.put_contact(&contact(&id, json!({"n": index})))? {
+                        answers.0 += 1;
+                    }
+                    if index >= 3001 && (index - 3001) % 7 == 0 {
+                        let again = format!("c-{}", index - 3001);
+                        let known = sink.contact(&again)?.expect("written before");
+                        assert_eq!(known.fields["n"], json!(index - 3001));
+                        if !sink
+                            .put_contact(&contact(&again, json!({"n": index, "again": true})))?
+                        {
+                            answers.1 += 1;
+                        }
+                    }
+                }
+            }
+            for index in 0..CONTACTS {
+                let contact = format!("c-{}", index % 1000);
+                if sink.put_event(&event(
+                    &format!("e-{index}"),
+                    &contact,
+                    "opened",
+                    "2026-03-01T08:00:00Z",
+                ))? {
+                    answers.2 += 1;
+                }
+                if index % 5 == 0
+                    && !sink.put_event(&event(
+                        &format!("e-{}", index / 2),
+                        &contact,
+                        "opened",
+                        "2026-03-01T08:00:00Z",
+                    ))?
+                {
+                    answers.3 += 1;
+                }
+            }
+            Ok(())
+        })
+        .expect("imports");
+    let repeats = (3001..CONTACTS)
+        .filter(|index| (index - 3001) % 7 == 0)
+        .count();
+    let duplicates = (0..CONTACTS).filter(|index| index % 5 == 0).count();
+    assert_eq!(answers, (CONTACTS, repeats, CONTACTS, duplicates));
+    assert_eq!(store.contact_count().expect("count"), CONTACTS as u64);
+    let again = store.contact("c-7").expect("reads").expect("stored");
+    assert_eq!(
+        again.fields["n"],
+        json!(3008),
+        "the last write of an ID counts"
+    );
+    let once = store.contact("c-8").expect("reads").expect("stored");
+    assert_eq!(once.fields["n"], json!(8));
+    let last = store.contact("c-24999").expect("reads").expect("stored");
+    assert_eq!(last.fields["n"], json!(24999));
+    assert_eq!(
+        store.last_event_seq().expect("seq") - before,
+        i64::try_from(CONTACTS).expect("small"),
+        "one seq per new event, none for a duplicate"
+    );
+    let events = store.events_of("c-3").expect("events");
+    assert_eq!(events.len(), CONTACTS / 1000);
+    let mut seqs: Vec<i64> = events.iter().map(|event| event.seq).collect();
+    seqs.sort_unstable();
+    let expected: Vec<i64> = (0..CONTACTS / 1000)
+        .map(|round| before + 1 + i64::try_from(round * 1000 + 3).expect("small"))
+        .collect();
+    assert_eq!(seqs, expected, "seqs follow the order events came in");
+}
+
 /// A run's batch commits whole or not at all, and a message key is queued
 /// once however often it is offered.
 fn batches_are_whole_and_keys_exactly_once(subject: &mut Subject) {
@@ -415,6 +507,7 @@ conformance!(
     [sqlite_file, postgres],
     [
         imports_are_whole_and_idempotent,
+        a_large_import_answers_row_by_row,
         batches_are_whole_and_keys_exactly_once,
         claims_do_not_overlap_and_stale_ones_are_taken_over,
         suppressions_keep_the_earliest_time,
