@@ -809,30 +809,21 @@ impl Settings {
                 .as_ref()
                 .and_then(|transport| transport.url.as_ref())
             {
-                let authority = url.split_once("://").map_or("", |(_, rest)| rest);
-                let authority = authority.split(['/', '?']).next().unwrap_or("");
-                if authority
-                    .rsplit_once('@')
-                    .is_some_and(|(userinfo, _)| userinfo.contains(':'))
-                {
+                if url_holds_password(url) {
                     return Err(at_key("url", "the transport URL holds a password, in the repository".to_string())
                         .help("remove it; name environment variables with `username_env` and `password_env`, or give the whole URL in `url_env`"));
                 }
             }
         }
         if let Some(store) = self.store.as_deref() {
-            if let Some((scheme, rest)) = store.split_once("://") {
+            if let Some((scheme, _)) = store.split_once("://") {
                 if !matches!(scheme, "postgres" | "postgresql") {
                     return Err(at_key(
                         "store",
                         format!("`store: {store}`: journeyc keeps its store in SQLite (a file path, or `sqlite:PATH`) or PostgreSQL (`postgres://...`), not `{scheme}://`"),
                     ));
                 }
-                let authority = rest.split(['/', '?']).next().unwrap_or("");
-                if authority
-                    .rsplit_once('@')
-                    .is_some_and(|(userinfo, _)| userinfo.contains(':'))
-                {
+                if url_holds_password(store) {
                     return Err(at_key("store", "the store URL holds a password, in the repository".to_string())
                         .help("remove it; journeyc reads the store's password from the environment variable JOURNEYC_STORE_PASSWORD"));
                 }
@@ -1032,6 +1023,15 @@ fn duplicate_key(text: &str, message: &str) -> Option<(usize, usize)> {
         }
     }
     None
+}
+
+/// Whether a URL (`scheme://user:password@host/...`) holds a password.
+pub fn url_holds_password(url: &str) -> bool {
+    let rest = url.split_once("://").map_or("", |(_, rest)| rest);
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'))
 }
 
 #[cfg(test)]

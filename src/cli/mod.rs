@@ -14,6 +14,7 @@ mod now;
 mod preview;
 mod run;
 mod status;
+mod stores;
 mod tasks;
 mod why;
 
@@ -61,6 +62,7 @@ enum Command {
     Deliver(deliver::Args),
     Tasks(tasks::Args),
     Status(status::Args),
+    Store(stores::Args),
     Why(why::Args),
 }
 
@@ -146,6 +148,7 @@ where
         Command::Deliver(args) => deliver::run(args, &mut io),
         Command::Tasks(args) => tasks::run(args, &mut io),
         Command::Status(args) => status::run(args, &mut io),
+        Command::Store(args) => stores::run(args, &mut io),
         Command::Why(args) => why::run(args, &mut io),
     };
     ExitCode::from(exit_code(outcome, io.err))

@@ -7,6 +7,7 @@
 //! Every time is a [`Timestamp`] (seconds in the database), every state an
 //! enum; the store never reads the runner's bookkeeping, it keeps it.
 
+pub mod copy;
 pub mod postgres;
 pub mod sqlite;
 
@@ -126,6 +127,8 @@ pub enum StoreError {
     Locked {
         store: String,
     },
+    /// `journeyc store copy` cannot copy this store, or not into that one.
+    CannotCopy(String),
 }
 
 impl fmt::Display for StoreError {
@@ -148,6 +151,7 @@ impl fmt::Display for StoreError {
                 f,
                 "another `journeyc run` is working on `{store}`; runs on one store never overlap, so this one stops"
             ),
+            StoreError::CannotCopy(reason) => write!(f, "cannot copy the store: {reason}"),
         }
     }
 }
@@ -161,7 +165,8 @@ impl std::error::Error for StoreError {
             StoreError::TooNew { .. }
             | StoreError::Unsupported { .. }
             | StoreError::Abandoned(_)
-            | StoreError::Locked { .. } => None,
+            | StoreError::Locked { .. }
+            | StoreError::CannotCopy(_) => None,
         }
     }
 }
@@ -588,6 +593,14 @@ pub trait Store {
     ) -> Result<bool, StoreError>;
     /// The counts each partition of a night wrote.
     fn night_counts(&self, night: i64) -> Result<Vec<String>, StoreError>;
+
+    /// Hands every table of [`copy::TABLES`] to `each`, in that order,
+    /// with all its rows, read from one snapshot of the store.
+    fn dump(&self, each: copy::Dumped<'_>) -> Result<(), StoreError>;
+    /// Fills this store, which must hold nothing, with everything `from`
+    /// holds, ids included, in one transaction; counters go on after the
+    /// copied ids.
+    fn restore(&mut self, from: &dyn Store) -> Result<copy::Copied, StoreError>;
 }
 
 /// An outbox row a `deliver` claimed: it is `sending`, and no other
@@ -707,13 +720,22 @@ pub trait Outbox {
 /// Where the project's store lives: `store:` in the settings (a path, or
 /// `sqlite:PATH`), default `journeyc.db` beside `journeyc.yaml`.
 pub fn location(settings: &Settings) -> PathBuf {
-    let configured = settings.store.as_deref().unwrap_or("journeyc.db");
-    let path = configured.strip_prefix("sqlite:").unwrap_or(configured);
-    let path = Path::new(path);
+    file_of(name(settings), &settings.root)
+}
+
+/// `store:` in the settings, or the default `journeyc.db`.
+fn name(settings: &Settings) -> &str {
+    settings.store.as_deref().unwrap_or("journeyc.db")
+}
+
+/// The SQLite file a store name (a path, or `sqlite:PATH`) names, a
+/// relative path read from `root`.
+fn file_of(store: &str, root: &Path) -> PathBuf {
+    let path = Path::new(store.strip_prefix("sqlite:").unwrap_or(store));
     if path.is_absolute() {
         path.to_path_buf()
     } else {
-        settings.root.join(path)
+        root.join(path)
     }
 }
 
@@ -797,15 +819,7 @@ impl RunGuard {
 /// send refuse to create an empty one). A PostgreSQL store is its
 /// database, which exists before journeyc first connects.
 pub fn exists(settings: &Settings) -> bool {
-    postgres_url(settings).is_some() || location(settings).exists()
-}
-
-/// `store:` when it is a PostgreSQL URL.
-fn postgres_url(settings: &Settings) -> Option<&str> {
-    settings
-        .store
-        .as_deref()
-        .filter(|url| url.starts_with("postgres://") || url.starts_with("postgresql://"))
+    named_exists(name(settings), &settings.root)
 }
 
 /// The environment variable a PostgreSQL store's password is read from,
@@ -814,21 +828,43 @@ pub const PASSWORD_VARIABLE: &str = "JOURNEYC_STORE_PASSWORD";
 
 /// Opens the project's store, creating and migrating it as needed.
 pub fn open(settings: &Settings) -> Result<Box<dyn Backend>, StoreError> {
-    if let Some(url) = postgres_url(settings) {
-        let password = std::env::var(PASSWORD_VARIABLE)
+    open_named(name(settings), &settings.root, PASSWORD_VARIABLE)
+}
+
+/// Opens a store named as `store:` names one (a SQLite path read from
+/// `root`, `sqlite:PATH`, or `postgres://USER@HOST/DB` with the password
+/// in the environment variable `password_variable`), creating and
+/// migrating it as needed.
+pub fn open_named(
+    store: &str,
+    root: &Path,
+    password_variable: &str,
+) -> Result<Box<dyn Backend>, StoreError> {
+    if is_postgres(store) {
+        let password = std::env::var(password_variable)
             .ok()
             .filter(|password| !password.is_empty());
         return Ok(Box::new(postgres::PostgresStore::connect(
-            url,
+            store,
             password.as_deref(),
         )?));
     }
-    if let Some(other) = settings.store.as_deref().filter(|url| url.contains("://")) {
+    if store.contains("://") {
         return Err(StoreError::Unsupported {
-            url: other.to_string(),
+            url: store.to_string(),
         });
     }
-    Ok(Box::new(sqlite::SqliteStore::open(&location(settings))?))
+    Ok(Box::new(sqlite::SqliteStore::open(&file_of(store, root))?))
+}
+
+/// Whether a store named so exists: a SQLite file that is there, or any
+/// PostgreSQL database (which exists before journeyc first connects).
+pub fn named_exists(store: &str, root: &Path) -> bool {
+    is_postgres(store) || file_of(store, root).exists()
+}
+
+fn is_postgres(store: &str) -> bool {
+    store.starts_with("postgres://") || store.starts_with("postgresql://")
 }
 
 /// An empty store in memory: what `run --dry-run` works on without a

@@ -26,11 +26,13 @@ use ::postgres::{Client, Config, GenericClient, NoTls, Row, Statement, Transacti
 use serde_json::{Map, Value as Json};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use ::postgres::types::Type;
+
 use super::{
-    ArmStatus, Assignment, Cause, Claimed, Contact, Delivered, Enrolment, EnrolmentData, Event,
-    ImportSink, Join, JourneyStatus, Night, Outbox, OutboxRow, Part, Progress, Resting, RunBatch,
-    RunGuard, RunRecord, Scheduled, Settle, Store, StoreError, Suppression, Sweep, Transition,
-    Visit,
+    copy, ArmStatus, Assignment, Cause, Claimed, Contact, Delivered, Enrolment, EnrolmentData,
+    Event, ImportSink, Join, JourneyStatus, Night, Outbox, OutboxRow, Part, Progress, Resting,
+    RunBatch, RunGuard, RunRecord, Scheduled, Settle, Store, StoreError, Suppression, Sweep,
+    Transition, Visit,
 };
 use crate::model::{Channel, OutboxKey, OutboxStatus, StepId, Timestamp};
 use crate::templates::MessageKind;
@@ -493,7 +495,7 @@ fn query_start(url: &str) -> Option<usize> {
 /// user part (`user:secret@`) or the query (`password=secret`). A
 /// key-value connection string (`host=... password=...`) shows as its
 /// user, hosts and database only.
-fn without_password(url: &str) -> String {
+pub fn without_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return match url.parse::<Config>() {
             Ok(config) => format!(
@@ -892,6 +894,85 @@ macro_rules! night_columns {
     () => {
         "id, now, run_seq, mark, touched_after, fingerprint, started_at"
     };
+}
+
+/// Every `(table, column)` of the store's own tables (partitions and the
+/// schema version aside), for [`copy::check_schema`].
+fn columns(transaction: &mut Transaction<'_>) -> Result<Vec<(String, String)>, StoreError> {
+    let rows = transaction
+        .query(
+            "SELECT c.relname::TEXT, a.attname::TEXT
+             FROM pg_class c
+             JOIN pg_namespace n ON n.oid = c.relnamespace
+             JOIN pg_attribute a ON a.attrelid = c.oid
+             WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p')
+               AND NOT c.relispartition AND c.relname <> 'journeyc_schema'
+               AND a.attnum > 0 AND NOT a.attisdropped",
+            &[],
+        )
+        .map_err(database)?;
+    rows.iter()
+        .map(|row| Ok((get(row, 0)?, get(row, 1)?)))
+        .collect()
+}
+
+/// A row of `table` as cells (booleans as 1 and 0).
+fn cells_of(table: &copy::Table, row: &Row) -> Result<Vec<copy::Cell>, StoreError> {
+    let cell = |index: usize, kind: copy::Kind| -> Result<copy::Cell, StoreError> {
+        Ok(match kind {
+            copy::Kind::Int => {
+                get::<Option<i64>>(row, index)?.map_or(copy::Cell::Null, copy::Cell::Int)
+            }
+            copy::Kind::Int4 => get::<Option<i32>>(row, index)?
+                .map_or(copy::Cell::Null, |value| copy::Cell::Int(value.into())),
+            copy::Kind::Bool => get::<Option<bool>>(row, index)?
+                .map_or(copy::Cell::Null, |value| copy::Cell::Int(value.into())),
+            copy::Kind::Text => {
+                get::<Option<String>>(row, index)?.map_or(copy::Cell::Null, copy::Cell::Text)
+            }
+        })
+    };
+    table
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(index, (_, kind))| cell(index, *kind))
+        .collect()
+}
+
+/// Cells as the values of `table`'s column types.
+fn typed(
+    table: &copy::Table,
+    row: Vec<copy::Cell>,
+) -> Result<Vec<Box<dyn ToSql + Sync>>, StoreError> {
+    table
+        .columns
+        .iter()
+        .zip(row)
+        .map(
+            |((name, kind), cell)| -> Result<Box<dyn ToSql + Sync>, StoreError> {
+                let wrong = || {
+                    StoreError::CannotCopy(format!(
+                        "`{}.{name}` holds {cell:?}, not a {kind:?}",
+                        table.name
+                    ))
+                };
+                Ok(match (kind, &cell) {
+                    (copy::Kind::Int, copy::Cell::Null) => Box::new(None::<i64>),
+                    (copy::Kind::Int4, copy::Cell::Null) => Box::new(None::<i32>),
+                    (copy::Kind::Bool, copy::Cell::Null) => Box::new(None::<bool>),
+                    (copy::Kind::Text, copy::Cell::Null) => Box::new(None::<String>),
+                    (copy::Kind::Int, copy::Cell::Int(value)) => Box::new(*value),
+                    (copy::Kind::Int4, copy::Cell::Int(value)) => {
+                        Box::new(i32::try_from(*value).map_err(|_| wrong())?)
+                    }
+                    (copy::Kind::Bool, copy::Cell::Int(value)) => Box::new(*value != 0),
+                    (copy::Kind::Text, copy::Cell::Text(text)) => Box::new(text.clone()),
+                    _ => return Err(wrong()),
+                })
+            },
+        )
+        .collect()
 }
 
 fn night_of(row: &Row) -> Result<Night, StoreError> {
@@ -1996,6 +2077,98 @@ impl Store for PostgresStore {
 
     fn night_counts(&self, night: i64) -> Result<Vec<String>, StoreError> {
         self.read(|db| night_counts(db, night))
+    }
+
+    fn dump(&self, each: copy::Dumped<'_>) -> Result<(), StoreError> {
+        use ::postgres::fallible_iterator::FallibleIterator as _;
+
+        let mut client = self.client.borrow_mut();
+        let mut transaction = client
+            .build_transaction()
+            .isolation_level(::postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .map_err(database)?;
+        copy::check_schema(&self.shown, columns(&mut transaction)?)?;
+        for table in copy::TABLES {
+            let sql = format!("SELECT {} FROM {}", table.column_list(), table.name);
+            let mut rows = transaction
+                .query_raw(sql.as_str(), Vec::<&(dyn ToSql + Sync)>::new())
+                .map_err(database)?;
+            let mut cells = std::iter::from_fn(|| match rows.next() {
+                Ok(Some(row)) => Some(cells_of(table, &row)),
+                Ok(None) => None,
+                Err(error) => Some(Err(database(error))),
+            });
+            each(table, &mut cells)?;
+        }
+        transaction.commit().map_err(database)
+    }
+
+    fn restore(&mut self, from: &dyn Store) -> Result<copy::Copied, StoreError> {
+        use ::postgres::binary_copy::BinaryCopyInWriter;
+
+        let shown = self.shown.clone();
+        // Alone, as an import writes: nothing else writes while the copy
+        // fills the store.
+        let mut work = self.work()?;
+        work.db()
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&WRITE_LOCK])?;
+        copy::check_schema(&shown, columns(&mut work.transaction)?)?;
+        for table in copy::TABLES {
+            let sql = format!("SELECT EXISTS (SELECT 1 FROM {})", table.name);
+            let held: bool = work
+                .transaction
+                .query_one(sql.as_str(), &[])
+                .map_err(database)?
+                .get(0);
+            if held {
+                return Err(copy::not_empty(&shown, table.name));
+            }
+        }
+        let mut copied = copy::Copied::new();
+        from.dump(&mut |table, rows| {
+            let types: Vec<Type> = table
+                .columns
+                .iter()
+                .map(|(_, kind)| match kind {
+                    copy::Kind::Int => Type::INT8,
+                    copy::Kind::Int4 => Type::INT4,
+                    copy::Kind::Bool => Type::BOOL,
+                    copy::Kind::Text => Type::TEXT,
+                })
+                .collect();
+            let sql = format!(
+                "COPY {} ({}) FROM STDIN (FORMAT binary)",
+                table.name,
+                table.column_list()
+            );
+            let writer = work.transaction.copy_in(sql.as_str()).map_err(database)?;
+            let mut writer = BinaryCopyInWriter::new(writer, &types);
+            let mut count = 0;
+            for row in copy::checked(table, rows) {
+                let values = typed(table, row?)?;
+                let values: Vec<&(dyn ToSql + Sync)> =
+                    values.iter().map(|value| &**value as _).collect();
+                writer.write(&values).map_err(database)?;
+                count += 1;
+            }
+            writer.finish().map_err(database)?;
+            if table.counted {
+                // The next id is past every copied one.
+                let sql = format!(
+                    "SELECT setval(pg_get_serial_sequence('{0}', 'id'), COALESCE(MAX(id), 0) + 1, false) FROM {0}",
+                    table.name
+                );
+                work.transaction
+                    .execute(sql.as_str(), &[])
+                    .map_err(database)?;
+            }
+            copied.push((table.name, count));
+            Ok(())
+        })?;
+        work.finish(true)?;
+        Ok(copied)
     }
 }
 

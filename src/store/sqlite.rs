@@ -8,9 +8,10 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde_json::{Map, Value as Json};
 
 use super::{
-    ArmStatus, Assignment, Cause, Claimed, Contact, Delivered, Enrolment, EnrolmentData, Event,
-    ImportSink, Join, JourneyStatus, Night, Outbox, OutboxRow, Part, Progress, Resting, RunBatch,
-    RunRecord, Scheduled, Settle, Store, StoreError, Suppression, Sweep, Transition, Visit,
+    copy, ArmStatus, Assignment, Cause, Claimed, Contact, Delivered, Enrolment, EnrolmentData,
+    Event, ImportSink, Join, JourneyStatus, Night, Outbox, OutboxRow, Part, Progress, Resting,
+    RunBatch, RunRecord, Scheduled, Settle, Store, StoreError, Suppression, Sweep, Transition,
+    Visit,
 };
 use crate::model::{Channel, EnrolmentState, OutboxKey, OutboxStatus, StepId, Timestamp};
 use crate::templates::MessageKind;
@@ -963,6 +964,40 @@ fn write_run(connection: &Connection, run: &RunRecord) -> Result<(), StoreError>
         .map_err(database)
 }
 
+/// Every `(table, column)` of the store, for [`copy::check_schema`].
+fn columns(connection: &Connection) -> Result<Vec<(String, String)>, StoreError> {
+    let mut statement = connection
+        .prepare(
+            "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+        )
+        .map_err(database)?;
+    let rows = statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .map_err(database)?;
+    rows.collect::<Result<_, _>>().map_err(database)
+}
+
+/// A row of `table` as cells.
+fn cells_of(table: &copy::Table, row: &rusqlite::Row<'_>) -> Result<Vec<copy::Cell>, StoreError> {
+    table
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(index, (_, kind))| {
+            Ok(if *kind == copy::Kind::Text {
+                row.get::<_, Option<String>>(index)
+                    .map_err(database)?
+                    .map_or(copy::Cell::Null, copy::Cell::Text)
+            } else {
+                row.get::<_, Option<i64>>(index)
+                    .map_err(database)?
+                    .map_or(copy::Cell::Null, copy::Cell::Int)
+            })
+        })
+        .collect()
+}
+
 fn night_counts(connection: &Connection, night: i64) -> Result<Vec<String>, StoreError> {
     let mut statement = connection
         .prepare_cached("SELECT counts FROM night_parts WHERE night = ?1 ORDER BY part")
@@ -1429,6 +1464,70 @@ impl Store for SqliteStore {
 
     fn night_counts(&self, night: i64) -> Result<Vec<String>, StoreError> {
         night_counts(&self.connection, night)
+    }
+
+    fn dump(&self, each: copy::Dumped<'_>) -> Result<(), StoreError> {
+        // Deferred: the snapshot is taken at the first read and kept to
+        // the last table.
+        let transaction = self.connection.unchecked_transaction().map_err(database)?;
+        copy::check_schema(&self.path.display().to_string(), columns(&transaction)?)?;
+        for table in copy::TABLES {
+            let sql = format!("SELECT {} FROM {}", table.column_list(), table.name);
+            let mut statement = transaction.prepare(&sql).map_err(database)?;
+            let mut rows = statement.query([]).map_err(database)?;
+            let mut cells = std::iter::from_fn(|| match rows.next() {
+                Ok(Some(row)) => Some(cells_of(table, row)),
+                Ok(None) => None,
+                Err(error) => Some(Err(database(error))),
+            });
+            each(table, &mut cells)?;
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, from: &dyn Store) -> Result<copy::Copied, StoreError> {
+        let shown = self.path.display().to_string();
+        let transaction = self
+            .connection
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(database)?;
+        copy::check_schema(&shown, columns(&transaction)?)?;
+        for table in copy::TABLES {
+            let sql = format!("SELECT EXISTS (SELECT 1 FROM {})", table.name);
+            let held: bool = transaction
+                .query_row(&sql, [], |row| row.get(0))
+                .map_err(database)?;
+            if held {
+                return Err(copy::not_empty(&shown, table.name));
+            }
+        }
+        let mut copied = copy::Copied::new();
+        from.dump(&mut |table, rows| {
+            let values: Vec<String> = (1..=table.columns.len()).map(|n| format!("?{n}")).collect();
+            let sql = format!(
+                "INSERT INTO {} ({}) VALUES ({})",
+                table.name,
+                table.column_list(),
+                values.join(", ")
+            );
+            let mut statement = transaction.prepare(&sql).map_err(database)?;
+            let mut count = 0;
+            for row in copy::checked(table, rows) {
+                let values = row?.into_iter().map(|cell| match cell {
+                    copy::Cell::Null => rusqlite::types::Value::Null,
+                    copy::Cell::Int(value) => rusqlite::types::Value::Integer(value),
+                    copy::Cell::Text(text) => rusqlite::types::Value::Text(text),
+                });
+                statement
+                    .execute(rusqlite::params_from_iter(values))
+                    .map_err(database)?;
+                count += 1;
+            }
+            copied.push((table.name, count));
+            Ok(())
+        })?;
+        transaction.commit().map_err(database)?;
+        Ok(copied)
     }
 
     fn enrolments_of(&self, contact_id: &str) -> Result<Vec<Enrolment>, StoreError> {

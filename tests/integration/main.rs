@@ -9,6 +9,7 @@
 mod common;
 
 mod cli;
+mod copy;
 mod deliver;
 mod examples;
 mod fixtures;
