@@ -1,4 +1,4 @@
-//! `cargo bench --bench run [-- --contacts N --nights K --poll-proc --postgres]`
+//! `cargo bench --bench run [-- --contacts N --nights K --poll-proc --postgres [--workers W] --floor]`
 //!
 //! The nightly run at scale. Copies the `journeys/` project (settings,
 //! journey files, templates) to `target/bench-run/`, so the store
@@ -31,7 +31,11 @@
 //! for a ratio measured in the same session). `--postgres` then does the
 //! same on a PostgreSQL store (a cluster the bench starts in a temporary
 //! folder, as the tests do) and prints each night's time on both, as a
-//! ratio from the same run.
+//! ratio from the same run; with `--workers W` its nights run with
+//! `journeyc run --workers W`. `--floor` measures the first night's floor
+//! on SQLite in the same run: on a copy of the store from before the
+//! night, read every contact once and write the rows the night wrote,
+//! set-based, with the same indexes.
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -944,6 +948,68 @@ fn file_mib(path: &Path) -> f64 {
 }
 
 /// The store's size: the database and its write-ahead log.
+/// The store before the first night, kept as `floor.db` for the floor.
+fn save_before_first_night(root: &Path) {
+    let _ = std::fs::remove_file(root.join("floor.db"));
+    let store = rusqlite::Connection::open(root.join("journeyc.db")).expect("the store opens");
+    store
+        .execute("VACUUM INTO ?1", [root.join("floor.db").to_string_lossy()])
+        .expect("VACUUM INTO floor.db");
+}
+
+/// The floor of the first night on SQLite: on the store as it was before
+/// the night (`floor.db`), read every contact once and write the rows the
+/// night wrote (enrolments, transitions, outbox, assignments, each
+/// contact's wake) set-based, from the store after the night, in one
+/// transaction, with the same indexes. What any first night must at least
+/// cost on this machine.
+fn measure_floor(root: &Path) -> Duration {
+    let mut floor =
+        rusqlite::Connection::open(root.join("floor.db")).expect("the floor store opens");
+    floor
+        .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+        .expect("pragmas");
+    floor
+        .execute(
+            "ATTACH ?1 AS night",
+            [root.join("journeyc.db").to_string_lossy()],
+        )
+        .expect("attach the store after the night");
+    let started = Instant::now();
+    let transaction = floor.transaction().expect("a transaction");
+    {
+        let mut contacts = transaction
+            .prepare("SELECT id, data, wake_at, touched FROM main.contacts")
+            .expect("prepare");
+        let mut rows = contacts.query([]).expect("query");
+        let mut bytes = 0usize;
+        while let Some(row) = rows.next().expect("a row") {
+            bytes += row
+                .get_ref(1)
+                .expect("data")
+                .as_bytes()
+                .map_or(0, <[u8]>::len);
+        }
+        assert!(bytes > 0, "the contacts were read");
+    }
+    let mut written = 0;
+    for sql in [
+        "INSERT INTO main.enrolments SELECT * FROM night.enrolments WHERE id > (SELECT COALESCE(MAX(id), 0) FROM main.enrolments)",
+        "INSERT INTO main.transitions SELECT * FROM night.transitions WHERE id > (SELECT COALESCE(MAX(id), 0) FROM main.transitions)",
+        "INSERT INTO main.outbox SELECT * FROM night.outbox WHERE id > (SELECT COALESCE(MAX(id), 0) FROM main.outbox)",
+        "INSERT OR IGNORE INTO main.assignments SELECT * FROM night.assignments",
+        "UPDATE main.contacts SET wake_at = after.wake_at FROM night.contacts AS after
+         WHERE after.id = main.contacts.id AND after.wake_at IS NOT main.contacts.wake_at",
+    ] {
+        written += transaction.execute(sql, []).expect(sql);
+    }
+    transaction.commit().expect("commit");
+    let elapsed = started.elapsed();
+    assert!(written > 0, "the floor wrote the night's rows");
+    println!("       floor wrote {written} rows");
+    elapsed
+}
+
 fn store_mib(root: &Path) -> f64 {
     ["journeyc.db", "journeyc.db-wal"]
         .iter()
@@ -1000,7 +1066,20 @@ fn main() {
     println!("peak memory: {}", meter.describe());
     println!();
 
-    let sqlite = nights_on(meter, &root, (contacts, events), nights, "SQLite");
+    let floor = args.iter().any(|arg| arg == "--floor");
+    let workers = args
+        .iter()
+        .any(|arg| arg == "--workers")
+        .then(|| option(&args, "--workers", 2));
+    let sqlite = nights_on(
+        meter,
+        &root,
+        (contacts, events),
+        nights,
+        "SQLite",
+        None,
+        floor,
+    );
     if args.iter().any(|arg| arg == "--postgres") {
         // The same population and nights on PostgreSQL: a cluster of its
         // own in a temporary folder (the tests' harness), a fresh database.
@@ -1008,10 +1087,30 @@ fn main() {
             let _ = std::fs::remove_file(root.join(name));
         }
         postgres::use_store(&root, &postgres::Cluster::get().database());
-        let postgres = nights_on(meter, &root, (contacts, events), nights, "PostgreSQL");
+        let label = workers.map_or_else(
+            || "PostgreSQL".to_string(),
+            |count| format!("PostgreSQL, --workers {count}"),
+        );
+        let postgres = nights_on(
+            meter,
+            &root,
+            (contacts, events),
+            nights,
+            &label,
+            workers,
+            false,
+        );
         println!();
         println!("night  SQLite s  PostgreSQL s  ratio (same run)");
-        for (night, (sqlite, postgres)) in sqlite.iter().zip(&postgres).enumerate() {
+        for (night, ((sqlite, sqlite_counts), (postgres, postgres_counts))) in
+            sqlite.iter().zip(&postgres).enumerate()
+        {
+            assert_eq!(
+                sqlite_counts,
+                postgres_counts,
+                "night {}: both stores decide the same",
+                night + 1
+            );
             println!(
                 "{:<6} {:>8.2} {:>13.2} {:>7.2}",
                 night + 1,
@@ -1032,7 +1131,9 @@ fn nights_on(
     (contacts, events): (usize, u64),
     nights: usize,
     store: &str,
-) -> Vec<Duration> {
+    workers: Option<usize>,
+    floor: bool,
+) -> Vec<(Duration, String)> {
     println!("--- {store}");
     let root = &root.to_path_buf();
     let deployed = measure(
@@ -1097,9 +1198,17 @@ fn nights_on(
     );
     let mut walls = Vec::new();
     let mut peaks = Vec::new();
+    if floor {
+        save_before_first_night(root);
+    }
+    let workers = workers.map(|count| count.to_string());
     for night in 0..nights {
         let now = rfc3339(first + TimeDelta::days(i64::try_from(night).unwrap_or(0)));
-        let measured = measure(meter, root, &["run", "--now", &now, "--format", "json"]);
+        let mut args = vec!["run", "--now", &now, "--format", "json"];
+        if let Some(workers) = &workers {
+            args.extend(["--workers", workers]);
+        }
+        let measured = measure(meter, root, &args);
         succeeded(&format!("journeyc run --now {now}"), &measured);
         let summary: Json = serde_json::from_str(measured.stdout.trim()).expect("a JSON summary");
         let counts = &summary["counts"];
@@ -1139,10 +1248,18 @@ fn nights_on(
             "       {}",
             serde_json::to_string(counts).unwrap_or_default()
         );
-        walls.push(measured.wall);
+        walls.push((measured.wall, counts.to_string()));
         peaks.push(measured.peak_kib);
+        if floor && night == 0 {
+            let floor = measure_floor(root);
+            println!(
+                "       floor: {:.1} s to read every contact once and write the night's rows set-based ({:.2} = night / floor)",
+                floor.as_secs_f64(),
+                measured.wall.as_secs_f64() / floor.as_secs_f64().max(1e-9)
+            );
+        }
     }
-    let slowest = walls.iter().max().copied().unwrap_or_default();
+    let slowest = walls.iter().map(|(wall, _)| *wall).max().unwrap_or_default();
     let peak = peaks.iter().max().copied().unwrap_or_default();
     println!();
     println!(

@@ -421,7 +421,10 @@ fn work_part<S: Store + ?Sized>(
         let mut page = Some(page);
         let mut failure: Option<RunError> = None;
         let outcome = store.batch(commit, &mut |batch| {
-            for contact in page.take().unwrap_or_default() {
+            let page = page.take().unwrap_or_default();
+            let ids: Vec<&str> = page.iter().map(|contact| contact.id.as_str()).collect();
+            batch.prefetch(&ids, ready.engine.run_seq)?;
+            for contact in page {
                 match ready.engine.contact(batch, contact, &mut counts) {
                     Ok(()) => crate::fault::point("run.contact"),
                     Err(RunError::Store(error)) => return Err(error),

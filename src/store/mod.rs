@@ -327,11 +327,23 @@ pub struct Scheduled {
 /// The writes and reads of one batch of contacts in a run, all in one
 /// transaction.
 pub trait RunBatch {
+    /// The contacts the batch is about to visit, in order: a store across
+    /// a network reads their events (those that had arrived by
+    /// `through_seq`) and latest enrolments at once. The default does
+    /// nothing.
+    fn prefetch(&mut self, contacts: &[&str], through_seq: i64) -> Result<(), StoreError> {
+        let _ = (contacts, through_seq);
+        Ok(())
+    }
     /// A contact's events that had arrived by `through_seq`, in time order.
     fn events_of(&mut self, contact_id: &str, through_seq: i64) -> Result<Vec<Event>, StoreError>;
     /// The contact's latest enrolment in each journey.
     fn enrolments_of(&mut self, contact_id: &str) -> Result<Vec<Enrolment>, StoreError>;
-    /// Inserts and returns the new id.
+    /// Inserts, and returns the id that the batch's rows (outbox keys,
+    /// transitions, assignments, updates) refer to the enrolment by. A
+    /// store may write the enrolment when the batch ends and give it its
+    /// stored id then, rewriting those rows to match: the id is the
+    /// batch's, not to be kept past it.
     fn insert_enrolment(&mut self, enrolment: &Enrolment) -> Result<i64, StoreError>;
     fn update_enrolment(&mut self, enrolment: &Enrolment) -> Result<(), StoreError>;
     fn record(&mut self, transition: &Transition) -> Result<(), StoreError>;

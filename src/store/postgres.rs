@@ -1121,20 +1121,99 @@ fn marketing_sends<C: GenericClient>(
         .collect()
 }
 
+/// The id a row refers to, a batch's provisional ones replaced by the
+/// real ones.
+fn resolve(real_ids: &HashMap<i64, i64>, id: i64) -> Result<i64, StoreError> {
+    if id >= 0 {
+        return Ok(id);
+    }
+    real_ids.get(&id).copied().ok_or(StoreError::Abandoned(
+        "an enrolment id the batch never gave",
+    ))
+}
+
+/// The types of [`enrolment_columns`], then `contact_id`, for `COPY`.
+const ENROLMENT_TYPES: [Type; 12] = [
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+];
+
+/// One enrolment as a `COPY` row of [`ENROLMENT_TYPES`].
+fn write_enrolment(
+    writer: &mut ::postgres::binary_copy::BinaryCopyInWriter<'_>,
+    enrolment: &Enrolment,
+) -> Result<(), StoreError> {
+    writer
+        .write(&[
+            &enrolment.id,
+            &enrolment.journey,
+            &enrolment.version,
+            &enrolment.state.as_str(),
+            &enrolment.step.as_str(),
+            &enrolment.step_print,
+            &enrolment.due_at.map(Timestamp::seconds),
+            &enrolment.entered_at.seconds(),
+            &enrolment.ended_at.map(Timestamp::seconds),
+            &enrolment.event_id,
+            &data_text(&enrolment.data),
+            &enrolment.contact_id,
+        ])
+        .map_err(database)
+}
+
+/// Queues one outbox row; `false` when its key is already there.
+fn queue_row<C: GenericClient>(db: &mut Db<'_, C>, row: &OutboxRow) -> Result<bool, StoreError> {
+    let inserted = db.execute(
+        "INSERT INTO outbox (key, enrolment_id, contact_id, journey, step, channel, template, kind, send_at, expires_at, status, planned_at, attempt_at, note)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $9, $13) ON CONFLICT (contact_id, key) DO NOTHING",
+        &[
+            &row.key.to_string(),
+            &row.key.enrolment,
+            &row.contact_id,
+            &row.journey,
+            &row.key.step.as_str(),
+            &row.channel.as_str(),
+            &row.template,
+            &kind_text(row.kind),
+            &row.send_at.seconds(),
+            &row.expires_at.map(Timestamp::seconds),
+            &row.status.as_str(),
+            &row.planned_at.seconds(),
+            &row.note,
+        ],
+    )?;
+    Ok(inserted == 1)
+}
+
 fn enrolment(row: &Row, contact_id: &str) -> Result<Enrolment, StoreError> {
+    enrolment_at(row, 0, contact_id)
+}
+
+/// An enrolment read from [`enrolment_columns`] starting at column `first`.
+fn enrolment_at(row: &Row, first: usize, contact_id: &str) -> Result<Enrolment, StoreError> {
     Ok(Enrolment {
-        id: get(row, 0)?,
+        id: get(row, first)?,
         contact_id: contact_id.to_string(),
-        journey: get(row, 1)?,
-        version: get(row, 2)?,
-        state: parsed(row, 3)?,
-        step: StepId::new(get::<String>(row, 4)?),
-        step_print: get(row, 5)?,
-        due_at: optional_time(row, 6)?,
-        entered_at: time(row, 7)?,
-        ended_at: optional_time(row, 8)?,
-        event_id: get(row, 9)?,
-        data: serde_json::from_str::<EnrolmentData>(get(row, 10)?)
+        journey: get(row, first + 1)?,
+        version: get(row, first + 2)?,
+        state: parsed(row, first + 3)?,
+        step: StepId::new(get::<String>(row, first + 4)?),
+        step_print: get(row, first + 5)?,
+        due_at: optional_time(row, first + 6)?,
+        entered_at: time(row, first + 7)?,
+        ended_at: optional_time(row, first + 8)?,
+        event_id: get(row, first + 9)?,
+        data: serde_json::from_str::<EnrolmentData>(get(row, first + 10)?)
             .map_err(|error| StoreError::Corrupt(Box::new(error)))?,
     })
 }
@@ -1174,7 +1253,8 @@ fn delivered_at(row: &Row, first: usize) -> Result<Delivered, StoreError> {
     })
 }
 
-/// Rows an import holds before it writes them with `COPY`.
+/// Rows an import holds before it writes them with `COPY` (when it reads
+/// ahead, it writes at each chunk).
 const IMPORT_FLUSH: usize = 10_000;
 
 /// An import: rows are looked up a chunk at a time and written with
@@ -1316,13 +1396,12 @@ impl Sink<'_> {
 
 impl ImportSink for Sink<'_> {
     fn prefetch(&mut self, contacts: &[String], events: &[String]) -> Result<(), StoreError> {
-        // What was looked up stays true (the import writes alone); it is
-        // forgotten now and then only to keep memory flat.
-        if self.known.len() + self.events_known.len() > 10 * IMPORT_FLUSH {
-            self.flush()?;
-            self.known.clear();
-            self.events_known.clear();
-        }
+        // One chunk at a time: what the last one wrote goes to the
+        // database, and only the next one's rows are held, so memory stays
+        // flat however long the file.
+        self.flush()?;
+        self.known.clear();
+        self.events_known.clear();
         let contacts: Vec<&String> = contacts
             .iter()
             .filter(|id| !self.known.contains_key(id.as_str()))
@@ -1408,16 +1487,363 @@ impl ImportSink for Sink<'_> {
     }
 }
 
+/// A run's batch: the page's events and enrolments read at once, the
+/// rows nothing reads back within the batch (transitions, assignments,
+/// wakes) held and written in bulk before it commits.
 struct Batch<'t> {
     work: Work<'t>,
+    /// `through_seq` of the prefetched events.
+    through_seq: i64,
+    /// Per prefetched contact, taken by the first read (later reads, after
+    /// the batch wrote, go to the database).
+    events: HashMap<String, Vec<Event>>,
+    enrolments: HashMap<String, Vec<Enrolment>>,
+    transitions: Vec<Transition>,
+    assignments: Vec<Assignment>,
+    /// The last wake set per contact.
+    wakes: HashMap<String, Option<i64>>,
+    /// Per prefetched contact, what its outbox holds (and what the batch
+    /// queued for it): the keys, and the marketing sends caps count.
+    outbox: HashMap<String, Queued>,
+    /// Rows queued by the batch, written at its end.
+    queued: Vec<OutboxRow>,
+    /// Enrolments the batch inserted (with ids taken from the sequence)
+    /// and, by id, those it updated that were there before.
+    inserted: Vec<Enrolment>,
+    inserted_at: HashMap<i64, usize>,
+    updated: HashMap<i64, Enrolment>,
+    /// The last provisional id given (they count down from -1), and the
+    /// real id of each once written.
+    last_provisional: i64,
+    real_ids: HashMap<i64, i64>,
+    /// Per normalized address and channel: since when it is suppressed.
+    suppressions: HashMap<(String, Channel), Option<i64>>,
+}
+
+/// What one contact's outbox holds, as a batch sees it.
+#[derive(Default)]
+struct Queued {
+    keys: std::collections::HashSet<String>,
+    /// Marketing rows that are or will be sent: channel, journey,
+    /// `send_at`, in the order the outbox gives them (by `send_at`, then
+    /// id; the batch's own rows after the stored ones).
+    marketing: Vec<(Channel, String, i64)>,
+}
+
+impl<'t> Batch<'t> {
+    fn new(work: Work<'t>) -> Self {
+        Batch {
+            work,
+            through_seq: -1,
+            events: HashMap::new(),
+            enrolments: HashMap::new(),
+            transitions: Vec::new(),
+            assignments: Vec::new(),
+            wakes: HashMap::new(),
+            outbox: HashMap::new(),
+            queued: Vec::new(),
+            inserted: Vec::new(),
+            inserted_at: HashMap::new(),
+            updated: HashMap::new(),
+            last_provisional: 0,
+            real_ids: HashMap::new(),
+            suppressions: HashMap::new(),
+        }
+    }
+
+    /// The id a batch's new enrolment has until the batch writes it: the
+    /// sequence gives the real ones then, in the order the enrolments
+    /// were made, with no gaps.
+    fn provisional_id(&mut self) -> i64 {
+        self.last_provisional -= 1;
+        self.last_provisional
+    }
+
+    /// Writes what the batch holds; a failure marks the transaction
+    /// failed, so it cannot commit.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        let result = self.write_held();
+        if result.is_err() {
+            self.work.failed = true;
+        }
+        result
+    }
+
+    fn write_held(&mut self) -> Result<(), StoreError> {
+        use ::postgres::binary_copy::BinaryCopyInWriter;
+
+        self.inserted_at.clear();
+        if !self.inserted.is_empty() {
+            let count = i64::try_from(self.inserted.len()).unwrap_or(i64::MAX);
+            let rows = self.work.db().query(
+                "SELECT nextval('enrolments_id') FROM generate_series(1, $1::BIGINT) ORDER BY 1",
+                &[&count],
+            )?;
+            for (enrolment, row) in self.inserted.iter_mut().zip(&rows) {
+                let real: i64 = get(row, 0)?;
+                self.real_ids.insert(enrolment.id, real);
+                enrolment.id = real;
+            }
+        }
+        let real = &self.real_ids;
+        for transition in &mut self.transitions {
+            transition.enrolment_id = resolve(real, transition.enrolment_id)?;
+        }
+        for assignment in &mut self.assignments {
+            assignment.enrolment_id = resolve(real, assignment.enrolment_id)?;
+        }
+        for row in &mut self.queued {
+            row.key = OutboxKey::new(resolve(real, row.key.enrolment)?, row.key.step.clone());
+        }
+        let updated: Vec<Enrolment> = self
+            .updated
+            .drain()
+            .map(|(_, mut enrolment)| {
+                enrolment.id = resolve(real, enrolment.id)?;
+                Ok(enrolment)
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let transaction = &mut self.work.transaction;
+        if !self.inserted.is_empty() {
+            let writer = transaction
+                .copy_in(concat!(
+                    "COPY enrolments (",
+                    enrolment_columns!(),
+                    ", contact_id) FROM STDIN (FORMAT binary)"
+                ))
+                .map_err(database)?;
+            let mut writer = BinaryCopyInWriter::new(writer, &ENROLMENT_TYPES);
+            for enrolment in self.inserted.drain(..) {
+                write_enrolment(&mut writer, &enrolment)?;
+            }
+            writer.finish().map_err(database)?;
+        }
+        if !updated.is_empty() {
+            transaction
+                .batch_execute(
+                    "CREATE TEMP TABLE IF NOT EXISTS batch_enrolments (LIKE enrolments) ON COMMIT DELETE ROWS;
+                     TRUNCATE batch_enrolments",
+                )
+                .map_err(database)?;
+            let writer = transaction
+                .copy_in(concat!(
+                    "COPY batch_enrolments (",
+                    enrolment_columns!(),
+                    ", contact_id) FROM STDIN (FORMAT binary)"
+                ))
+                .map_err(database)?;
+            let mut writer = BinaryCopyInWriter::new(writer, &ENROLMENT_TYPES);
+            for enrolment in &updated {
+                write_enrolment(&mut writer, enrolment)?;
+            }
+            writer.finish().map_err(database)?;
+            transaction
+                .execute(
+                    "UPDATE enrolments SET version = b.version, state = b.state, step = b.step,
+                         step_print = b.step_print, due_at = b.due_at, ended_at = b.ended_at,
+                         event_id = b.event_id, data = b.data
+                     FROM batch_enrolments b
+                     WHERE enrolments.contact_id = b.contact_id AND enrolments.id = b.id",
+                    &[],
+                )
+                .map_err(database)?;
+        }
+        if !self.queued.is_empty() {
+            let writer = transaction
+                .copy_in(
+                    "COPY outbox (key, enrolment_id, contact_id, journey, step, channel, template, kind, send_at, expires_at, status, planned_at, attempt_at, note)
+                     FROM STDIN (FORMAT binary)",
+                )
+                .map_err(database)?;
+            let mut writer = BinaryCopyInWriter::new(
+                writer,
+                &[
+                    Type::TEXT,
+                    Type::INT8,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::INT8,
+                    Type::INT8,
+                    Type::TEXT,
+                    Type::INT8,
+                    Type::INT8,
+                    Type::TEXT,
+                ],
+            );
+            for row in self.queued.drain(..) {
+                writer
+                    .write(&[
+                        &row.key.to_string(),
+                        &row.key.enrolment,
+                        &row.contact_id,
+                        &row.journey,
+                        &row.key.step.as_str(),
+                        &row.channel.as_str(),
+                        &row.template,
+                        &kind_text(row.kind),
+                        &row.send_at.seconds(),
+                        &row.expires_at.map(Timestamp::seconds),
+                        &row.status.as_str(),
+                        &row.planned_at.seconds(),
+                        &row.send_at.seconds(),
+                        &row.note,
+                    ])
+                    .map_err(database)?;
+            }
+            writer.finish().map_err(database)?;
+        }
+        if !self.transitions.is_empty() {
+            let writer = transaction
+                .copy_in(
+                    "COPY transitions (enrolment_id, contact_id, journey, from_step, to_step, reason, at) FROM STDIN (FORMAT binary)",
+                )
+                .map_err(database)?;
+            let mut writer = BinaryCopyInWriter::new(
+                writer,
+                &[
+                    Type::INT8,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::INT8,
+                ],
+            );
+            for transition in self.transitions.drain(..) {
+                writer
+                    .write(&[
+                        &transition.enrolment_id,
+                        &transition.contact_id,
+                        &transition.journey,
+                        &transition.from_step.as_ref().map(StepId::as_str),
+                        &transition.to_step.as_ref().map(StepId::as_str),
+                        &transition.reason,
+                        &transition.at.seconds(),
+                    ])
+                    .map_err(database)?;
+            }
+            writer.finish().map_err(database)?;
+        }
+        if !self.assignments.is_empty() {
+            let assignments = std::mem::take(&mut self.assignments);
+            let enrolments: Vec<i64> = assignments.iter().map(|a| a.enrolment_id).collect();
+            let tests: Vec<&str> = assignments.iter().map(|a| a.test.as_str()).collect();
+            let arms: Vec<&str> = assignments.iter().map(|a| a.arm.as_str()).collect();
+            let times: Vec<i64> = assignments.iter().map(|a| a.at.seconds()).collect();
+            transaction
+                .execute(
+                    "INSERT INTO assignments (enrolment_id, test, arm, at)
+                     SELECT * FROM unnest($1::BIGINT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[])
+                     ON CONFLICT DO NOTHING",
+                    &[&enrolments, &tests, &arms, &times],
+                )
+                .map_err(database)?;
+        }
+        if !self.wakes.is_empty() {
+            let (ids, wakes): (Vec<String>, Vec<Option<i64>>) = self.wakes.drain().unzip();
+            transaction
+                .execute(
+                    "UPDATE contacts SET wake_at = wake.at
+                     FROM unnest($1::TEXT[], $2::BIGINT[]) AS wake (id, at)
+                     WHERE contacts.id = wake.id AND contacts.wake_at IS DISTINCT FROM wake.at",
+                    &[&ids, &wakes],
+                )
+                .map_err(database)?;
+        }
+        Ok(())
+    }
 }
 
 impl RunBatch for Batch<'_> {
+    fn prefetch(&mut self, contacts: &[&str], through_seq: i64) -> Result<(), StoreError> {
+        self.through_seq = through_seq;
+        self.events.clear();
+        self.enrolments.clear();
+        for id in contacts {
+            self.events.insert((*id).to_string(), Vec::new());
+            self.enrolments.insert((*id).to_string(), Vec::new());
+        }
+        let rows = self.work.db().query(
+            "SELECT contact_id, id, name, at, seq, properties FROM events
+             WHERE contact_id = ANY($1) AND seq <= $2 ORDER BY contact_id, at, id",
+            &[&contacts, &through_seq],
+        )?;
+        for row in &rows {
+            let contact_id: String = get(row, 0)?;
+            let event = Event {
+                id: get(row, 1)?,
+                name: get(row, 2)?,
+                at: time(row, 3)?,
+                seq: get(row, 4)?,
+                properties: crate::store::Properties::from_text(get(row, 5)?),
+                contact_id,
+            };
+            if let Some(events) = self.events.get_mut(&event.contact_id) {
+                events.push(event);
+            }
+        }
+        let rows = self.work.db().query(
+            concat!(
+                "SELECT contact_id, ",
+                enrolment_columns!(),
+                " FROM enrolments WHERE contact_id = ANY($1) AND id IN
+                 (SELECT MAX(id) FROM enrolments WHERE contact_id = ANY($1) GROUP BY contact_id, journey)
+                 ORDER BY contact_id, id"
+            ),
+            &[&contacts],
+        )?;
+        for row in &rows {
+            let contact_id: String = get(row, 0)?;
+            let enrolment = enrolment_at(row, 1, &contact_id)?;
+            if let Some(enrolments) = self.enrolments.get_mut(&contact_id) {
+                enrolments.push(enrolment);
+            }
+        }
+        self.outbox.clear();
+        for id in contacts {
+            self.outbox.insert((*id).to_string(), Queued::default());
+        }
+        let rows = self.work.db().query(
+            "SELECT contact_id, key, channel, journey, send_at,
+                    kind = 'marketing' AND status IN ('pending', 'sending', 'sent')
+             FROM outbox WHERE contact_id = ANY($1) ORDER BY contact_id, send_at, id",
+            &[&contacts],
+        )?;
+        for row in &rows {
+            let contact_id: String = get(row, 0)?;
+            let Some(queued) = self.outbox.get_mut(&contact_id) else {
+                continue;
+            };
+            queued.keys.insert(get(row, 1)?);
+            if get::<bool>(row, 5)? {
+                queued
+                    .marketing
+                    .push((channel_of(row, 2)?, get(row, 3)?, get(row, 4)?));
+            }
+        }
+        Ok(())
+    }
+
     fn events_of(&mut self, contact_id: &str, through_seq: i64) -> Result<Vec<Event>, StoreError> {
+        if through_seq == self.through_seq {
+            if let Some(events) = self.events.remove(contact_id) {
+                return Ok(events);
+            }
+        }
         read_events(&mut self.work.db(), contact_id, through_seq)
     }
 
     fn enrolments_of(&mut self, contact_id: &str) -> Result<Vec<Enrolment>, StoreError> {
+        if let Some(enrolments) = self.enrolments.remove(contact_id) {
+            return Ok(enrolments);
+        }
+        // What the batch holds must be in the database for it to answer.
+        self.flush()?;
         // Only the latest enrolment per journey: older ones are history,
         // and reading them made every night slower than the last.
         self.work
@@ -1437,97 +1863,70 @@ impl RunBatch for Batch<'_> {
     }
 
     fn insert_enrolment(&mut self, enrolment: &Enrolment) -> Result<i64, StoreError> {
-        let row = self.work.db().query_one(
-            "INSERT INTO enrolments (contact_id, journey, version, state, step, step_print, due_at, entered_at, ended_at, event_id, data)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
-            &[
-                &enrolment.contact_id,
-                &enrolment.journey,
-                &enrolment.version,
-                &enrolment.state.as_str(),
-                &enrolment.step.as_str(),
-                &enrolment.step_print,
-                &enrolment.due_at.map(Timestamp::seconds),
-                &enrolment.entered_at.seconds(),
-                &enrolment.ended_at.map(Timestamp::seconds),
-                &enrolment.event_id,
-                &data_text(&enrolment.data),
-            ],
-        )?;
-        get(&row, 0)
+        let id = self.provisional_id();
+        self.inserted_at.insert(id, self.inserted.len());
+        self.inserted.push(Enrolment {
+            id,
+            ..enrolment.clone()
+        });
+        Ok(id)
     }
 
     fn update_enrolment(&mut self, enrolment: &Enrolment) -> Result<(), StoreError> {
-        self.work.db().execute(
-            "UPDATE enrolments SET version = $3, state = $4, step = $5, step_print = $6, due_at = $7, ended_at = $8, event_id = $9, data = $10
-             WHERE contact_id = $1 AND id = $2",
-            &[
-                &enrolment.contact_id,
-                &enrolment.id,
-                &enrolment.version,
-                &enrolment.state.as_str(),
-                &enrolment.step.as_str(),
-                &enrolment.step_print,
-                &enrolment.due_at.map(Timestamp::seconds),
-                &enrolment.ended_at.map(Timestamp::seconds),
-                &enrolment.event_id,
-                &data_text(&enrolment.data),
-            ],
-        )?;
+        match self.inserted_at.get(&enrolment.id) {
+            Some(index) => self.inserted[*index] = enrolment.clone(),
+            None => {
+                self.updated.insert(enrolment.id, enrolment.clone());
+            }
+        }
         Ok(())
     }
 
     fn record(&mut self, transition: &Transition) -> Result<(), StoreError> {
-        self.work.db().execute(
-            "INSERT INTO transitions (enrolment_id, contact_id, journey, from_step, to_step, reason, at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[
-                &transition.enrolment_id,
-                &transition.contact_id,
-                &transition.journey,
-                &transition.from_step.as_ref().map(StepId::as_str),
-                &transition.to_step.as_ref().map(StepId::as_str),
-                &transition.reason,
-                &transition.at.seconds(),
-            ],
-        )?;
+        self.transitions.push(transition.clone());
         Ok(())
     }
 
     fn assign(&mut self, assignment: &Assignment) -> Result<(), StoreError> {
-        self.work.db().execute(
-            "INSERT INTO assignments (enrolment_id, test, arm, at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-            &[
-                &assignment.enrolment_id,
-                &assignment.test,
-                &assignment.arm,
-                &assignment.at.seconds(),
-            ],
-        )?;
+        self.assignments.push(assignment.clone());
         Ok(())
     }
 
     fn queue(&mut self, row: &OutboxRow) -> Result<bool, StoreError> {
-        let inserted = self.work.db().execute(
-            "INSERT INTO outbox (key, enrolment_id, contact_id, journey, step, channel, template, kind, send_at, expires_at, status, planned_at, attempt_at, note)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $9, $13) ON CONFLICT (contact_id, key) DO NOTHING",
-            &[
-                &row.key.to_string(),
-                &row.key.enrolment,
-                &row.contact_id,
-                &row.journey,
-                &row.key.step.as_str(),
-                &row.channel.as_str(),
-                &row.template,
-                &kind_text(row.kind),
-                &row.send_at.seconds(),
-                &row.expires_at.map(Timestamp::seconds),
-                &row.status.as_str(),
-                &row.planned_at.seconds(),
-                &row.note,
-            ],
-        )?;
-        Ok(inserted == 1)
+        let Some(queued) = self.outbox.get_mut(&row.contact_id) else {
+            // A contact the batch did not prefetch: straight to the
+            // database, after what the batch holds.
+            self.flush()?;
+            let row = OutboxRow {
+                key: OutboxKey::new(
+                    resolve(&self.real_ids, row.key.enrolment)?,
+                    row.key.step.clone(),
+                ),
+                ..row.clone()
+            };
+            return queue_row(&mut self.work.db(), &row);
+        };
+        if !queued.keys.insert(row.key.to_string()) {
+            return Ok(false);
+        }
+        if row.kind == MessageKind::Marketing
+            && matches!(
+                row.status,
+                OutboxStatus::Pending | OutboxStatus::Sending | OutboxStatus::Sent
+            )
+        {
+            // Stored rows come by `send_at`, then id; the batch's rows get
+            // higher ids than any stored one.
+            let at = row.send_at.seconds();
+            let place = queued
+                .marketing
+                .partition_point(|(_, _, send_at)| *send_at <= at);
+            queued
+                .marketing
+                .insert(place, (row.channel, row.journey.clone(), at));
+        }
+        self.queued.push(row.clone());
+        Ok(true)
     }
 
     fn scheduled(
@@ -1536,6 +1935,18 @@ impl RunBatch for Batch<'_> {
         channel: Channel,
         from: Timestamp,
     ) -> Result<Vec<Scheduled>, StoreError> {
+        if let Some(queued) = self.outbox.get(contact_id) {
+            return Ok(queued
+                .marketing
+                .iter()
+                .filter(|(sent_on, _, at)| *sent_on == channel && *at >= from.seconds())
+                .map(|(_, journey, at)| Scheduled {
+                    journey: journey.clone(),
+                    at: Timestamp::from_seconds(*at),
+                })
+                .collect());
+        }
+        self.flush()?;
         marketing_sends(
             &mut self.work.db(),
             "SELECT journey, send_at FROM outbox WHERE contact_id = $1 AND channel = $2 AND kind = 'marketing'
@@ -1552,7 +1963,25 @@ impl RunBatch for Batch<'_> {
         channel: Channel,
         at: Timestamp,
     ) -> Result<bool, StoreError> {
-        is_suppressed(&mut self.work.db(), address, channel, at)
+        // Imports, the only writers of suppressions, wait for the batch.
+        let address = super::normalize_address(channel, address);
+        let since = match self.suppressions.get(&(address.clone(), channel)) {
+            Some(since) => *since,
+            None => {
+                let since = self
+                    .work
+                    .db()
+                    .query_opt(
+                        "SELECT at FROM suppressions WHERE address = $1 AND channel = $2",
+                        &[&address, &channel.as_str()],
+                    )?
+                    .map(|row| get::<i64>(&row, 0))
+                    .transpose()?;
+                self.suppressions.insert((address, channel), since);
+                since
+            }
+        };
+        Ok(since.is_some_and(|since| since <= at.seconds()))
     }
 
     fn update_contact(
@@ -1582,11 +2011,8 @@ impl RunBatch for Batch<'_> {
     }
 
     fn set_wake(&mut self, contact_id: &str, wake: Option<Timestamp>) -> Result<(), StoreError> {
-        let wake = wake.map(Timestamp::seconds);
-        self.work.db().execute(
-            "UPDATE contacts SET wake_at = $2 WHERE id = $1 AND wake_at IS DISTINCT FROM $2",
-            &[&contact_id, &wake],
-        )?;
+        self.wakes
+            .insert(contact_id.to_string(), wake.map(Timestamp::seconds));
         Ok(())
     }
 
@@ -1666,8 +2092,9 @@ impl Store for PostgresStore {
         transaction
             .db()
             .execute("SELECT pg_advisory_xact_lock_shared($1)", &[&WRITE_LOCK])?;
-        let mut batch = Batch { work: transaction };
+        let mut batch = Batch::new(transaction);
         work(&mut batch)?;
+        batch.flush()?;
         batch.work.finish(commit)
     }
 

@@ -240,16 +240,17 @@ fn a_large_import_answers_row_by_row(subject: &mut Subject) {
 }
 
 /// A run's batch commits whole or not at all, and a message key is queued
-/// once however often it is offered.
+/// once however often it is offered. The id a batch gets for a new
+/// enrolment is the one its rows refer to it by; they are stored with the
+/// enrolment's stored id.
 fn batches_are_whole_and_keys_exactly_once(subject: &mut Subject) {
     let store = &mut subject.store;
     store
         .import(&mut |sink| sink.put_contact(&contact("c-1", json!({}))).map(|_| ()))
         .expect("imports");
-    let mut id = 0;
     store
         .batch(true, &mut |batch| {
-            id = batch.insert_enrolment(&enrolment("c-1", "launch"))?;
+            let id = batch.insert_enrolment(&enrolment("c-1", "launch"))?;
             assert!(batch.queue(&outbox_row(
                 id,
                 "c-1",
@@ -273,6 +274,12 @@ fn batches_are_whole_and_keys_exactly_once(subject: &mut Subject) {
             })
         })
         .expect("commits");
+    let id = store.enrolments_of("c-1").expect("enrolments")[0].id;
+    assert!(id > 0, "a stored id");
+    let rows = store.outbox_of("c-1").expect("outbox");
+    assert_eq!(rows[0].key.enrolment, id, "the key carries the stored id");
+    let moves = store.transitions_of("c-1", None).expect("moves");
+    assert_eq!(moves[0].enrolment_id, id);
     // A dry run's batch, and a failed one, leave nothing.
     store
         .batch(false, &mut |batch| {
@@ -580,7 +587,7 @@ fn postgres_reports_a_batch_it_could_not_commit() {
     let result = store.batch(true, &mut |batch| {
         batch.insert_enrolment(&enrolment("c-1", "launch"))?;
         // Text with a NUL byte is refused by PostgreSQL.
-        let refused = batch.insert_enrolment(&enrolment("c-\u{0}", "launch"));
+        let refused = batch.enrolments_of("c-\u{0}");
         assert!(refused.is_err());
         Ok(())
     });
