@@ -1259,7 +1259,11 @@ fn nights_on(
             );
         }
     }
-    let slowest = walls.iter().map(|(wall, _)| *wall).max().unwrap_or_default();
+    let slowest = walls
+        .iter()
+        .map(|(wall, _)| *wall)
+        .max()
+        .unwrap_or_default();
     let peak = peaks.iter().max().copied().unwrap_or_default();
     println!();
     println!(

@@ -233,6 +233,12 @@ fn instant(value: &Value, timezone: Tz) -> Option<DateTime<Utc>> {
     }
 }
 
+/// The local date of the instant `expr` gives (a date or a time), the
+/// date `days_since` counts from; none when it gives neither.
+pub fn local_date_of(expr: &Expr, context: Context<'_>) -> Option<NaiveDate> {
+    instant(&eval(expr, context), context.timezone).map(|then| local_date(then, context.timezone))
+}
+
 fn local_date(moment: DateTime<Utc>, timezone: Tz) -> NaiveDate {
     moment.with_timezone(&timezone).date_naive()
 }

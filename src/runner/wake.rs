@@ -11,7 +11,8 @@
 //! (daily, weekly, once, dates, holidays) of the journeys it may enter; and
 //! the local midnights at which `when` conditions are asked, for a
 //! condition whose answer can change with the clock (or that holds already
-//! and is only waiting for its next checkpoint).
+//! and is only waiting for its next checkpoint): the next midnight, or the
+//! first at which it can hold when that is known (`days_since`).
 
 use chrono::{DateTime, Datelike, Utc};
 
@@ -113,13 +114,16 @@ impl Engine<'_> {
         if !enrolment.data.rescued && !in_holdout {
             signals.extend(journey.rules.rescues.iter().map(|(signal, _)| signal));
         }
-        let asked_at_midnight = signals.iter().any(|signal| match signal {
-            Signal::When(condition) => clock_matters(condition, context),
-            // Events and stamps: offered above, by their dates.
-            Signal::Event { .. } | Signal::Stage(_) | Signal::Tag(_) => false,
-        });
-        if asked_at_midnight {
-            earliest.offer(midnight);
+        for signal in signals {
+            match signal {
+                Signal::When(condition) => {
+                    if let Some(at) = may_hold_from(condition, context, midnight) {
+                        earliest.offer(at);
+                    }
+                }
+                // Events and stamps: offered above, by their dates.
+                Signal::Event { .. } | Signal::Stage(_) | Signal::Tag(_) => {}
+            }
         }
     }
 
@@ -193,8 +197,9 @@ impl Engine<'_> {
                     }
                 }
                 Trigger::When(condition) => {
-                    if clock_matters(condition, context) {
-                        earliest.offer(time::next_clock(person.timezone, from, MIDNIGHT, None));
+                    let midnight = time::next_clock(person.timezone, from, MIDNIGHT, None);
+                    if let Some(at) = may_hold_from(condition, context, midnight) {
+                        earliest.offer(at);
                     }
                 }
             }
@@ -202,13 +207,68 @@ impl Engine<'_> {
     }
 }
 
-/// Whether a `when` condition must be asked again at the next midnight:
-/// its answer may change with the clock, or it holds already (a condition
-/// is acted on at a checkpoint, and midnight is the next one). A condition
-/// that reads only the contact's fields and is false stays false until
-/// something new arrives.
-fn clock_matters(condition: &ast::Expr, context: eval::Context<'_>) -> bool {
-    !stays_false(condition, context)
+/// The first checkpoint, a local midnight from `midnight` on, at which a
+/// `when` condition may hold if nothing new arrives (none: it stays false
+/// until something does). A condition that holds already is asked again
+/// at `midnight`, the next checkpoint; one the clock can change, at
+/// `midnight` too, unless it is known when it can first hold:
+/// `days_since(FIELD) > n` holds from the local midnight `n + 1` days after
+/// the field's date, and an `and` cannot hold before both sides can.
+fn may_hold_from(
+    condition: &ast::Expr,
+    context: eval::Context<'_>,
+    midnight: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    use ast::{BinaryOp, ExprKind};
+    if stays_false(condition, context) {
+        return None;
+    }
+    let ExprKind::Binary { op, left, right } = &condition.kind else {
+        return match &condition.kind {
+            ExprKind::Group(inner) => may_hold_from(inner, context, midnight),
+            _ => Some(midnight),
+        };
+    };
+    match op.node {
+        BinaryOp::And => Some(
+            may_hold_from(left, context, midnight)?.max(may_hold_from(right, context, midnight)?),
+        ),
+        BinaryOp::Or => match (
+            may_hold_from(left, context, midnight),
+            may_hold_from(right, context, midnight),
+        ) {
+            (Some(left), Some(right)) => Some(left.min(right)),
+            (left, right) => left.or(right),
+        },
+        BinaryOp::Gt | BinaryOp::Ge => {
+            let (ExprKind::Call { function, args }, ExprKind::Number(bound, _)) =
+                (&left.kind, &right.kind)
+            else {
+                return Some(midnight);
+            };
+            let [since] = args.as_slice() else {
+                return Some(midnight);
+            };
+            if function.node != "days_since"
+                || !eval::time_free(since)
+                || eval::holds(condition, context)
+            {
+                return Some(midnight);
+            }
+            // No date: `days_since` gives nothing, which is never more.
+            let date = eval::local_date_of(since, context)?;
+            // Whole days: more than 90.5 is 91 or more.
+            #[allow(clippy::cast_possible_truncation)]
+            let days = if op.node == BinaryOp::Gt {
+                bound.floor() as i64 + 1
+            } else {
+                bound.ceil() as i64
+            };
+            let first = date.checked_add_signed(chrono::Duration::days(days))?;
+            Some(time::local_instant(context.timezone, first, MIDNIGHT).max(midnight))
+        }
+        _ => Some(midnight),
+    }
 }
 
 /// Whether a condition is false and stays so while nothing new arrives:

@@ -58,6 +58,7 @@ enum Cond {
     Points,
     Stage(u8),
     Score(u8),
+    Since(u8),
 }
 
 impl Cond {
@@ -69,6 +70,7 @@ impl Cond {
             Cond::Points => "points >= 5".into(),
             Cond::Stage(stage) => format!("stage == \"{}\"", STAGES[usize::from(*stage) % 3]),
             Cond::Score(at_least) => format!("score(interest) >= {}", at_least % 6 + 1),
+            Cond::Since(days) => format!("days_since(created_at) > {}", days % 12),
         }
     }
 }
@@ -439,18 +441,19 @@ delivery: {{ backoff: 5m, lateness: 30d }}
                 );
             }
             for exit in &journey.exits {
-                let signal = match exit % 3 {
+                let signal = match exit % 4 {
                     0 => "on event \"unsubscribed\"",
                     1 => "on tag \"stop\"",
-                    _ => "when points >= 9",
+                    2 => "when points >= 9",
+                    _ => "when days_since(created_at) > 5 and has_tag(\"warm\")",
                 };
                 let _ = writeln!(writer.out, "  exit {signal}");
             }
             if let Some(signal) = journey.rescue {
-                let signal = if signal % 2 == 0 {
-                    "on event \"replied\""
-                } else {
-                    "on stage \"dormant\""
+                let signal = match signal % 3 {
+                    0 => "on event \"replied\"".to_string(),
+                    1 => "on stage \"dormant\"".to_string(),
+                    _ => format!("when days_since(created_at) > {}", signal % 9),
                 };
                 let _ = writeln!(writer.out, "  rescue {signal} -> rescue_point");
             }
@@ -580,6 +583,7 @@ fn condition() -> impl Strategy<Value = Cond> {
         Just(Cond::Points),
         any::<u8>().prop_map(Cond::Stage),
         any::<u8>().prop_map(Cond::Score),
+        any::<u8>().prop_map(Cond::Since),
     ]
 }
 
