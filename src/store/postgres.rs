@@ -1121,6 +1121,60 @@ fn marketing_sends<C: GenericClient>(
         .collect()
 }
 
+/// A binary `COPY ... FROM STDIN` on the transaction, its rows of `types`.
+fn copy_writer<'a>(
+    transaction: &'a mut Transaction<'_>,
+    sql: &str,
+    types: &[Type],
+) -> Result<::postgres::binary_copy::BinaryCopyInWriter<'a>, StoreError> {
+    let writer = transaction.copy_in(sql).map_err(database)?;
+    Ok(::postgres::binary_copy::BinaryCopyInWriter::new(
+        writer, types,
+    ))
+}
+
+/// The columns an outbox row is written to, in [`outbox_values`]' order.
+const OUTBOX_WRITTEN: &str = "key, enrolment_id, contact_id, journey, step, channel, template, kind, send_at, expires_at, status, planned_at, attempt_at, note";
+
+/// The types of [`OUTBOX_WRITTEN`], for `COPY`.
+const OUTBOX_TYPES: [Type; 14] = [
+    Type::TEXT,
+    Type::INT8,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::INT8,
+    Type::INT8,
+    Type::TEXT,
+    Type::INT8,
+    Type::INT8,
+    Type::TEXT,
+];
+
+/// A new outbox row's values for [`OUTBOX_WRITTEN`]: its first attempt is
+/// at its `send_at`.
+fn outbox_values(row: &OutboxRow) -> [Box<dyn ToSql + Sync + '_>; 14] {
+    [
+        Box::new(row.key.to_string()),
+        Box::new(row.key.enrolment),
+        Box::new(&row.contact_id),
+        Box::new(&row.journey),
+        Box::new(row.key.step.as_str()),
+        Box::new(row.channel.as_str()),
+        Box::new(&row.template),
+        Box::new(kind_text(row.kind)),
+        Box::new(row.send_at.seconds()),
+        Box::new(row.expires_at.map(Timestamp::seconds)),
+        Box::new(row.status.as_str()),
+        Box::new(row.planned_at.seconds()),
+        Box::new(row.send_at.seconds()),
+        Box::new(&row.note),
+    ]
+}
+
 /// The id a row refers to, a batch's provisional ones replaced by the
 /// real ones.
 fn resolve(real_ids: &HashMap<i64, i64>, id: i64) -> Result<i64, StoreError> {
@@ -1173,24 +1227,15 @@ fn write_enrolment(
 
 /// Queues one outbox row; `false` when its key is already there.
 fn queue_row<C: GenericClient>(db: &mut Db<'_, C>, row: &OutboxRow) -> Result<bool, StoreError> {
+    let values = outbox_values(row);
+    let values: Vec<&(dyn ToSql + Sync)> = values.iter().map(|value| &**value as _).collect();
     let inserted = db.execute(
-        "INSERT INTO outbox (key, enrolment_id, contact_id, journey, step, channel, template, kind, send_at, expires_at, status, planned_at, attempt_at, note)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $9, $13) ON CONFLICT (contact_id, key) DO NOTHING",
-        &[
-            &row.key.to_string(),
-            &row.key.enrolment,
-            &row.contact_id,
-            &row.journey,
-            &row.key.step.as_str(),
-            &row.channel.as_str(),
-            &row.template,
-            &kind_text(row.kind),
-            &row.send_at.seconds(),
-            &row.expires_at.map(Timestamp::seconds),
-            &row.status.as_str(),
-            &row.planned_at.seconds(),
-            &row.note,
-        ],
+        concat!(
+            "INSERT INTO outbox (",
+            "key, enrolment_id, contact_id, journey, step, channel, template, kind, send_at, expires_at, status, planned_at, attempt_at, note",
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (contact_id, key) DO NOTHING"
+        ),
+        &values,
     )?;
     Ok(inserted == 1)
 }
@@ -1306,8 +1351,6 @@ impl Sink<'_> {
     }
 
     fn write_held(&mut self) -> Result<(), StoreError> {
-        use ::postgres::binary_copy::BinaryCopyInWriter;
-        use ::postgres::types::Type;
         use std::collections::HashSet;
 
         let transaction = &mut self.work.transaction;
@@ -1321,10 +1364,11 @@ impl Sink<'_> {
                 )
                 .map_err(database)?;
             let mut written = HashSet::new();
-            let writer = transaction
-                .copy_in("COPY import_contacts (id, data) FROM STDIN (FORMAT binary)")
-                .map_err(database)?;
-            let mut writer = BinaryCopyInWriter::new(writer, &[Type::TEXT, Type::TEXT]);
+            let mut writer = copy_writer(
+                transaction,
+                "COPY import_contacts (id, data) FROM STDIN (FORMAT binary)",
+                &[Type::TEXT, Type::TEXT],
+            )?;
             // The last write of an id is the one that counts.
             for contact in self.contacts.iter().rev() {
                 if written.insert(contact.id.as_str()) {
@@ -1345,22 +1389,14 @@ impl Sink<'_> {
             self.contacts.clear();
         }
         if !self.events.is_empty() {
-            let writer = transaction
-                .copy_in(
-                    "COPY events (id, contact_id, name, at, seq, properties) FROM STDIN (FORMAT binary)",
-                )
-                .map_err(database)?;
-            let mut writer = BinaryCopyInWriter::new(
-                writer,
-                &[
+            let mut writer = copy_writer(transaction, "COPY events (id, contact_id, name, at, seq, properties) FROM STDIN (FORMAT binary)", &[
                     Type::TEXT,
                     Type::TEXT,
                     Type::TEXT,
                     Type::INT8,
                     Type::INT8,
                     Type::TEXT,
-                ],
-            );
+                ])?;
             for (event, seq) in &self.events {
                 let properties = Json::Object(event.properties.map().clone()).to_string();
                 writer
@@ -1570,8 +1606,6 @@ impl<'t> Batch<'t> {
     }
 
     fn write_held(&mut self) -> Result<(), StoreError> {
-        use ::postgres::binary_copy::BinaryCopyInWriter;
-
         self.inserted_at.clear();
         if !self.inserted.is_empty() {
             let count = i64::try_from(self.inserted.len()).unwrap_or(i64::MAX);
@@ -1605,14 +1639,15 @@ impl<'t> Batch<'t> {
             .collect::<Result<_, StoreError>>()?;
         let transaction = &mut self.work.transaction;
         if !self.inserted.is_empty() {
-            let writer = transaction
-                .copy_in(concat!(
+            let mut writer = copy_writer(
+                transaction,
+                concat!(
                     "COPY enrolments (",
                     enrolment_columns!(),
                     ", contact_id) FROM STDIN (FORMAT binary)"
-                ))
-                .map_err(database)?;
-            let mut writer = BinaryCopyInWriter::new(writer, &ENROLMENT_TYPES);
+                ),
+                &ENROLMENT_TYPES,
+            )?;
             for enrolment in self.inserted.drain(..) {
                 write_enrolment(&mut writer, &enrolment)?;
             }
@@ -1625,14 +1660,15 @@ impl<'t> Batch<'t> {
                      TRUNCATE batch_enrolments",
                 )
                 .map_err(database)?;
-            let writer = transaction
-                .copy_in(concat!(
+            let mut writer = copy_writer(
+                transaction,
+                concat!(
                     "COPY batch_enrolments (",
                     enrolment_columns!(),
                     ", contact_id) FROM STDIN (FORMAT binary)"
-                ))
-                .map_err(database)?;
-            let mut writer = BinaryCopyInWriter::new(writer, &ENROLMENT_TYPES);
+                ),
+                &ENROLMENT_TYPES,
+            )?;
             for enrolment in &updated {
                 write_enrolment(&mut writer, enrolment)?;
             }
@@ -1649,62 +1685,18 @@ impl<'t> Batch<'t> {
                 .map_err(database)?;
         }
         if !self.queued.is_empty() {
-            let writer = transaction
-                .copy_in(
-                    "COPY outbox (key, enrolment_id, contact_id, journey, step, channel, template, kind, send_at, expires_at, status, planned_at, attempt_at, note)
-                     FROM STDIN (FORMAT binary)",
-                )
-                .map_err(database)?;
-            let mut writer = BinaryCopyInWriter::new(
-                writer,
-                &[
-                    Type::TEXT,
-                    Type::INT8,
-                    Type::TEXT,
-                    Type::TEXT,
-                    Type::TEXT,
-                    Type::TEXT,
-                    Type::TEXT,
-                    Type::TEXT,
-                    Type::INT8,
-                    Type::INT8,
-                    Type::TEXT,
-                    Type::INT8,
-                    Type::INT8,
-                    Type::TEXT,
-                ],
-            );
+            let sql = format!("COPY outbox ({OUTBOX_WRITTEN}) FROM STDIN (FORMAT binary)");
+            let mut writer = copy_writer(transaction, &sql, &OUTBOX_TYPES)?;
             for row in self.queued.drain(..) {
-                writer
-                    .write(&[
-                        &row.key.to_string(),
-                        &row.key.enrolment,
-                        &row.contact_id,
-                        &row.journey,
-                        &row.key.step.as_str(),
-                        &row.channel.as_str(),
-                        &row.template,
-                        &kind_text(row.kind),
-                        &row.send_at.seconds(),
-                        &row.expires_at.map(Timestamp::seconds),
-                        &row.status.as_str(),
-                        &row.planned_at.seconds(),
-                        &row.send_at.seconds(),
-                        &row.note,
-                    ])
-                    .map_err(database)?;
+                let values = outbox_values(&row);
+                let values: Vec<&(dyn ToSql + Sync)> =
+                    values.iter().map(|value| &**value as _).collect();
+                writer.write(&values).map_err(database)?;
             }
             writer.finish().map_err(database)?;
         }
         if !self.transitions.is_empty() {
-            let writer = transaction
-                .copy_in(
-                    "COPY transitions (enrolment_id, contact_id, journey, from_step, to_step, reason, at) FROM STDIN (FORMAT binary)",
-                )
-                .map_err(database)?;
-            let mut writer = BinaryCopyInWriter::new(
-                writer,
-                &[
+            let mut writer = copy_writer(transaction, "COPY transitions (enrolment_id, contact_id, journey, from_step, to_step, reason, at) FROM STDIN (FORMAT binary)", &[
                     Type::INT8,
                     Type::TEXT,
                     Type::TEXT,
@@ -1712,8 +1704,7 @@ impl<'t> Batch<'t> {
                     Type::TEXT,
                     Type::TEXT,
                     Type::INT8,
-                ],
-            );
+                ])?;
             for transition in self.transitions.drain(..) {
                 writer
                     .write(&[
@@ -2533,8 +2524,6 @@ impl Store for PostgresStore {
     }
 
     fn restore(&mut self, from: &dyn Store) -> Result<copy::Copied, StoreError> {
-        use ::postgres::binary_copy::BinaryCopyInWriter;
-
         let shown = self.shown.clone();
         // Alone, as an import writes: nothing else writes while the copy
         // fills the store.
@@ -2570,8 +2559,7 @@ impl Store for PostgresStore {
                 table.name,
                 table.column_list()
             );
-            let writer = work.transaction.copy_in(sql.as_str()).map_err(database)?;
-            let mut writer = BinaryCopyInWriter::new(writer, &types);
+            let mut writer = copy_writer(&mut work.transaction, sql.as_str(), &types)?;
             let mut count = 0;
             for row in copy::checked(table, rows) {
                 let values = typed(table, row?)?;

@@ -18,22 +18,7 @@ const NIGHTS: [&str; 3] = [
 
 /// The runner fixture on SQLite, deployed, with 1,000 contacts imported.
 fn project() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/runner"),
-        dir.path(),
-    );
-    ok(&journeyc(
-        dir.path(),
-        &["run", "--now", "2026-01-01T00:00:00Z"],
-    ));
-    let csv = crate::common::dormant_contacts(1000);
-    std::fs::write(dir.path().join("contacts.csv"), csv).expect("write");
-    ok(&journeyc(
-        dir.path(),
-        &["import", "contacts", "contacts.csv", "--now", IMPORTED],
-    ));
-    dir
+    crate::common::runner_population(1000, IMPORTED, None)
 }
 
 /// The same project files, on another store.

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use crate::common::postgres::{use_store, Cluster};
+use crate::common::postgres::Cluster;
 use crate::common::{copy_dir, decisions, journeyc, ok};
 
 const IMPORTED: &str = "2026-02-28T12:00:00Z";
@@ -16,23 +16,7 @@ const NIGHT: &str = "2026-03-01T18:00:00Z";
 /// The runner fixture on a new PostgreSQL database, deployed, with 3,000
 /// contacts imported: the night after is the first that enrols them.
 fn project() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
-    copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/runner"),
-        dir.path(),
-    );
-    use_store(dir.path(), &Cluster::get().database());
-    ok(&journeyc(
-        dir.path(),
-        &["run", "--now", "2026-01-01T00:00:00Z"],
-    ));
-    let csv = crate::common::dormant_contacts(3000);
-    std::fs::write(dir.path().join("contacts.csv"), csv).expect("write");
-    ok(&journeyc(
-        dir.path(),
-        &["import", "contacts", "contacts.csv", "--now", IMPORTED],
-    ));
-    dir
+    crate::common::runner_population(3000, IMPORTED, Some(&Cluster::get().database()))
 }
 
 /// What one `journeyc run` alone decides for the night.

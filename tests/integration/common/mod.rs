@@ -109,6 +109,34 @@ pub fn contacts<S: journeyc::store::Store + ?Sized>(store: &S) -> Vec<journeyc::
 }
 
 /// `count` dormant contacts in Shanghai (`p-00000` ...) as a contacts CSV
+/// The runner fixture in a new folder, on the store `store` names (its
+/// own SQLite file when none), deployed by a run on 1 January 2026, with
+/// `contacts` dormant contacts imported at `imported`.
+pub fn runner_population(
+    contacts: usize,
+    imported: &str,
+    store: Option<&str>,
+) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/runner"),
+        dir.path(),
+    );
+    if let Some(store) = store {
+        postgres::use_store(dir.path(), store);
+    }
+    ok(&journeyc(
+        dir.path(),
+        &["run", "--now", "2026-01-01T00:00:00Z"],
+    ));
+    std::fs::write(dir.path().join("contacts.csv"), dormant_contacts(contacts)).expect("write");
+    ok(&journeyc(
+        dir.path(),
+        &["import", "contacts", "contacts.csv", "--now", imported],
+    ));
+    dir
+}
+
 /// for the runner fixture: enough for several batches of a night.
 pub fn dormant_contacts(count: usize) -> String {
     use std::fmt::Write as _;
