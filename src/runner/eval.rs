@@ -661,6 +661,43 @@ pub(crate) fn time_free(expr: &Expr) -> bool {
     }
 }
 
+/// An expression whose value stays what it is now until something new
+/// arrives (an event, an import) or a stamp dated later comes due: besides
+/// fields, it may read the stage and tags (their history changes only at
+/// their stamps) and segments made of the same, but no clock (`days_since`,
+/// counts within windows, scores that decay) and nothing that differs from
+/// journey to journey. A condition that is steady and false needs no visit
+/// until one of those comes.
+pub(crate) fn steady(expr: &Expr, program: &Program<'_>) -> bool {
+    steady_within(expr, program, 0)
+}
+
+/// Segments nest; the analyzer refuses cycles, the depth bounds them anyway.
+fn steady_within(expr: &Expr, program: &Program<'_>, depth: usize) -> bool {
+    let steady = |inner: &Expr| steady_within(inner, program, depth);
+    match &expr.kind {
+        ExprKind::Call { function, args } => match function.node.as_str() {
+            "has_tag" | "is_set" => args.iter().all(steady),
+            "segment" => {
+                depth < 16
+                    && name_arg(args.first())
+                        .and_then(|name| program.segments.get(name))
+                        .is_some_and(|condition| steady_within(condition, program, depth + 1))
+            }
+            _ => false,
+        },
+        ExprKind::Count { .. } => false,
+        ExprKind::Path(names) => {
+            names.first().is_none_or(|name| name.node != "event")
+                && !names.iter().any(|name| name.node == "enrolled_at")
+        }
+        ExprKind::List(items) => items.iter().all(steady),
+        ExprKind::Not(inner) | ExprKind::Group(inner) => steady(inner),
+        ExprKind::Binary { left, right, .. } => steady(left) && steady(right),
+        _ => true,
+    }
+}
+
 impl ScoreMemo {
     /// The points of every event of the contact for each rule of `model`,
     /// worked out once per version of the contact's fields.

@@ -18,7 +18,7 @@ use chrono::{DateTime, Datelike, Utc};
 
 use super::engine::{resting_node, Engine, Enrolments, JourneyRun};
 use super::eval;
-use super::person::{Person, STAGE_STAMPS, TAG_STAMPS};
+use super::person::{Person, STAGE_STAMPS, TAG_STAMPS, UNTAG_STAMPS};
 use super::signals::stamp_moment;
 use super::time;
 use crate::ast::{self, Reentry, Signal, Trigger};
@@ -54,7 +54,7 @@ impl Engine<'_> {
         for event in &person.events {
             earliest.offer(event.at.utc());
         }
-        for key in [STAGE_STAMPS, TAG_STAMPS] {
+        for key in [STAGE_STAMPS, TAG_STAMPS, UNTAG_STAMPS] {
             if let Some(serde_json::Value::Object(stamps)) = person.field(key) {
                 for name in stamps.keys() {
                     if let Some(moment) = stamp_moment(person, key, name) {
@@ -137,6 +137,15 @@ impl Engine<'_> {
         earliest: &mut Earliest,
     ) {
         let journey = run.journey;
+        // An audience that is false and stays so until something new
+        // arrives (or a stamp comes due, which wakes the contact itself)
+        // lets no trigger in before then.
+        let context = self.context(person, None, None, self.now);
+        if let Some(audience) = &journey.rules.audience {
+            if eval::steady(audience, context.program) && !eval::holds(audience, context) {
+                return;
+            }
+        }
         let mut from = self.now;
         if let Some(previous) = enrolments.latest(run.name()) {
             let ended = previous
@@ -149,7 +158,6 @@ impl Engine<'_> {
             };
             from = from.max(allowed - chrono::Duration::seconds(1));
         }
-        let context = self.context(person, None, None, self.now);
         for trigger in &journey.rules.triggers {
             match trigger {
                 // Events and stamps: offered by their dates.
@@ -272,12 +280,13 @@ fn may_hold_from(
 }
 
 /// Whether a condition is false and stays so while nothing new arrives:
-/// one that reads only fields, a count of events that is already too low,
+/// one that reads only fields, stages and tags (a stamp dated later wakes
+/// the contact at its own time), a count of events that is already too low,
 /// a score compared with a number the score can no longer reach (its
 /// points decay, and nothing new adds any), or a combination of them.
 fn stays_false(condition: &ast::Expr, context: eval::Context<'_>) -> bool {
     use ast::{BinaryOp, ExprKind};
-    if eval::time_free(condition) {
+    if eval::steady(condition, context.program) {
         return !eval::holds(condition, context);
     }
     match &condition.kind {
