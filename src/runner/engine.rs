@@ -383,12 +383,14 @@ impl Engine<'_> {
                     .set_wake(&person.contact.id, wake.map(Timestamp::from))?;
                 if !person.edits.is_empty() {
                     let edits = std::mem::take(&mut person.edits);
-                    work.batch
-                        .update_contact(&person.contact.id, &mut |fields| {
+                    work.batch.update_contact(
+                        &person.contact.id,
+                        std::sync::Arc::new(move |fields| {
                             for edit in &edits {
                                 edit.apply(fields);
                             }
-                        })?;
+                        }),
+                    )?;
                 }
                 return Ok(());
             };

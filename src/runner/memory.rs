@@ -12,8 +12,8 @@ use crate::model::{Channel, EnrolmentState, OutboxStatus, Timestamp};
 use crate::settings::Settings;
 use crate::span::SourceMap;
 use crate::store::{
-    Assignment, Contact, Enrolment, Event, OutboxRow, RunBatch, Scheduled, StoreError, Suppression,
-    Transition,
+    Assignment, Contact, ContactEdit, Enrolment, Event, OutboxRow, RunBatch, Scheduled, StoreError,
+    Suppression, Transition,
 };
 
 #[derive(Default)]
@@ -126,11 +126,7 @@ impl RunBatch for Memory {
             .any(|s| s.address == address && s.channel == channel && s.at <= at))
     }
 
-    fn update_contact(
-        &mut self,
-        contact_id: &str,
-        edit: &mut dyn FnMut(&mut Map<String, Json>),
-    ) -> Result<(), StoreError> {
+    fn update_contact(&mut self, contact_id: &str, edit: ContactEdit) -> Result<(), StoreError> {
         if let Some(contact) = self.contacts.iter_mut().find(|c| c.id == contact_id) {
             edit(&mut contact.fields);
         }

@@ -324,6 +324,11 @@ pub struct Scheduled {
     pub at: Timestamp,
 }
 
+/// What a run does to a contact's fields: applied to the fields as they
+/// are when the batch writes them, so an import that committed meanwhile
+/// keeps its own changes. Shared, so a batch that writes later can keep it.
+pub type ContactEdit = std::sync::Arc<dyn Fn(&mut Map<String, Json>) + Send + Sync>;
+
 /// The writes and reads of one batch of contacts in a run, all in one
 /// transaction.
 pub trait RunBatch {
@@ -368,11 +373,7 @@ pub trait RunBatch {
     /// Reads the contact as it is now, inside this transaction, and stores
     /// what `edit` makes of its fields: a run writes back only the changes
     /// it made, so an import that committed meanwhile keeps its own.
-    fn update_contact(
-        &mut self,
-        contact_id: &str,
-        edit: &mut dyn FnMut(&mut Map<String, Json>),
-    ) -> Result<(), StoreError>;
+    fn update_contact(&mut self, contact_id: &str, edit: ContactEdit) -> Result<(), StoreError>;
     /// Records when something is next due for the contact if nothing new
     /// arrives (none: nothing ever is).
     fn set_wake(&mut self, contact_id: &str, wake: Option<Timestamp>) -> Result<(), StoreError>;

@@ -29,10 +29,10 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use ::postgres::types::Type;
 
 use super::{
-    copy, ArmStatus, Assignment, Cause, Claimed, Contact, Delivered, Enrolment, EnrolmentData,
-    Event, ImportSink, Join, JourneyStatus, Night, Outbox, OutboxRow, Part, Progress, Resting,
-    RunBatch, RunGuard, RunRecord, Scheduled, Settle, Store, StoreError, Suppression, Sweep,
-    Transition, Visit,
+    copy, ArmStatus, Assignment, Cause, Claimed, Contact, ContactEdit, Delivered, Enrolment,
+    EnrolmentData, Event, ImportSink, Join, JourneyStatus, Night, Outbox, OutboxRow, Part,
+    Progress, Resting, RunBatch, RunGuard, RunRecord, Scheduled, Settle, Store, StoreError,
+    Suppression, Sweep, Transition, Visit,
 };
 use crate::model::{Channel, OutboxKey, OutboxStatus, StepId, Timestamp};
 use crate::templates::MessageKind;
@@ -1975,11 +1975,7 @@ impl RunBatch for Batch<'_> {
         Ok(since.is_some_and(|since| since <= at.seconds()))
     }
 
-    fn update_contact(
-        &mut self,
-        contact_id: &str,
-        edit: &mut dyn FnMut(&mut Map<String, Json>),
-    ) -> Result<(), StoreError> {
+    fn update_contact(&mut self, contact_id: &str, edit: ContactEdit) -> Result<(), StoreError> {
         let mut db = self.work.db();
         let Some(mut contact) = read_contact(
             &mut db,

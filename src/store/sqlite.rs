@@ -8,10 +8,10 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde_json::{Map, Value as Json};
 
 use super::{
-    copy, ArmStatus, Assignment, Cause, Claimed, Contact, Delivered, Enrolment, EnrolmentData,
-    Event, ImportSink, Join, JourneyStatus, Night, Outbox, OutboxRow, Part, Progress, Resting,
-    RunBatch, RunRecord, Scheduled, Settle, Store, StoreError, Suppression, Sweep, Transition,
-    Visit,
+    copy, ArmStatus, Assignment, Cause, Claimed, Contact, ContactEdit, Delivered, Enrolment,
+    EnrolmentData, Event, ImportSink, Join, JourneyStatus, Night, Outbox, OutboxRow, Part,
+    Progress, Resting, RunBatch, RunRecord, Scheduled, Settle, Store, StoreError, Suppression,
+    Sweep, Transition, Visit,
 };
 use crate::model::{Channel, EnrolmentState, OutboxKey, OutboxStatus, StepId, Timestamp};
 use crate::templates::MessageKind;
@@ -842,11 +842,7 @@ impl RunBatch for Batch<'_> {
         is_suppressed(&self.transaction, address, channel, at)
     }
 
-    fn update_contact(
-        &mut self,
-        contact_id: &str,
-        edit: &mut dyn FnMut(&mut Map<String, Json>),
-    ) -> Result<(), StoreError> {
+    fn update_contact(&mut self, contact_id: &str, edit: ContactEdit) -> Result<(), StoreError> {
         let Some(mut contact) = read_contact(&self.transaction, contact_id)? else {
             return Ok(());
         };
