@@ -19,6 +19,8 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
-    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    // Not locked for the whole command: threads of a night (evaluators,
+    // workers) write their log lines and faults to stderr too.
+    let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
     journeyc::cli::run(std::env::args_os(), &mut out, &mut err)
 }

@@ -5,7 +5,7 @@ use super::{Io, Now, Open, Outcome, ProjectArg, Report, Status};
 use crate::error::Error;
 use crate::model::Timestamp;
 use crate::runner::engine::RunError;
-use crate::runner::run::{run_workers, Plan, RunFailure, Visited};
+use crate::runner::run::{run_pipelined, run_workers, Plan, RunFailure, Visited};
 
 /// Move every contact through the journeys at an instant and queue the
 /// messages in the outbox.
@@ -98,15 +98,23 @@ pub(crate) fn run(args: Args, io: &mut Io<'_>) -> Outcome {
         dry_run: args.dry_run,
         everyone: args.all_contacts,
         worker: args.worker,
+        page: None,
     };
-    let outcome = run_workers(
-        &checked,
-        &mut *store,
-        usize::from(args.workers),
-        now,
-        &plan,
-        &|done| progress_bar.set_position(done),
-    );
+    let tell = |done| progress_bar.set_position(done);
+    let outcome = if store.partitions() == 1 {
+        // One writer: the other cores evaluate pages for it.
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        run_pipelined(&checked, &mut *store, cores.clamp(1, 8), now, &plan, &tell)
+    } else {
+        run_workers(
+            &checked,
+            &mut *store,
+            usize::from(args.workers),
+            now,
+            &plan,
+            &tell,
+        )
+    };
     progress_bar.finish_and_clear();
     let report = match outcome {
         Ok(report) => report,

@@ -168,6 +168,8 @@ pub struct Plan<'o> {
     pub everyone: bool,
     /// Join the night that is open (`--worker`) instead of running alone.
     pub worker: bool,
+    /// Contacts per page and transaction ([`BATCH`] when none).
+    pub page: Option<usize>,
 }
 
 /// Hears how many contacts this process has done, after each batch.
@@ -203,9 +205,11 @@ pub fn fingerprint(checked: &Checked) -> String {
 
 /// A night made ready: the engine every worker shares and what closing it
 /// saves.
-struct Ready<'a> {
-    engine: Engine<'a>,
-    night: Night,
+pub(super) struct Ready<'a> {
+    pub(super) engine: Engine<'a>,
+    pub(super) night: Night,
+    /// Contacts per page and transaction.
+    pub(super) page: usize,
     saved: Vec<Progress>,
     launched: Vec<String>,
     sweep: Option<Sweep>,
@@ -349,6 +353,7 @@ fn prepare<'a, S: Store + ?Sized>(
     Ok(Ready {
         engine,
         night,
+        page: plan.page.unwrap_or(BATCH).max(1),
         saved,
         launched,
         sweep,
@@ -405,14 +410,14 @@ fn work_part<S: Store + ?Sized>(
         }
         Visit::Everyone => None,
     };
-    let mut chunks = due.as_deref().map(|ids| ids.chunks(BATCH));
+    let mut chunks = due.as_deref().map(|ids| ids.chunks(ready.page));
     loop {
         let page: Vec<Contact> = match &mut chunks {
             Some(chunks) => match chunks.next() {
                 Some(ids) => store.contacts_in(ids)?,
                 None => break,
             },
-            None => store.part_page(part.index, after.as_deref(), BATCH)?,
+            None => store.part_page(part.index, after.as_deref(), ready.page)?,
         };
         let Some(last) = page.last() else { break };
         after = Some(last.id.clone());
@@ -464,7 +469,7 @@ fn work_part<S: Store + ?Sized>(
 }
 
 /// Adds to `total` what a batch did: `now` less `before`.
-fn add(total: &mut Counts, now: &Counts, before: &Counts) {
+pub(super) fn add(total: &mut Counts, now: &Counts, before: &Counts) {
     let fields = [
         (&mut total.contacts, now.contacts, before.contacts),
         (&mut total.enrolled, now.enrolled, before.enrolled),
@@ -554,6 +559,46 @@ pub fn run_at<S: Store + ?Sized>(
     let ready = prepare(checked, &program, store, now, plan)?;
     let (mine, partitions) = work(&ready, store, !plan.dry_run, progress)?;
     finish(&ready, store, plan, mine, partitions)
+}
+
+/// The night on a store with one writer (SQLite) over every core:
+/// `evaluators` threads, each with a connection of its own, read and
+/// evaluate pages of contacts while this one writes them
+/// ([`super::pipeline`]). The outcome is the one of [`run_at`]; a dry run,
+/// and a store that cannot be opened twice (in memory), run in one thread.
+pub fn run_pipelined(
+    checked: &Checked,
+    store: &mut dyn Backend,
+    evaluators: usize,
+    now: DateTime<Utc>,
+    plan: &Plan<'_>,
+    progress: Progressed<'_>,
+) -> Result<RunReport, RunFailure> {
+    if plan.dry_run || evaluators == 0 {
+        return run_at(checked, store, now, plan, progress);
+    }
+    let mut readers = Vec::new();
+    for _ in 0..evaluators {
+        match store.reopen() {
+            Ok(reader) => readers.push(reader),
+            Err(error) => {
+                tracing::debug!(%error, "the store cannot be opened again; one thread runs the night");
+                return run_at(checked, store, now, plan, progress);
+            }
+        }
+    }
+    let program = Program::of(&checked.analysis);
+    let ready = prepare(checked, &program, store, now, plan)?;
+    let mut mine = Counts::default();
+    let mut parts = 0;
+    while let Some(part) = store.claim_part(&ready.night, true)? {
+        let outcome =
+            super::pipeline::work_part(&ready, store, &mut readers, &part, &mut mine, progress);
+        store.release_part(part.index)?;
+        outcome?;
+        parts += 1;
+    }
+    finish(&ready, store, plan, mine, parts)
 }
 
 /// The same night with `workers` connections to the store at once, each in

@@ -11,6 +11,7 @@ pub mod copy;
 pub mod postgres;
 pub mod sqlite;
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -329,6 +330,92 @@ pub struct Scheduled {
 /// keeps its own changes. Shared, so a batch that writes later can keep it.
 pub type ContactEdit = std::sync::Arc<dyn Fn(&mut Map<String, Json>) + Send + Sync>;
 
+/// What a run reads of a page of contacts, read at once ([`Store::read_ahead`]).
+#[derive(Debug, Default)]
+pub struct Ahead {
+    /// `through_seq` of the events.
+    pub through_seq: i64,
+    /// Per contact, in time order.
+    pub events: HashMap<String, Vec<Event>>,
+    /// Per contact, the latest enrolment in each journey, by id.
+    pub enrolments: HashMap<String, Vec<Enrolment>>,
+    pub outbox: HashMap<String, Held>,
+}
+
+impl Ahead {
+    /// An empty entry for each contact, so one with nothing stored is
+    /// known to have nothing.
+    pub fn new(contacts: &[&str], through_seq: i64) -> Ahead {
+        let mut ahead = Ahead {
+            through_seq,
+            ..Ahead::default()
+        };
+        for id in contacts {
+            ahead.events.insert((*id).to_string(), Vec::new());
+            ahead.enrolments.insert((*id).to_string(), Vec::new());
+            ahead.outbox.insert((*id).to_string(), Held::default());
+        }
+        ahead
+    }
+
+    /// Adds a stored outbox row of a contact, in the order of `send_at`,
+    /// then id.
+    pub fn hold(&mut self, contact_id: &str, key: String, sent: Option<(Channel, String, i64)>) {
+        if let Some(held) = self.outbox.get_mut(contact_id) {
+            held.keys.insert(key);
+            held.marketing.extend(sent);
+        }
+    }
+}
+
+/// What one contact's outbox holds, as a run sees it.
+#[derive(Debug, Default)]
+pub struct Held {
+    pub keys: HashSet<String>,
+    /// Marketing rows that are or will be sent (`pending`, `sending`,
+    /// `sent`): channel, journey, `send_at`, in the outbox's order (by
+    /// `send_at`, then id).
+    pub marketing: Vec<(Channel, String, i64)>,
+}
+
+impl Held {
+    /// Records a row the run queued; `false` when its key is already
+    /// there.
+    pub fn queue(&mut self, row: &OutboxRow) -> bool {
+        if !self.keys.insert(row.key.to_string()) {
+            return false;
+        }
+        if row.kind == MessageKind::Marketing
+            && matches!(
+                row.status,
+                OutboxStatus::Pending | OutboxStatus::Sending | OutboxStatus::Sent
+            )
+        {
+            // Stored rows come by `send_at`, then id; the run's rows get
+            // higher ids than any stored one.
+            let at = row.send_at.seconds();
+            let place = self
+                .marketing
+                .partition_point(|(_, _, send_at)| *send_at <= at);
+            self.marketing
+                .insert(place, (row.channel, row.journey.clone(), at));
+        }
+        true
+    }
+
+    /// The marketing sends on a channel from `from` on, in order.
+    pub fn scheduled(&self, channel: Channel, from: Timestamp) -> Vec<Scheduled> {
+        self.marketing
+            .iter()
+            .filter(|(sent_on, _, at)| *sent_on == channel && *at >= from.seconds())
+            .map(|(_, journey, at)| Scheduled {
+                journey: journey.clone(),
+                at: Timestamp::from_seconds(*at),
+            })
+            .collect()
+    }
+}
+
 /// The writes and reads of one batch of contacts in a run, all in one
 /// transaction.
 pub trait RunBatch {
@@ -582,6 +669,10 @@ pub trait Store {
     /// These contacts (ids in order), in id order; missing ones are left
     /// out.
     fn contacts_in(&self, ids: &[String]) -> Result<Vec<Contact>, StoreError>;
+    /// What a run reads of these contacts, read at once: their events
+    /// that had arrived by `through_seq`, their latest enrolment in each
+    /// journey and what their outbox holds.
+    fn read_ahead(&self, contacts: &[&str], through_seq: i64) -> Result<Ahead, StoreError>;
     /// Opens a night, or joins the open one, as `join` says, in one
     /// transaction that no other opener shares; returns the night that is
     /// open now.

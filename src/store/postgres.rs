@@ -29,7 +29,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use ::postgres::types::Type;
 
 use super::{
-    copy, ArmStatus, Assignment, Cause, Claimed, Contact, ContactEdit, Delivered, Enrolment,
+    copy, Ahead, ArmStatus, Assignment, Cause, Claimed, Contact, ContactEdit, Delivered, Enrolment,
     EnrolmentData, Event, ImportSink, Join, JourneyStatus, Night, Outbox, OutboxRow, Part,
     Progress, Resting, RunBatch, RunGuard, RunRecord, Scheduled, Settle, Store, StoreError,
     Suppression, Sweep, Transition, Visit,
@@ -1523,24 +1523,80 @@ impl ImportSink for Sink<'_> {
     }
 }
 
+/// A page's events, latest enrolments and outbox, in three queries.
+fn read_ahead<C: GenericClient>(
+    db: &mut Db<'_, C>,
+    contacts: &[&str],
+    through_seq: i64,
+) -> Result<Ahead, StoreError> {
+    let mut ahead = Ahead::new(contacts, through_seq);
+    let rows = db.query(
+        "SELECT contact_id, id, name, at, seq, properties FROM events
+         WHERE contact_id = ANY($1) AND seq <= $2 ORDER BY contact_id, at, id",
+        &[&contacts, &through_seq],
+    )?;
+    for row in &rows {
+        let contact_id: String = get(row, 0)?;
+        let event = Event {
+            id: get(row, 1)?,
+            name: get(row, 2)?,
+            at: time(row, 3)?,
+            seq: get(row, 4)?,
+            properties: crate::store::Properties::from_text(get(row, 5)?),
+            contact_id,
+        };
+        if let Some(events) = ahead.events.get_mut(&event.contact_id) {
+            events.push(event);
+        }
+    }
+    let rows = db.query(
+        concat!(
+            "SELECT contact_id, ",
+            enrolment_columns!(),
+            " FROM enrolments WHERE contact_id = ANY($1) AND id IN
+             (SELECT MAX(id) FROM enrolments WHERE contact_id = ANY($1) GROUP BY contact_id, journey)
+             ORDER BY contact_id, id"
+        ),
+        &[&contacts],
+    )?;
+    for row in &rows {
+        let contact_id: String = get(row, 0)?;
+        let enrolment = enrolment_at(row, 1, &contact_id)?;
+        if let Some(enrolments) = ahead.enrolments.get_mut(&contact_id) {
+            enrolments.push(enrolment);
+        }
+    }
+    let rows = db.query(
+        "SELECT contact_id, key, channel, journey, send_at,
+                kind = 'marketing' AND status IN ('pending', 'sending', 'sent')
+         FROM outbox WHERE contact_id = ANY($1) ORDER BY contact_id, send_at, id",
+        &[&contacts],
+    )?;
+    for row in &rows {
+        let contact_id: String = get(row, 0)?;
+        let sent = if get::<bool>(row, 5)? {
+            Some((channel_of(row, 2)?, get(row, 3)?, get(row, 4)?))
+        } else {
+            None
+        };
+        ahead.hold(&contact_id, get(row, 1)?, sent);
+    }
+    Ok(ahead)
+}
+
 /// A run's batch: the page's events and enrolments read at once, the
 /// rows nothing reads back within the batch (transitions, assignments,
 /// wakes) held and written in bulk before it commits.
 struct Batch<'t> {
     work: Work<'t>,
-    /// `through_seq` of the prefetched events.
-    through_seq: i64,
-    /// Per prefetched contact, taken by the first read (later reads, after
-    /// the batch wrote, go to the database).
-    events: HashMap<String, Vec<Event>>,
-    enrolments: HashMap<String, Vec<Enrolment>>,
+    /// The prefetched contacts' events and enrolments, taken by the first
+    /// read (later reads, after the batch wrote, go to the database), and
+    /// what their outbox holds (with what the batch queued for them).
+    ahead: Ahead,
     transitions: Vec<Transition>,
     assignments: Vec<Assignment>,
     /// The last wake set per contact.
     wakes: HashMap<String, Option<i64>>,
-    /// Per prefetched contact, what its outbox holds (and what the batch
-    /// queued for it): the keys, and the marketing sends caps count.
-    outbox: HashMap<String, Queued>,
     /// Rows queued by the batch, written at its end.
     queued: Vec<OutboxRow>,
     /// Enrolments the batch inserted (with ids taken from the sequence)
@@ -1556,27 +1612,17 @@ struct Batch<'t> {
     suppressions: HashMap<(String, Channel), Option<i64>>,
 }
 
-/// What one contact's outbox holds, as a batch sees it.
-#[derive(Default)]
-struct Queued {
-    keys: std::collections::HashSet<String>,
-    /// Marketing rows that are or will be sent: channel, journey,
-    /// `send_at`, in the order the outbox gives them (by `send_at`, then
-    /// id; the batch's own rows after the stored ones).
-    marketing: Vec<(Channel, String, i64)>,
-}
-
 impl<'t> Batch<'t> {
     fn new(work: Work<'t>) -> Self {
         Batch {
             work,
-            through_seq: -1,
-            events: HashMap::new(),
-            enrolments: HashMap::new(),
+            ahead: Ahead {
+                through_seq: -1,
+                ..Ahead::default()
+            },
             transitions: Vec::new(),
             assignments: Vec::new(),
             wakes: HashMap::new(),
-            outbox: HashMap::new(),
             queued: Vec::new(),
             inserted: Vec::new(),
             inserted_at: HashMap::new(),
@@ -1752,77 +1798,13 @@ impl<'t> Batch<'t> {
 
 impl RunBatch for Batch<'_> {
     fn prefetch(&mut self, contacts: &[&str], through_seq: i64) -> Result<(), StoreError> {
-        self.through_seq = through_seq;
-        self.events.clear();
-        self.enrolments.clear();
-        for id in contacts {
-            self.events.insert((*id).to_string(), Vec::new());
-            self.enrolments.insert((*id).to_string(), Vec::new());
-        }
-        let rows = self.work.db().query(
-            "SELECT contact_id, id, name, at, seq, properties FROM events
-             WHERE contact_id = ANY($1) AND seq <= $2 ORDER BY contact_id, at, id",
-            &[&contacts, &through_seq],
-        )?;
-        for row in &rows {
-            let contact_id: String = get(row, 0)?;
-            let event = Event {
-                id: get(row, 1)?,
-                name: get(row, 2)?,
-                at: time(row, 3)?,
-                seq: get(row, 4)?,
-                properties: crate::store::Properties::from_text(get(row, 5)?),
-                contact_id,
-            };
-            if let Some(events) = self.events.get_mut(&event.contact_id) {
-                events.push(event);
-            }
-        }
-        let rows = self.work.db().query(
-            concat!(
-                "SELECT contact_id, ",
-                enrolment_columns!(),
-                " FROM enrolments WHERE contact_id = ANY($1) AND id IN
-                 (SELECT MAX(id) FROM enrolments WHERE contact_id = ANY($1) GROUP BY contact_id, journey)
-                 ORDER BY contact_id, id"
-            ),
-            &[&contacts],
-        )?;
-        for row in &rows {
-            let contact_id: String = get(row, 0)?;
-            let enrolment = enrolment_at(row, 1, &contact_id)?;
-            if let Some(enrolments) = self.enrolments.get_mut(&contact_id) {
-                enrolments.push(enrolment);
-            }
-        }
-        self.outbox.clear();
-        for id in contacts {
-            self.outbox.insert((*id).to_string(), Queued::default());
-        }
-        let rows = self.work.db().query(
-            "SELECT contact_id, key, channel, journey, send_at,
-                    kind = 'marketing' AND status IN ('pending', 'sending', 'sent')
-             FROM outbox WHERE contact_id = ANY($1) ORDER BY contact_id, send_at, id",
-            &[&contacts],
-        )?;
-        for row in &rows {
-            let contact_id: String = get(row, 0)?;
-            let Some(queued) = self.outbox.get_mut(&contact_id) else {
-                continue;
-            };
-            queued.keys.insert(get(row, 1)?);
-            if get::<bool>(row, 5)? {
-                queued
-                    .marketing
-                    .push((channel_of(row, 2)?, get(row, 3)?, get(row, 4)?));
-            }
-        }
+        self.ahead = read_ahead(&mut self.work.db(), contacts, through_seq)?;
         Ok(())
     }
 
     fn events_of(&mut self, contact_id: &str, through_seq: i64) -> Result<Vec<Event>, StoreError> {
-        if through_seq == self.through_seq {
-            if let Some(events) = self.events.remove(contact_id) {
+        if through_seq == self.ahead.through_seq {
+            if let Some(events) = self.ahead.events.remove(contact_id) {
                 return Ok(events);
             }
         }
@@ -1830,7 +1812,7 @@ impl RunBatch for Batch<'_> {
     }
 
     fn enrolments_of(&mut self, contact_id: &str) -> Result<Vec<Enrolment>, StoreError> {
-        if let Some(enrolments) = self.enrolments.remove(contact_id) {
+        if let Some(enrolments) = self.ahead.enrolments.remove(contact_id) {
             return Ok(enrolments);
         }
         // What the batch holds must be in the database for it to answer.
@@ -1884,7 +1866,7 @@ impl RunBatch for Batch<'_> {
     }
 
     fn queue(&mut self, row: &OutboxRow) -> Result<bool, StoreError> {
-        let Some(queued) = self.outbox.get_mut(&row.contact_id) else {
+        let Some(held) = self.ahead.outbox.get_mut(&row.contact_id) else {
             // A contact the batch did not prefetch: straight to the
             // database, after what the batch holds.
             self.flush()?;
@@ -1897,24 +1879,8 @@ impl RunBatch for Batch<'_> {
             };
             return queue_row(&mut self.work.db(), &row);
         };
-        if !queued.keys.insert(row.key.to_string()) {
+        if !held.queue(row) {
             return Ok(false);
-        }
-        if row.kind == MessageKind::Marketing
-            && matches!(
-                row.status,
-                OutboxStatus::Pending | OutboxStatus::Sending | OutboxStatus::Sent
-            )
-        {
-            // Stored rows come by `send_at`, then id; the batch's rows get
-            // higher ids than any stored one.
-            let at = row.send_at.seconds();
-            let place = queued
-                .marketing
-                .partition_point(|(_, _, send_at)| *send_at <= at);
-            queued
-                .marketing
-                .insert(place, (row.channel, row.journey.clone(), at));
         }
         self.queued.push(row.clone());
         Ok(true)
@@ -1926,16 +1892,8 @@ impl RunBatch for Batch<'_> {
         channel: Channel,
         from: Timestamp,
     ) -> Result<Vec<Scheduled>, StoreError> {
-        if let Some(queued) = self.outbox.get(contact_id) {
-            return Ok(queued
-                .marketing
-                .iter()
-                .filter(|(sent_on, _, at)| *sent_on == channel && *at >= from.seconds())
-                .map(|(_, journey, at)| Scheduled {
-                    journey: journey.clone(),
-                    at: Timestamp::from_seconds(*at),
-                })
-                .collect());
+        if let Some(held) = self.ahead.outbox.get(contact_id) {
+            return Ok(held.scheduled(channel, from));
         }
         self.flush()?;
         marketing_sends(
@@ -2339,6 +2297,10 @@ impl Store for PostgresStore {
             .map(contact_of)
             .collect()
         })
+    }
+
+    fn read_ahead(&self, contacts: &[&str], through_seq: i64) -> Result<Ahead, StoreError> {
+        self.read(|db| read_ahead(db, contacts, through_seq))
     }
 
     fn begin_night(&mut self, proposed: &Night, join: Join) -> Result<Night, StoreError> {

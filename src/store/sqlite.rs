@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde_json::{Map, Value as Json};
 
 use super::{
-    copy, ArmStatus, Assignment, Cause, Claimed, Contact, ContactEdit, Delivered, Enrolment,
+    copy, Ahead, ArmStatus, Assignment, Cause, Claimed, Contact, ContactEdit, Delivered, Enrolment,
     EnrolmentData, Event, ImportSink, Join, JourneyStatus, Night, Outbox, OutboxRow, Part,
     Progress, Resting, RunBatch, RunRecord, Scheduled, Settle, Store, StoreError, Suppression,
     Sweep, Transition, Visit,
@@ -1332,6 +1332,84 @@ impl Store for SqliteStore {
             .query_map(params![list], contact_row)
             .map_err(database)?;
         rows.collect::<Result<_, _>>().map_err(database)
+    }
+
+    fn read_ahead(&self, contacts: &[&str], through_seq: i64) -> Result<Ahead, StoreError> {
+        let mut ahead = Ahead::new(contacts, through_seq);
+        let list = Json::Array(
+            contacts
+                .iter()
+                .map(|id| Json::String((*id).to_string()))
+                .collect(),
+        )
+        .to_string();
+        // One snapshot for the three reads.
+        let transaction = self.connection.unchecked_transaction().map_err(database)?;
+        {
+            let mut statement = transaction
+                .prepare_cached(
+                    "SELECT contact_id, id, name, at, seq, properties FROM events
+                     WHERE contact_id IN (SELECT value FROM json_each(?1)) AND seq <= ?2
+                     ORDER BY contact_id, at, id",
+                )
+                .map_err(database)?;
+            let mut rows = statement
+                .query(params![list, through_seq])
+                .map_err(database)?;
+            while let Some(row) = rows.next().map_err(database)? {
+                let event = Event {
+                    contact_id: row.get(0).map_err(database)?,
+                    id: row.get(1).map_err(database)?,
+                    name: row.get(2).map_err(database)?,
+                    at: time(row, 3).map_err(database)?,
+                    seq: row.get(4).map_err(database)?,
+                    properties: crate::store::Properties::from_text(row.get(5).map_err(database)?),
+                };
+                if let Some(events) = ahead.events.get_mut(&event.contact_id) {
+                    events.push(event);
+                }
+            }
+            let mut statement = transaction
+                .prepare_cached(&format!(
+                    "SELECT {ENROLMENT_COLUMNS}, contact_id FROM enrolments WHERE id IN
+                     (SELECT MAX(id) FROM enrolments WHERE contact_id IN (SELECT value FROM json_each(?1))
+                      GROUP BY contact_id, journey)
+                     ORDER BY contact_id, id",
+                ))
+                .map_err(database)?;
+            let mut rows = statement.query(params![list]).map_err(database)?;
+            while let Some(row) = rows.next().map_err(database)? {
+                let contact_id: String = row.get(11).map_err(database)?;
+                let enrolment = enrolment(row, &contact_id).map_err(database)?;
+                if let Some(enrolments) = ahead.enrolments.get_mut(&contact_id) {
+                    enrolments.push(enrolment);
+                }
+            }
+            let mut statement = transaction
+                .prepare_cached(
+                    "SELECT contact_id, key, channel, journey, send_at,
+                            kind = 'marketing' AND status IN ('pending', 'sending', 'sent')
+                     FROM outbox WHERE contact_id IN (SELECT value FROM json_each(?1))
+                     ORDER BY contact_id, send_at, id",
+                )
+                .map_err(database)?;
+            let mut rows = statement.query(params![list]).map_err(database)?;
+            while let Some(row) = rows.next().map_err(database)? {
+                let contact_id: String = row.get(0).map_err(database)?;
+                let sent = if row.get::<_, bool>(5).map_err(database)? {
+                    Some((
+                        channel_of(row, 2).map_err(database)?,
+                        row.get(3).map_err(database)?,
+                        row.get(4).map_err(database)?,
+                    ))
+                } else {
+                    None
+                };
+                ahead.hold(&contact_id, row.get(1).map_err(database)?, sent);
+            }
+        }
+        transaction.commit().map_err(database)?;
+        Ok(ahead)
     }
 
     fn begin_night(&mut self, proposed: &Night, join: Join) -> Result<Night, StoreError> {

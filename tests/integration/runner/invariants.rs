@@ -23,7 +23,7 @@ use std::fmt::{self, Write as _};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use journeyc::model::{Channel, OutboxStatus, Timestamp};
 use journeyc::project::{self, Checked};
-use journeyc::runner::run::{run_at, Plan};
+use journeyc::runner::run::{run_at, run_pipelined, Plan};
 use journeyc::store::sqlite::SqliteStore;
 use journeyc::store::{Outbox, Store};
 use proptest::prelude::*;
@@ -817,7 +817,33 @@ fn load(case: &Case) -> Result<Loaded, TestCaseError> {
 /// deployed before anything happens, and the events imported up front
 /// except `late` ones (imported by [`Cadence::run`] when their run comes).
 fn fresh(loaded: &Loaded, case: &Case, events: &[(usize, DateTime<Utc>)]) -> SqliteStore {
-    let mut store = SqliteStore::in_memory().expect("a store");
+    fresh_in(
+        SqliteStore::in_memory().expect("a store"),
+        loaded,
+        case,
+        events,
+    )
+}
+
+/// [`fresh`] in a file of the case's folder, which a pipelined night opens
+/// again for its evaluators.
+fn fresh_file(loaded: &Loaded, case: &Case, events: &[(usize, DateTime<Utc>)]) -> SqliteStore {
+    let path = loaded.dir.path().join("journeyc.db");
+    let _ = std::fs::remove_file(&path);
+    fresh_in(
+        SqliteStore::open(&path).expect("a store"),
+        loaded,
+        case,
+        events,
+    )
+}
+
+fn fresh_in(
+    mut store: SqliteStore,
+    loaded: &Loaded,
+    case: &Case,
+    events: &[(usize, DateTime<Utc>)],
+) -> SqliteStore {
     let settings = loaded.checked.settings.as_ref().expect("settings");
     run_at(
         &loaded.checked,
@@ -871,6 +897,9 @@ struct Cadence {
     /// Every run visits every contact (`--all-contacts`), not only those
     /// with something due or new.
     everyone: bool,
+    /// Runs spread over this many evaluator threads, pages of this many
+    /// contacts (a store in a file; none: one thread, pages of 1,000).
+    pipelined: Option<(usize, usize)>,
 }
 
 fn end() -> DateTime<Utc> {
@@ -889,6 +918,7 @@ impl Cadence {
         Cadence {
             runs,
             everyone: false,
+            pipelined: None,
         }
     }
 
@@ -904,6 +934,7 @@ impl Cadence {
         Cadence {
             runs,
             everyone: false,
+            pipelined: None,
         }
     }
 
@@ -911,6 +942,7 @@ impl Cadence {
         Cadence {
             runs: vec![(end(), Vec::new())],
             everyone: false,
+            pipelined: None,
         }
     }
 
@@ -936,10 +968,16 @@ impl Cadence {
             let plan = Plan {
                 journeys,
                 everyone: self.everyone,
+                page: self.pipelined.map(|(_, page)| page),
                 ..Plan::default()
             };
-            run_at(&loaded.checked, store, *at, &plan, &|_| {})
-                .map_err(|error| TestCaseError::fail(format!("run at {at}: {error}")))?;
+            match self.pipelined {
+                Some((evaluators, _)) => {
+                    run_pipelined(&loaded.checked, store, evaluators, *at, &plan, &|_| {})
+                }
+                None => run_at(&loaded.checked, store, *at, &plan, &|_| {}),
+            }
+            .map_err(|error| TestCaseError::fail(format!("run at {at}: {error}")))?;
         }
         Ok(())
     }
@@ -1183,7 +1221,14 @@ proptest! {
             ("nightly", Cadence::nightly()),
             ("weekly", Cadence::every(Duration::days(7))),
             ("once at the end", Cadence::once()),
-            ("some journeys at a time", Cadence { runs, everyone: false }),
+            (
+                "some journeys at a time",
+                Cadence {
+                    runs,
+                    everyone: false,
+                    pipelined: None,
+                },
+            ),
         ];
         for (name, cadence) in cadences {
             let mut store = fresh(&loaded, &case, &events);
@@ -1304,6 +1349,37 @@ proptest! {
         let mut visited_all = fresh(&loaded, &case, &[]);
         everyone.run(&loaded, &case, &mut visited_all, &late)?;
         prop_assert_eq!(outcome(&due_only, &case), outcome(&visited_all, &case));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 60, max_shrink_iters: 1000, ..ProptestConfig::default() })]
+
+    /// A night spread over evaluator threads, which read and evaluate
+    /// pages while one thread writes them, decides exactly what a night in
+    /// one thread does: with pages of one or two contacts, so that pages
+    /// are evaluated out of order, hourly and nightly.
+    #[test]
+    fn a_night_over_every_core_is_a_night_in_one_thread(
+        case in case(),
+        page in 1_usize..3,
+        hourly in any::<bool>(),
+    ) {
+        let loaded = load(&case)?;
+        let cadence = if hourly { Cadence::every(Duration::hours(6)) } else { Cadence::nightly() };
+        let events = all_events(&case);
+        let mut one_thread = fresh(&loaded, &case, &events);
+        cadence.run(&loaded, &case, &mut one_thread, &[])?;
+        let pipelined = Cadence { pipelined: Some((2, page)), ..cadence };
+        let mut spread = fresh_file(&loaded, &case, &events);
+        pipelined.run(&loaded, &case, &mut spread, &[])?;
+        prop_assert_eq!(outcome(&spread, &case), outcome(&one_thread, &case));
+        // The same rows under the same ids, in the same order.
+        for index in 0..case.contacts.len() {
+            let id = format!("c{index}");
+            prop_assert_eq!(spread.enrolments_of(&id).expect("enrolments"), one_thread.enrolments_of(&id).expect("enrolments"));
+            prop_assert_eq!(spread.outbox_of(&id).expect("outbox"), one_thread.outbox_of(&id).expect("outbox"));
+        }
     }
 }
 
