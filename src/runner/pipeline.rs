@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
 
 use super::engine::{Counts, RunError};
-use super::run::{add, Ready};
+use super::run::{add, committed, Ready};
 use crate::model::{Channel, OutboxKey, Timestamp};
 use crate::store::{
     Ahead, Assignment, Backend, Contact, ContactEdit, Enrolment, Event, OutboxRow, Part, RunBatch,
@@ -299,14 +299,13 @@ pub(super) fn work_part(
                     break 'pages;
                 }
                 after = Some(page.after);
-                add(mine, &counts, &before);
-                crate::fault::point("run.batch");
-                progress(mine.contacts);
-                tracing::debug!(
-                    part = part.index,
-                    contacts = counts.contacts,
-                    last = after.as_deref().unwrap_or(""),
-                    "batch committed"
+                committed(
+                    mine,
+                    &counts,
+                    &before,
+                    part.index,
+                    after.as_deref(),
+                    progress,
                 );
             }
         }

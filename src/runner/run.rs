@@ -241,16 +241,25 @@ fn prepare<'a, S: Store + ?Sized>(
             )));
         }
     }
-    let problems = stranded(checked, store)?;
-    if !problems.is_empty() {
-        return Err(RunFailure::Stranded(problems));
-    }
     let fingerprint = fingerprint(checked);
     let whole = plan.journeys.is_empty();
     // The mark before the events' seq: an import that commits in between
     // is acted on tonight and visited again tomorrow, never missed.
     let mark = store.touch_mark()?;
     let sweep = store.sweep()?;
+    // A project unchanged since the last whole night strands no one: that
+    // night found every resting contact at a step it knows, and runs put
+    // contacts only at steps they know. (The check reads every active
+    // enrolment.)
+    if sweep
+        .as_ref()
+        .is_none_or(|sweep| sweep.fingerprint != fingerprint)
+    {
+        let problems = stranded(checked, store)?;
+        if !problems.is_empty() {
+            return Err(RunFailure::Stranded(problems));
+        }
+    }
     let proposed_seq = store.last_event_seq()?;
     let visit = match sweep {
         Some(sweep) if whole && !plan.everyone && sweep.fingerprint == fingerprint => Visit::Due {
@@ -383,13 +392,27 @@ fn work<S: Store + ?Sized>(
         }
         return Ok((mine, parts));
     }
-    while let Some(part) = store.claim_part(&ready.night, true)? {
-        let outcome = work_part(ready, store, &part, true, &mut mine, progress);
-        store.release_part(part.index)?;
+    let parts = claimed(ready, store, &mut |store, part| {
+        work_part(ready, store, part, true, &mut mine, progress)
+    })?;
+    Ok((mine, parts))
+}
+
+/// Claims partitions of the night until every one is done, works each with
+/// `part` and lets it go; returns how many this worker worked.
+fn claimed<S: Store + ?Sized>(
+    ready: &Ready<'_>,
+    store: &mut S,
+    part: &mut dyn FnMut(&mut S, &Part) -> Result<(), RunFailure>,
+) -> Result<u32, RunFailure> {
+    let mut parts = 0;
+    while let Some(claimed) = store.claim_part(&ready.night, true)? {
+        let outcome = part(store, &claimed);
+        store.release_part(claimed.index)?;
         outcome?;
         parts += 1;
     }
-    Ok((mine, parts))
+    Ok(parts)
 }
 
 /// One partition, from where an earlier worker left it.
@@ -428,7 +451,7 @@ fn work_part<S: Store + ?Sized>(
         let outcome = store.batch(commit, &mut |batch| {
             let page = page.take().unwrap_or_default();
             let ids: Vec<&str> = page.iter().map(|contact| contact.id.as_str()).collect();
-            batch.prefetch(&ids, ready.engine.run_seq)?;
+            batch.prefetch(part.index, &ids, ready.engine.run_seq)?;
             for contact in page {
                 match ready.engine.contact(batch, contact, &mut counts) {
                     Ok(()) => crate::fault::point("run.contact"),
@@ -449,14 +472,13 @@ fn work_part<S: Store + ?Sized>(
             return Err(RunFailure::Engine(failure));
         }
         outcome?;
-        add(mine, &counts, &before);
-        crate::fault::point("run.batch");
-        progress(mine.contacts);
-        tracing::debug!(
-            part = part.index,
-            contacts = counts.contacts,
-            last = after.as_deref().unwrap_or(""),
-            "batch committed"
+        committed(
+            mine,
+            &counts,
+            &before,
+            part.index,
+            after.as_deref(),
+            progress,
         );
     }
     if commit {
@@ -466,6 +488,27 @@ fn work_part<S: Store + ?Sized>(
         })?;
     }
     Ok(())
+}
+
+/// After a batch's commit: adds what it did (`counts` less `before`) to
+/// what this process did, and says so.
+pub(super) fn committed(
+    mine: &mut Counts,
+    counts: &Counts,
+    before: &Counts,
+    part: u32,
+    after: Option<&str>,
+    progress: Progressed<'_>,
+) {
+    add(mine, counts, before);
+    crate::fault::point("run.batch");
+    progress(mine.contacts);
+    tracing::debug!(
+        part,
+        contacts = counts.contacts,
+        last = after.unwrap_or(""),
+        "batch committed"
+    );
 }
 
 /// Adds to `total` what a batch did: `now` less `before`.
@@ -590,14 +633,9 @@ pub fn run_pipelined(
     let program = Program::of(&checked.analysis);
     let ready = prepare(checked, &program, store, now, plan)?;
     let mut mine = Counts::default();
-    let mut parts = 0;
-    while let Some(part) = store.claim_part(&ready.night, true)? {
-        let outcome =
-            super::pipeline::work_part(&ready, store, &mut readers, &part, &mut mine, progress);
-        store.release_part(part.index)?;
-        outcome?;
-        parts += 1;
-    }
+    let parts = claimed(&ready, store, &mut |store, part| {
+        super::pipeline::work_part(&ready, store, &mut readers, part, &mut mine, progress)
+    })?;
     finish(&ready, store, plan, mine, parts)
 }
 
