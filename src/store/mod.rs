@@ -419,12 +419,17 @@ impl Held {
 /// The writes and reads of one batch of contacts in a run, all in one
 /// transaction.
 pub trait RunBatch {
-    /// The contacts the batch is about to visit, in order: a store across
-    /// a network reads their events (those that had arrived by
-    /// `through_seq`) and latest enrolments at once. The default does
-    /// nothing.
-    fn prefetch(&mut self, contacts: &[&str], through_seq: i64) -> Result<(), StoreError> {
-        let _ = (contacts, through_seq);
+    /// The contacts the batch is about to visit, in order, all of the
+    /// store's partition `part`: a store across a network reads their
+    /// events (those that had arrived by `through_seq`) and latest
+    /// enrolments at once. The default does nothing.
+    fn prefetch(
+        &mut self,
+        part: u32,
+        contacts: &[&str],
+        through_seq: i64,
+    ) -> Result<(), StoreError> {
+        let _ = (part, contacts, through_seq);
         Ok(())
     }
     /// A contact's events that had arrived by `through_seq`, in time order.

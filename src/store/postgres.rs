@@ -237,6 +237,24 @@ fn part_sql(sql: &'static str, part: u32) -> &'static str {
         })
 }
 
+/// `sql` on one partition's tables (`{part}` as in [`part_sql`]), or with
+/// no partition on the whole tables (`_{part}` left out).
+fn tables_sql(sql: &'static str, part: Option<u32>) -> &'static str {
+    match part {
+        Some(part) => part_sql(sql, part),
+        None => {
+            type Made = std::sync::Mutex<HashMap<&'static str, &'static str>>;
+            static MADE: std::sync::OnceLock<Made> = std::sync::OnceLock::new();
+            let made = MADE.get_or_init(Made::default);
+            let mut made = made
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            made.entry(sql)
+                .or_insert_with(|| Box::leak(sql.replace("_{part}", "").into_boxed_str()))
+        }
+    }
+}
+
 /// A key for PostgreSQL's advisory locks, made from a name (FNV-1a of its
 /// bytes): every journeyc takes the same lock for the same name.
 const fn lock_key(name: &str) -> i64 {
@@ -1524,8 +1542,12 @@ impl ImportSink for Sink<'_> {
 }
 
 /// A page's events, latest enrolments and outbox, in three queries.
+/// With `part`, the contacts are all of that partition, and the
+/// partitioned tables are read in it alone: a list of ids given as a
+/// parameter is otherwise looked up in all sixteen.
 fn read_ahead<C: GenericClient>(
     db: &mut Db<'_, C>,
+    part: Option<u32>,
     contacts: &[&str],
     through_seq: i64,
 ) -> Result<Ahead, StoreError> {
@@ -1550,12 +1572,15 @@ fn read_ahead<C: GenericClient>(
         }
     }
     let rows = db.query(
-        concat!(
-            "SELECT contact_id, ",
-            enrolment_columns!(),
-            " FROM enrolments WHERE contact_id = ANY($1) AND id IN
-             (SELECT MAX(id) FROM enrolments WHERE contact_id = ANY($1) GROUP BY contact_id, journey)
-             ORDER BY contact_id, id"
+        tables_sql(
+            concat!(
+                "SELECT contact_id, ",
+                enrolment_columns!(),
+                " FROM enrolments_{part} WHERE contact_id = ANY($1) AND id IN
+                 (SELECT MAX(id) FROM enrolments_{part} WHERE contact_id = ANY($1) GROUP BY contact_id, journey)
+                 ORDER BY contact_id, id"
+            ),
+            part,
         ),
         &[&contacts],
     )?;
@@ -1567,9 +1592,12 @@ fn read_ahead<C: GenericClient>(
         }
     }
     let rows = db.query(
-        "SELECT contact_id, key, channel, journey, send_at,
-                kind = 'marketing' AND status IN ('pending', 'sending', 'sent')
-         FROM outbox WHERE contact_id = ANY($1) ORDER BY contact_id, send_at, id",
+        tables_sql(
+            "SELECT contact_id, key, channel, journey, send_at,
+                    kind = 'marketing' AND status IN ('pending', 'sending', 'sent')
+             FROM outbox_{part} WHERE contact_id = ANY($1) ORDER BY contact_id, send_at, id",
+            part,
+        ),
         &[&contacts],
     )?;
     for row in &rows {
@@ -1597,6 +1625,11 @@ struct Batch<'t> {
     assignments: Vec<Assignment>,
     /// The last wake set per contact.
     wakes: HashMap<String, Option<i64>>,
+    /// Edits of contacts' fields, in order: applied to the fields as they
+    /// are when the batch writes.
+    edits: Vec<(String, ContactEdit)>,
+    /// The partition of the prefetched contacts.
+    part: Option<u32>,
     /// Rows queued by the batch, written at its end.
     queued: Vec<OutboxRow>,
     /// Enrolments the batch inserted (with ids taken from the sequence)
@@ -1623,6 +1656,8 @@ impl<'t> Batch<'t> {
             transitions: Vec::new(),
             assignments: Vec::new(),
             wakes: HashMap::new(),
+            edits: Vec::new(),
+            part: None,
             queued: Vec::new(),
             inserted: Vec::new(),
             inserted_at: HashMap::new(),
@@ -1781,13 +1816,56 @@ impl<'t> Batch<'t> {
                 )
                 .map_err(database)?;
         }
+        if !self.edits.is_empty() {
+            // The edited contacts read and locked at once, edited in the
+            // order the batch made the edits, and written back at once.
+            let edits = std::mem::take(&mut self.edits);
+            let ids: Vec<&str> = edits.iter().map(|(id, _)| id.as_str()).collect();
+            let rows = transaction
+                .query(
+                    tables_sql(
+                        "SELECT id, data FROM contacts_{part} WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+                        self.part,
+                    ),
+                    &[&ids],
+                )
+                .map_err(database)?;
+            let mut fields: HashMap<String, Map<String, Json>> = HashMap::new();
+            for row in &rows {
+                let contact = contact_of(row)?;
+                fields.insert(contact.id, contact.fields);
+            }
+            for (id, edit) in &edits {
+                if let Some(fields) = fields.get_mut(id) {
+                    edit(fields);
+                }
+            }
+            let (ids, texts): (Vec<String>, Vec<String>) = fields
+                .into_iter()
+                .map(|(id, fields)| (id, Json::Object(fields).to_string()))
+                .unzip();
+            transaction
+                .execute(
+                    tables_sql(
+                        "UPDATE contacts_{part} AS contacts SET data = edited.data, updated_at = $3
+                         FROM unnest($1::TEXT[], $2::TEXT[]) AS edited (id, data)
+                         WHERE contacts.id = edited.id",
+                        self.part,
+                    ),
+                    &[&ids, &texts, &now_seconds()],
+                )
+                .map_err(database)?;
+        }
         if !self.wakes.is_empty() {
             let (ids, wakes): (Vec<String>, Vec<Option<i64>>) = self.wakes.drain().unzip();
             transaction
                 .execute(
-                    "UPDATE contacts SET wake_at = wake.at
-                     FROM unnest($1::TEXT[], $2::BIGINT[]) AS wake (id, at)
-                     WHERE contacts.id = wake.id AND contacts.wake_at IS DISTINCT FROM wake.at",
+                    tables_sql(
+                        "UPDATE contacts_{part} AS contacts SET wake_at = wake.at
+                         FROM unnest($1::TEXT[], $2::BIGINT[]) AS wake (id, at)
+                         WHERE contacts.id = wake.id AND contacts.wake_at IS DISTINCT FROM wake.at",
+                        self.part,
+                    ),
                     &[&ids, &wakes],
                 )
                 .map_err(database)?;
@@ -1797,8 +1875,14 @@ impl<'t> Batch<'t> {
 }
 
 impl RunBatch for Batch<'_> {
-    fn prefetch(&mut self, contacts: &[&str], through_seq: i64) -> Result<(), StoreError> {
-        self.ahead = read_ahead(&mut self.work.db(), contacts, through_seq)?;
+    fn prefetch(
+        &mut self,
+        part: u32,
+        contacts: &[&str],
+        through_seq: i64,
+    ) -> Result<(), StoreError> {
+        self.ahead = read_ahead(&mut self.work.db(), Some(part), contacts, through_seq)?;
+        self.part = Some(part);
         Ok(())
     }
 
@@ -1934,24 +2018,7 @@ impl RunBatch for Batch<'_> {
     }
 
     fn update_contact(&mut self, contact_id: &str, edit: ContactEdit) -> Result<(), StoreError> {
-        let mut db = self.work.db();
-        let Some(mut contact) = read_contact(
-            &mut db,
-            "SELECT data FROM contacts WHERE id = $1 FOR UPDATE",
-            contact_id,
-        )?
-        else {
-            return Ok(());
-        };
-        edit(&mut contact.fields);
-        db.execute(
-            "UPDATE contacts SET data = $2, updated_at = $3 WHERE id = $1",
-            &[
-                &contact.id,
-                &Json::Object(contact.fields).to_string(),
-                &now_seconds(),
-            ],
-        )?;
+        self.edits.push((contact_id.to_string(), edit));
         Ok(())
     }
 
@@ -2300,7 +2367,7 @@ impl Store for PostgresStore {
     }
 
     fn read_ahead(&self, contacts: &[&str], through_seq: i64) -> Result<Ahead, StoreError> {
-        self.read(|db| read_ahead(db, contacts, through_seq))
+        self.read(|db| read_ahead(db, None, contacts, through_seq))
     }
 
     fn begin_night(&mut self, proposed: &Night, join: Join) -> Result<Night, StoreError> {
