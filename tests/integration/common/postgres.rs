@@ -123,8 +123,16 @@ impl Cluster {
                 "fsync=off",
                 "-c",
                 "max_connections=200",
+                // Sized like a server that holds a store of a million
+                // contacts (the bench); memory is taken as it is used.
                 "-c",
-                "shared_buffers=64MB",
+                "shared_buffers=2GB",
+                "-c",
+                "max_wal_size=8GB",
+                "-c",
+                "checkpoint_timeout=30min",
+                "-c",
+                "full_page_writes=off",
             ]);
         let tls_port = tls.then(|| Cluster::serve_tls(&dir, &data, &mut postgres));
         if !tls {
