@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
 
 use super::engine::{Counts, RunError};
-use super::run::{add, committed, Ready};
+use super::run::{add, committed, Ready, RunFailure};
 use crate::model::{Channel, OutboxKey, Timestamp};
 use crate::store::{
     Ahead, Assignment, Backend, Contact, ContactEdit, Enrolment, Event, OutboxRow, Part, RunBatch,
@@ -218,12 +218,6 @@ struct Evaluated {
     counts: Counts,
 }
 
-/// Why a page was not evaluated.
-enum Failed {
-    Store(StoreError),
-    Engine(RunError),
-}
-
 /// Where the evaluators are in the partition: the next page's number and
 /// the contact it starts after.
 struct Cursor {
@@ -242,8 +236,7 @@ pub(super) fn work_part(
     part: &Part,
     mine: &mut Counts,
     progress: super::run::Progressed<'_>,
-) -> Result<(), super::run::RunFailure> {
-    use super::run::RunFailure;
+) -> Result<(), RunFailure> {
     let night = &ready.night;
     let mut counts: Counts = serde_json::from_str(&part.counts).unwrap_or_default();
     let due = match night.visit {
@@ -259,7 +252,7 @@ pub(super) fn work_part(
     });
     let stop = AtomicBool::new(false);
     let (sender, pages) =
-        mpsc::sync_channel::<(usize, Result<Evaluated, Failed>)>(readers.len() * 2);
+        mpsc::sync_channel::<(usize, Result<Evaluated, RunFailure>)>(readers.len() * 2);
     let mut after = part.after.clone();
     let outcome: Result<(), RunFailure> = std::thread::scope(|scope| {
         for reader in readers.iter_mut() {
@@ -268,7 +261,7 @@ pub(super) fn work_part(
             scope.spawn(move || evaluate(ready, &**reader, part.index, due, cursor, stop, &sender));
         }
         drop(sender);
-        let mut waiting: BTreeMap<usize, Result<Evaluated, Failed>> = BTreeMap::new();
+        let mut waiting: BTreeMap<usize, Result<Evaluated, RunFailure>> = BTreeMap::new();
         let mut next = 0;
         let mut outcome = Ok(());
         'pages: for (index, page) in &pages {
@@ -277,12 +270,8 @@ pub(super) fn work_part(
                 next += 1;
                 let page = match page {
                     Ok(page) => page,
-                    Err(Failed::Store(error)) => {
-                        outcome = Err(RunFailure::from(error));
-                        break 'pages;
-                    }
-                    Err(Failed::Engine(error)) => {
-                        outcome = Err(RunFailure::Engine(error));
+                    Err(failure) => {
+                        outcome = Err(failure);
                         break 'pages;
                     }
                 };
@@ -331,7 +320,7 @@ fn evaluate(
     due: Option<&[String]>,
     cursor: &Mutex<Cursor>,
     stop: &AtomicBool,
-    writer: &mpsc::SyncSender<(usize, Result<Evaluated, Failed>)>,
+    writer: &mpsc::SyncSender<(usize, Result<Evaluated, RunFailure>)>,
 ) {
     while !stop.load(Ordering::Relaxed) {
         let (index, page) = {
@@ -362,7 +351,7 @@ fn evaluate(
             Ok(page) if page.is_empty() => return,
             Ok(page) => page,
             Err(error) => {
-                let _ = writer.send((index, Err(Failed::Store(error))));
+                let _ = writer.send((index, Err(RunFailure::from(error))));
                 return;
             }
         };
@@ -380,23 +369,21 @@ fn evaluate_page(
     ready: &Ready<'_>,
     reader: &dyn Backend,
     page: Vec<Contact>,
-) -> Result<Evaluated, Failed> {
+) -> Result<Evaluated, RunFailure> {
     let engine = &ready.engine;
     let after = page
         .last()
         .map(|contact| contact.id.clone())
         .unwrap_or_default();
     let ids: Vec<&str> = page.iter().map(|contact| contact.id.as_str()).collect();
-    let ahead = reader
-        .read_ahead(&ids, engine.run_seq)
-        .map_err(Failed::Store)?;
+    let ahead = reader.read_ahead(&ids, engine.run_seq)?;
     let mut batch = Buffered::new(ahead, reader);
     let mut counts = Counts::default();
     for contact in page {
         match engine.contact(&mut batch, contact, &mut counts) {
             Ok(()) => crate::fault::point("run.contact"),
-            Err(RunError::Store(error)) => return Err(Failed::Store(error)),
-            Err(other) => return Err(Failed::Engine(other)),
+            Err(RunError::Store(error)) => return Err(RunFailure::from(error)),
+            Err(other) => return Err(RunFailure::Engine(other)),
         }
     }
     Ok(Evaluated {

@@ -224,35 +224,28 @@ const PARTITIONS: u32 = 16;
 /// `sql` with `{part}` replaced by a partition's number, made once per
 /// statement and partition: prepared statements are kept by their text.
 fn part_sql(sql: &'static str, part: u32) -> &'static str {
-    type Made = std::sync::Mutex<HashMap<(&'static str, u32), &'static str>>;
+    tables_sql(sql, Some(part))
+}
+
+/// `sql` on one partition's tables (`{part}` as in [`part_sql`]), or with
+/// no partition on the whole tables (`_{part}` left out); made once per
+/// statement and partition.
+fn tables_sql(sql: &'static str, part: Option<u32>) -> &'static str {
+    type Made = std::sync::Mutex<HashMap<(&'static str, Option<u32>), &'static str>>;
     static MADE: std::sync::OnceLock<Made> = std::sync::OnceLock::new();
     let made = MADE.get_or_init(Made::default);
     let mut made = made
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    made.entry((sql, part.min(PARTITIONS - 1)))
-        .or_insert_with(|| {
-            // A bounded set: a few statements times sixteen partitions.
-            Box::leak(sql.replace("{part}", &part.to_string()).into_boxed_str())
-        })
-}
-
-/// `sql` on one partition's tables (`{part}` as in [`part_sql`]), or with
-/// no partition on the whole tables (`_{part}` left out).
-fn tables_sql(sql: &'static str, part: Option<u32>) -> &'static str {
-    match part {
-        Some(part) => part_sql(sql, part),
-        None => {
-            type Made = std::sync::Mutex<HashMap<&'static str, &'static str>>;
-            static MADE: std::sync::OnceLock<Made> = std::sync::OnceLock::new();
-            let made = MADE.get_or_init(Made::default);
-            let mut made = made
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            made.entry(sql)
-                .or_insert_with(|| Box::leak(sql.replace("_{part}", "").into_boxed_str()))
-        }
-    }
+    let part = part.map(|part| part.min(PARTITIONS - 1));
+    made.entry((sql, part)).or_insert_with(|| {
+        // A bounded set: a few statements times sixteen partitions.
+        let made = match part {
+            Some(part) => sql.replace("{part}", &part.to_string()),
+            None => sql.replace("_{part}", ""),
+        };
+        Box::leak(made.into_boxed_str())
+    })
 }
 
 /// A key for PostgreSQL's advisory locks, made from a name (FNV-1a of its
